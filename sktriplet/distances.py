@@ -1,0 +1,120 @@
+"""Pairwise distances between embeddings, shared by mining, losses and metrics.
+
+Every function here takes and returns :class:`torch.Tensor` objects and knows
+nothing of scikit-learn or skorch. Three distances are supported:
+
+``"sqeuclidean"``
+    Squared Euclidean distance ``||a - b||^2`` (FaceNet's choice). On
+    L2-normalised embeddings it lies in ``[0, 4]``.
+``"euclidean"``
+    Euclidean distance ``||a - b||``; in ``[0, 2]`` on unit vectors.
+``"cosine"``
+    Cosine distance ``1 - cos(a, b)``; in ``[0, 2]``.
+
+Gradients are finite everywhere, including where two embeddings coincide
+(the square root at zero is the classic source of NaN).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+__all__ = ["DISTANCES", "Distance", "check_distance", "pairwise_distances"]
+
+Distance = Literal["sqeuclidean", "euclidean", "cosine"]
+
+#: The names accepted wherever a ``distance`` argument is taken.
+DISTANCES: tuple[str, ...] = ("sqeuclidean", "euclidean", "cosine")
+
+# Below this squared distance the square root's derivative is cut off (the
+# gradient of ``sqrt`` at zero is infinite).
+_SQRT_EPS = 1e-12
+
+
+def check_distance(distance: str) -> str:
+    """Return ``distance`` if it names a supported distance, else raise.
+
+    Parameters
+    ----------
+    distance : str
+        The name to check.
+
+    Returns
+    -------
+    str
+        ``distance`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``distance`` is not one of :data:`DISTANCES`.
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"distance={distance!r} is not supported; use one of {list(DISTANCES)}.")
+    return distance
+
+
+def _sqeuclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # ||a||^2 + ||b||^2 - 2 a.b, through one matrix product (the cdist floor).
+    a2 = (a * a).sum(dim=1, keepdim=True)
+    b2 = (b * b).sum(dim=1, keepdim=True)
+    d = torch.addmm(a2, a, b.T, beta=1.0, alpha=-2.0) + b2.T
+    return d.clamp_min(0.0)
+
+
+def pairwise_distances(
+    a: torch.Tensor,
+    b: torch.Tensor | None = None,
+    distance: str = "sqeuclidean",
+) -> torch.Tensor:
+    """Distance matrix between the rows of ``a`` and the rows of ``b``.
+
+    Parameters
+    ----------
+    a : torch.Tensor of shape (n, d)
+        Embeddings, one per row.
+    b : torch.Tensor of shape (m, d), default=None
+        Second set of embeddings. ``None`` means ``a`` itself; the diagonal
+        of the result is then exactly zero.
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
+        Which distance to compute (see the module docstring).
+
+    Returns
+    -------
+    torch.Tensor of shape (n, m)
+        Non-negative distances, in the dtype of ``a``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.distances import pairwise_distances
+    >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    >>> pairwise_distances(x, distance="euclidean")
+    tensor([[0., 5.],
+            [5., 0.]])
+    """
+    check_distance(distance)
+    same = b is None
+    if b is None:
+        b = a
+    if distance == "cosine":
+        an = torch.nn.functional.normalize(a, dim=1, eps=1e-12)
+        bn = an if same else torch.nn.functional.normalize(b, dim=1, eps=1e-12)
+        d = (1.0 - an @ bn.T).clamp_min(0.0)
+    else:
+        d = _sqeuclidean(a, b)
+        if distance == "euclidean":
+            # sqrt with a finite derivative at 0: below eps the distance is 0
+            # and no gradient flows (it is zero there anyway by symmetry).
+            positive = d > _SQRT_EPS
+            d = torch.where(positive, d, torch.ones_like(d)).sqrt() * positive
+    if same:
+        d = d.fill_diagonal_(0.0) if not d.requires_grad else _zero_diagonal(d)
+    return d
+
+
+def _zero_diagonal(d: torch.Tensor) -> torch.Tensor:
+    eye = torch.eye(d.shape[0], dtype=torch.bool, device=d.device)
+    return d.masked_fill(eye, 0.0)

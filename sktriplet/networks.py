@@ -1,0 +1,184 @@
+"""Default embedding networks, sized from the data at fit time.
+
+:class:`MLPEmbedder` embeds tabular rows, :class:`ConvEmbedder` embeds images
+given as ``(C, H, W)`` tensors. Both end in a linear layer of
+``n_components`` units followed by L2 normalisation, so embeddings lie on the
+unit sphere (where the margin has a fixed scale). Any other ``nn.Module``
+whose output is ``(batch, n_components)`` can replace them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["ConvEmbedder", "L2Normalize", "MLPEmbedder", "Standardize"]
+
+
+class L2Normalize(nn.Module):
+    """Scale every row to unit Euclidean norm (zero rows stay zero).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.networks import L2Normalize
+    >>> L2Normalize()(torch.tensor([[3.0, 4.0]]))
+    tensor([[0.6000, 0.8000]])
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x`` with rows of unit norm."""
+        return F.normalize(x, dim=1, eps=1e-12)
+
+
+class MLPEmbedder(nn.Module):
+    """Multi-layer perceptron that maps feature vectors to unit embeddings.
+
+    Each hidden layer is ``Linear -> BatchNorm1d -> ReLU`` (with optional
+    dropout); the last layer is linear with ``n_components`` units, then L2
+    normalisation.
+
+    Parameters
+    ----------
+    n_features : int
+        Width of the input rows.
+    n_components : int, default=64
+        Embedding dimension.
+    hidden_units : sequence of int, default=(256, 256)
+        Width of each hidden layer; empty for a linear map.
+    dropout : float, default=0.0
+        Dropout probability after each hidden layer.
+    normalize : bool, default=True
+        L2-normalise the output.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.networks import MLPEmbedder
+    >>> net = MLPEmbedder(n_features=10, n_components=3).eval()
+    >>> net(torch.randn(5, 10)).shape
+    torch.Size([5, 3])
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_components: int = 64,
+        hidden_units: Sequence[int] = (256, 256),
+        dropout: float = 0.0,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_features
+        for units in hidden_units:
+            layers += [nn.Linear(width, units), nn.BatchNorm1d(units), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = units
+        layers.append(nn.Linear(width, n_components))
+        if normalize:
+            layers.append(L2Normalize())
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of shape ``(batch, n_features)``."""
+        return self.layers(x.flatten(1))
+
+
+class ConvEmbedder(nn.Module):
+    """Small convolutional network that maps images to unit embeddings.
+
+    Each block is ``Conv3x3 -> BatchNorm2d -> ReLU -> Conv3x3 -> BatchNorm2d ->
+    ReLU -> MaxPool2``; blocks stop early when the image would shrink below
+    4 pixels. Global average pooling, a linear layer of ``n_components`` units
+    and L2 normalisation follow.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input images.
+    n_components : int, default=64
+        Embedding dimension.
+    image_size : tuple of int, default=(28, 28)
+        ``(H, W)`` of the input, used to decide how many blocks fit.
+    channels : sequence of int, default=(32, 64, 128)
+        Output channels of each block.
+    normalize : bool, default=True
+        L2-normalise the output.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.networks import ConvEmbedder
+    >>> net = ConvEmbedder(in_channels=1, n_components=8, image_size=(16, 16)).eval()
+    >>> net(torch.rand(2, 1, 16, 16)).shape
+    torch.Size([2, 8])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_components: int = 64,
+        image_size: tuple[int, int] = (28, 28),
+        channels: Sequence[int] = (32, 64, 128),
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width, size = in_channels, min(image_size)
+        for out in channels:
+            blocks += [
+                nn.Conv2d(width, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(out, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
+            width = out
+            if size // 2 >= 4:
+                blocks.append(nn.MaxPool2d(2))
+                size //= 2
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, n_components)
+        self.normalize = L2Normalize() if normalize else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of shape ``(batch, C, H, W)``."""
+        x = self.features(x).mean(dim=(2, 3))
+        return self.normalize(self.head(x))
+
+
+class Standardize(nn.Module):
+    """Fixed affine input standardisation ``(x - mean) / scale``.
+
+    Converts its input to float32 first, so uint8 images can be fed as they
+    are. ``mean`` and ``scale`` are buffers (saved with the weights, not
+    trained).
+
+    Parameters
+    ----------
+    mean, scale : array-like
+        Broadcastable against one sample: shape ``(n_features,)`` for rows,
+        ``(C, 1, 1)`` for images.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.networks import Standardize
+    >>> Standardize([1.0, 2.0], [2.0, 4.0])(torch.tensor([[3.0, 6.0]]))
+    tensor([[1., 1.]])
+    """
+
+    def __init__(self, mean, scale) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the standardised float32 input."""
+        return (x.float() - self.mean) / self.scale
