@@ -44,7 +44,8 @@ def triplet_loss(
     mining: str = "semihard",
     distance: str = "sqeuclidean",
     soft: bool = False,
-) -> torch.Tensor:
+    return_stats: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Triplet loss of a batch of embeddings, with online mining.
 
     Parameters
@@ -79,13 +80,24 @@ def triplet_loss(
     soft : bool, default=False
         Use the soft margin ``log1p(exp(d(a, p) - d(a, n)))`` in place of the
         hinge (``margin`` is then unused).
+    return_stats : bool, default=False
+        Also return mining statistics of the batch (detached 0-d tensors, so
+        no device synchronisation): ``n_triplets`` (triplets in the loss),
+        ``active`` (fraction of them with a non-zero term), ``fallback``
+        (semihard: fraction of positive pairs without a negative farther than
+        the positive), ``d_ap`` and ``d_an`` (mean anchor-positive and
+        anchor-negative distance of the mined triplets; for ``"all"`` over all
+        positive and negative pairs) and ``spread`` (mean distance between
+        all pairs of the batch, near 0 when embeddings collapse).
 
     Returns
     -------
-    torch.Tensor
+    loss : torch.Tensor
         A scalar. It is ``0`` with a zero gradient when the batch holds no
         valid triplet (a single class, or all labels distinct); it is never
         NaN for finite embeddings.
+    stats : dict of str to torch.Tensor
+        Only with ``return_stats=True``.
 
     Notes
     -----
@@ -124,38 +136,72 @@ def triplet_loss(
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
         emb = embeddings.float() if embeddings.dtype in _LOW_PRECISION else embeddings
         dist = pairwise_distances(emb, distance=distance)
+        stats: dict[str, torch.Tensor] = {} if return_stats else None  # type: ignore[assignment]
         if mining == "semihard":
-            return _semihard(dist, labels, margin, soft, embeddings)
-        if mining == "hard":
-            return _hard(dist, labels, margin, soft, embeddings)
-        return _all(dist, labels, margin, soft, embeddings)
+            loss = _semihard(dist, labels, margin, soft, embeddings, stats)
+        elif mining == "hard":
+            loss = _hard(dist, labels, margin, soft, embeddings, stats)
+        else:
+            loss = _all(dist, labels, margin, soft, embeddings, stats)
+    if not return_stats:
+        return loss
+    d = dist.detach()
+    n = d.shape[0]
+    stats["spread"] = d.sum() / max(n * (n - 1), 1)
+    zero = d.new_zeros(())
+    for key in ("n_triplets", "active", "fallback", "d_ap", "d_an"):
+        stats.setdefault(key, zero)
+    return loss, stats
 
 
-def _semihard(dist, labels, margin, soft, embeddings):
+def _mined_stats(stats, d_ap, d_an, terms, fallback=None):
+    if stats is None:
+        return
+    d_ap, d_an, terms = d_ap.detach(), d_an.detach(), terms.detach()
+    stats["n_triplets"] = d_ap.new_tensor(float(d_ap.numel()))
+    stats["active"] = (terms > 0).to(d_ap.dtype).mean()
+    stats["d_ap"] = d_ap.mean()
+    stats["d_an"] = d_an.mean()
+    if fallback is not None:
+        stats["fallback"] = fallback.to(d_ap.dtype).mean()
+
+
+def _semihard(dist, labels, margin, soft, embeddings, stats):
     t = semihard_triplets(dist, labels)
     if t.anchor.numel() == 0:
         return _zero(embeddings)
-    terms = _hinge(dist[t.anchor, t.positive] - dist[t.anchor, t.negative], margin, soft)
+    d_ap, d_an = dist[t.anchor, t.positive], dist[t.anchor, t.negative]
+    terms = _hinge(d_ap - d_an, margin, soft)
+    _mined_stats(stats, d_ap, d_an, terms, t.fallback)
     return terms.sum() / t.anchor.numel()
 
 
-def _hard(dist, labels, margin, soft, embeddings):
+def _hard(dist, labels, margin, soft, embeddings, stats):
     t = hard_triplets(dist, labels)
     if t.anchor.numel() == 0:
         return _zero(embeddings)
-    terms = _hinge(dist[t.anchor, t.positive] - dist[t.anchor, t.negative], margin, soft)
+    d_ap, d_an = dist[t.anchor, t.positive], dist[t.anchor, t.negative]
+    terms = _hinge(d_ap - d_an, margin, soft)
+    _mined_stats(stats, d_ap, d_an, terms)
     return terms.mean()
 
 
-def _all(dist, labels, margin, soft, embeddings):
+def _all(dist, labels, margin, soft, embeddings, stats):
     positive, negative = label_masks(labels)
     n_triplets = (positive.sum(1) * negative.sum(1)).sum()
     if n_triplets.item() == 0:
         return _zero(embeddings)
     if soft:
         total = _all_soft_sum(dist, positive, negative)
-        return total / n_triplets
-    total, count = _all_hinge_sum(dist, positive, negative, margin)
+        count = n_triplets
+    else:
+        total, count = _all_hinge_sum(dist, positive, negative, margin)
+    if stats is not None:
+        d = dist.detach()
+        stats["n_triplets"] = n_triplets.to(d.dtype)
+        stats["active"] = count.to(d.dtype) / n_triplets
+        stats["d_ap"] = d[positive].mean()
+        stats["d_an"] = d[negative].mean()
     if count.item() == 0:
         return _zero(embeddings)
     return total / count
@@ -231,6 +277,14 @@ class TripletLoss(nn.Module):
         Distance between embeddings.
     soft : bool, default=False
         Soft margin in place of the hinge.
+    record_stats : bool, default=False
+        Keep the mining statistics of the last batch (see ``return_stats`` of
+        :func:`triplet_loss`) in :attr:`last_stats`.
+
+    Attributes
+    ----------
+    last_stats : dict of str to torch.Tensor
+        Statistics of the last batch (empty unless ``record_stats=True``).
 
     Examples
     --------
@@ -248,23 +302,30 @@ class TripletLoss(nn.Module):
         mining: str = "semihard",
         distance: str = "sqeuclidean",
         soft: bool = False,
+        record_stats: bool = False,
     ) -> None:
         super().__init__()
         self.margin = float(margin)
         self.mining = check_mining(mining)
         self.distance = check_distance(distance)
         self.soft = bool(soft)
+        self.record_stats = bool(record_stats)
+        self.last_stats: dict[str, torch.Tensor] = {}
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of one batch (see :func:`triplet_loss`)."""
-        return triplet_loss(
+        out = triplet_loss(
             embeddings,
             labels,
             margin=self.margin,
             mining=self.mining,
             distance=self.distance,
             soft=self.soft,
+            return_stats=self.record_stats,
         )
+        if self.record_stats:
+            out, self.last_stats = out
+        return out
 
     def extra_repr(self) -> str:  # noqa: D102
         return (

@@ -144,3 +144,61 @@ def test_bad_shapes():
         triplet_loss(torch.zeros(4), torch.tensor([0, 0, 1, 1]))
     with pytest.raises(ValueError, match="one label per embedding"):
         triplet_loss(torch.zeros(4, 2), torch.tensor([0, 0, 1]))
+
+
+def _reference_stats(emb, labels, margin, mining):
+    """Brute-force mining statistics (semihard and hard)."""
+    from .reference import distance
+
+    n = len(labels)
+    d = np.array([[distance(emb[i], emb[j], "sqeuclidean") for j in range(n)] for i in range(n)])
+    aps, ans, fbs = [], [], []
+    for a in range(n):
+        negs = [k for k in range(n) if labels[k] != labels[a]]
+        poss = [p for p in range(n) if p != a and labels[p] == labels[a]]
+        if not negs or not poss:
+            continue
+        if mining == "hard":
+            aps.append(max(d[a, poss]))
+            ans.append(min(d[a, negs]))
+            continue
+        for p in poss:
+            farther = [d[a, k] for k in negs if d[a, k] > d[a, p]]
+            aps.append(d[a, p])
+            ans.append(min(farther) if farther else max(d[a, negs]))
+            fbs.append(not farther)
+    aps, ans = np.array(aps), np.array(ans)
+    active = np.mean(aps - ans + margin > 0)
+    return {
+        "d_ap": aps.mean(),
+        "d_an": ans.mean(),
+        "active": active,
+        "fallback": np.mean(fbs) if fbs else 0.0,
+        "n_triplets": len(aps),
+        "spread": d.sum() / (n * (n - 1)),
+    }
+
+
+@pytest.mark.parametrize("mining", ["semihard", "hard"])
+def test_stats_match_brute_force(mining):
+    emb, labels = _batch(8, n=30, n_classes=4)
+    loss, stats = triplet_loss(
+        torch.tensor(emb), torch.tensor(labels), mining=mining, margin=0.5, return_stats=True
+    )
+    want = _reference_stats(emb, labels, 0.5, mining)
+    for key, value in want.items():
+        assert stats[key].item() == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    assert loss.item() == pytest.approx(
+        reference_loss(emb, labels, 0.5, mining, "sqeuclidean", False)
+    )
+
+
+def test_criterion_records_stats_only_when_asked():
+    emb, labels = _batch(9)
+    x, y = torch.tensor(emb), torch.tensor(labels)
+    crit = TripletLoss()
+    crit(x, y)
+    assert crit.last_stats == {}
+    crit = TripletLoss(record_stats=True, mining="all")
+    crit(x, y)
+    assert set(crit.last_stats) == {"n_triplets", "active", "fallback", "d_ap", "d_an", "spread"}
