@@ -4,24 +4,40 @@ Triplet logic enters skorch only through its override points: the criterion
 is :class:`sktriplet.losses.TripletLoss`, ``get_iterator`` draws PK batches
 for training, and ``get_loss`` refuses a non-finite loss before the optimizer
 steps. skorch's loop, callbacks, history and checkpointing stay as they are.
+
+The net also keeps a snapshot of the module, the optimizer and the torch
+random state at the end of every epoch: a ``KeyboardInterrupt`` in the middle
+of an epoch rolls back to the last completed epoch (skorch then ends ``fit``
+normally), and non-finite weights at the end of an epoch stop training.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any
 
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.utils import TeeGenerator
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from sktriplet.sampling import PKSampler
 
-__all__ = ["ArrayDataset", "TrainingDivergedError", "TripletNet"]
+__all__ = ["ArrayDataset", "StopTraining", "TrainingDivergedError", "TripletNet"]
 
 
 class TrainingDivergedError(FloatingPointError):
     """Raised when the training loss stops being finite."""
+
+
+class StopTraining(KeyboardInterrupt):
+    """Raised by a callback at the end of an epoch to end training early.
+
+    skorch ends ``fit`` normally on a ``KeyboardInterrupt``; this subclass
+    marks a planned stop (early stopping), which keeps the weights as they are.
+    """
 
 
 class ArrayDataset(Dataset):
@@ -64,12 +80,92 @@ class TripletNet(NeuralNet):
         ``K`` of the PK batches (see :class:`sktriplet.sampling.PKSampler`).
     seed : int or None, default=None
         Seed of the PK batches; epoch ``e`` uses ``(seed, e)``.
+    precision : {"32", "bf16", "16"}, default="32"
+        ``"bf16"`` and ``"16"`` run the module's forward pass under
+        :func:`torch.autocast` with bfloat16 or float16 (the loss computes
+        distances and mines in float32 regardless); ``"16"`` also scales the
+        loss with a :class:`torch.amp.GradScaler` (kept as ``grad_scaler_``)
+        so that small float16 gradients do not flush to zero.
+    augment : callable or None, default=None
+        Applied to the input of every training batch (never at inference),
+        e.g. :class:`sktriplet.augment.RandomAffine` for images.
+
+    Attributes
+    ----------
+    rng_state_ : torch.Tensor
+        The CPU torch random state at the end of the last epoch; a
+        warm-started :class:`sktriplet.TripletEmbedder` continues from it.
+    epoch_snapshot_ : dict or None
+        While training, the :meth:`snapshot` taken at the end of the last
+        epoch (a ``KeyboardInterrupt`` rolls back to it); ``None`` after.
     """
 
-    def __init__(self, *args, samples_per_class: int = 8, seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        samples_per_class: int = 8,
+        seed: int | None = None,
+        precision: str = "32",
+        augment=None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.samples_per_class = samples_per_class
         self.seed = seed
+        self.precision = precision
+        self.augment = augment
+
+    # ------------------------------------------------------ mixed precision
+    def autocast(self):
+        """The autocast context of ``precision`` (disabled for ``"32"``)."""
+        dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(self.precision)
+        return torch.autocast(
+            device_type=torch.device(self.device).type,
+            dtype=dtype,
+            enabled=dtype is not None,
+        )
+
+    def infer(self, x, **fit_params):
+        """The module's forward pass, under autocast with ``precision``."""
+        with self.autocast():
+            return super().infer(x, **fit_params)
+
+    def train_step_single(self, batch, **fit_params):
+        """Forward, loss and backward; the loss is scaled for ``precision="16"``."""
+        if self.augment is not None:
+            Xi, yi = batch
+            batch = (self.augment(Xi.to(self.device)), yi)
+        if self.precision != "16":
+            return super().train_step_single(batch, **fit_params)
+        self._set_training(True)
+        Xi, yi = batch
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        self.grad_scaler_.scale(loss).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        """One optimizer step; with ``precision="16"`` through the grad scaler."""
+        if self.precision != "16":
+            return super().train_step(batch, **fit_params)
+        if getattr(self, "grad_scaler_", None) is None:
+            self.grad_scaler_ = torch.amp.GradScaler(torch.device(self.device).type)
+        scaler = self.grad_scaler_
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        optimizers = [getattr(self, name + "_") for name in self._optimizers]
+        for optimizer in optimizers:
+            scaler.unscale_(optimizer)  # callbacks (e.g. clipping) see true gradients
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        for optimizer in optimizers:
+            scaler.step(optimizer)  # skipped when a gradient is not finite
+        scaler.update()
+        return step
 
     def get_iterator(self, dataset, training=False):
         """PK batches for training, plain sequential batches otherwise."""
@@ -96,3 +192,92 @@ class TripletNet(NeuralNet):
                 f"lr={self.lr / 10:g}) or check the input for extreme values."
             )
         return loss
+
+    # ------------------------------------------------- snapshots and rollback
+    def snapshot(self) -> dict[str, Any]:
+        """Copy the training state: module, optimizer, history length, RNG.
+
+        Tensors are copied to the CPU, so a snapshot costs host memory of
+        about the module's size (plus the optimizer's state), not GPU memory.
+
+        Returns
+        -------
+        dict
+            Pass it to :meth:`restore`.
+        """
+        return {
+            "module": _cpu_copy(self.module_.state_dict()),
+            "optimizer": _cpu_copy(self.optimizer_.state_dict()),
+            "n_epochs": len(self.history),
+            "rng_state": torch.get_rng_state(),
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Return to a state taken by :meth:`snapshot`.
+
+        Parameters
+        ----------
+        snapshot : dict
+            The output of :meth:`snapshot` on this net.
+        """
+        self.module_.load_state_dict(snapshot["module"])
+        self.optimizer_.load_state_dict(snapshot["optimizer"])
+        del self.history[snapshot["n_epochs"] :]
+        self.rng_state_ = snapshot["rng_state"]
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        """Snapshot the state training starts from."""
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        self.epoch_snapshot_ = self.snapshot()
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Check that the weights are finite, then snapshot them."""
+        super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid)
+        tensors = list(self.module_.parameters()) + [
+            b for b in self.module_.buffers() if b.is_floating_point()
+        ]
+        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            raise TrainingDivergedError(
+                f"the network's weights stopped being finite in epoch {len(self.history)}: "
+                f"training diverged. Lower the learning rate (lr={self.lr} now, try "
+                f"lr={self.lr / 10:g}) or check the input for extreme values."
+            )
+        self.epoch_snapshot_ = self.snapshot()
+        self.rng_state_ = self.epoch_snapshot_["rng_state"]
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        """Drop the last snapshot (it is only needed while training)."""
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        self.epoch_snapshot_ = None
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """Skorch's loop; on ``KeyboardInterrupt`` roll back to the last epoch end."""
+        try:
+            return super().fit_loop(X, y, epochs, **fit_params)
+        except StopTraining:
+            raise  # a planned stop at the end of an epoch: nothing to roll back
+        except KeyboardInterrupt:
+            snapshot = getattr(self, "epoch_snapshot_", None)
+            # An interrupt after the epoch's snapshot (e.g. skorch's EarlyStopping
+            # in on_epoch_end) has nothing to roll back.
+            if snapshot is not None and len(self.history) > snapshot["n_epochs"]:
+                self.restore(snapshot)
+                warnings.warn(
+                    f"training interrupted in epoch {snapshot['n_epochs'] + 1}; the "
+                    f"network keeps the weights at the end of epoch {snapshot['n_epochs']} "
+                    "(0: the weights training started from).",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            raise
+
+
+def _cpu_copy(obj):
+    """A copy of nested dicts/lists/tuples with every tensor copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj

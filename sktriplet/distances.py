@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["DISTANCES", "Distance", "check_distance", "pairwise_distances"]
+__all__ = ["DISTANCES", "Distance", "check_distance", "paired_distances", "pairwise_distances"]
 
 Distance = Literal["sqeuclidean", "euclidean", "cosine"]
 
@@ -104,14 +104,87 @@ def pairwise_distances(
         bn = an if same else torch.nn.functional.normalize(b, dim=1, eps=1e-12)
         d = (1.0 - an @ bn.T).clamp_min(0.0)
     else:
-        d = _sqeuclidean(a, b)
+        d = _SelfSqEuclidean.apply(a) if same else _sqeuclidean(a, b)
         if distance == "euclidean":
             # sqrt with a finite derivative at 0: below eps the distance is 0
             # and no gradient flows (it is zero there anyway by symmetry).
             positive = d > _SQRT_EPS
             d = torch.where(positive, d, torch.ones_like(d)).sqrt() * positive
-    if same:
+    if same and distance != "sqeuclidean":
         d = d.fill_diagonal_(0.0) if not d.requires_grad else _zero_diagonal(d)
+    return d
+
+
+class _SelfSqEuclidean(torch.autograd.Function):
+    """``||x_i - x_j||^2`` for all pairs of rows, with a hand-written backward.
+
+    Forward is one matrix product and in-place passes over the result; the
+    backward is two matrix products, ``dL/dx = 2 (diag(g 1 + g^T 1) x -
+    (g + g^T) x)``, without the chain of ``B x B`` temporaries that autograd
+    keeps for the same expression. The diagonal is exactly zero (its true
+    derivative is zero, and the formula's terms for it cancel). Entries
+    clamped at zero keep the derivative of the unclamped expression, which is
+    ``2 (x_i - x_j) ~ 0`` there.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        sq = (x * x).sum(dim=1)
+        d = torch.addmm(sq[:, None], x, x.T, beta=1.0, alpha=-2.0)
+        d.add_(sq[None, :]).clamp_min_(0.0).fill_diagonal_(0.0)
+        ctx.save_for_backward(x)
+        return d
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        (x,) = ctx.saved_tensors
+        weight = grad.sum(dim=1) + grad.sum(dim=0)
+        out = torch.addmm(x * (2.0 * weight[:, None]), grad, x, alpha=-2.0)
+        return out.addmm_(grad.T, x, alpha=-2.0)
+
+
+def paired_distances(
+    a: torch.Tensor, b: torch.Tensor, distance: str = "sqeuclidean"
+) -> torch.Tensor:
+    """Distances between matching rows of ``a`` and ``b`` (no matrix).
+
+    The loss measures only the triplets that mining chose with this
+    function, so back-propagation costs ``O(n_triplets x d)`` instead of
+    going through the whole ``B x B`` distance matrix. Values agree with
+    :func:`pairwise_distances` up to rounding (computed from differences,
+    they are the more accurate of the two).
+
+    Parameters
+    ----------
+    a, b : torch.Tensor of shape (..., d)
+        Embeddings, broadcastable against each other.
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
+        Which distance to compute (see the module docstring).
+
+    Returns
+    -------
+    torch.Tensor of shape (...)
+        ``d(a[..., :], b[..., :])``, non-negative.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.distances import paired_distances
+    >>> a = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    >>> paired_distances(a, torch.tensor([[3.0, 4.0], [1.0, 1.0]]))
+    tensor([25.,  0.])
+    """
+    check_distance(distance)
+    if distance == "cosine":
+        an = torch.nn.functional.normalize(a, dim=-1, eps=1e-12)
+        bn = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
+        return (1.0 - (an * bn).sum(dim=-1)).clamp_min(0.0)
+    diff = a - b
+    d = (diff * diff).sum(dim=-1)
+    if distance == "euclidean":
+        positive = d > _SQRT_EPS
+        d = torch.where(positive, d, torch.ones_like(d)).sqrt() * positive
     return d
 
 

@@ -6,18 +6,20 @@ The loss knows nothing of scikit-learn or skorch; :class:`TripletLoss` is the
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from sktriplet.distances import check_distance, pairwise_distances
+from sktriplet.distances import check_distance, paired_distances, pairwise_distances
 from sktriplet.mining import (
     DEFAULT_BLOCK_ELEMENTS,
+    ClassTable,
     check_mining,
-    hard_triplets,
-    label_masks,
-    semihard_triplets,
+    hard_table,
+    semihard_table,
 )
 
 __all__ = ["TripletLoss", "triplet_loss"]
@@ -135,14 +137,17 @@ def triplet_loss(
         )
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
         emb = embeddings.float() if embeddings.dtype in _LOW_PRECISION else embeddings
-        dist = pairwise_distances(emb, distance=distance)
-        stats: dict[str, torch.Tensor] = {} if return_stats else None  # type: ignore[assignment]
-        if mining == "semihard":
-            loss = _semihard(dist, labels, margin, soft, embeddings, stats)
+        table = ClassTable.from_labels(labels)
+        stats: dict[str, torch.Tensor] | None = {} if return_stats else None
+        if not table.has_triplets:
+            loss = _zero(embeddings)
+            dist = pairwise_distances(emb.detach(), distance=distance) if return_stats else None
+        elif mining == "semihard":
+            loss, dist = _semihard(emb, table, margin, soft, distance, stats)
         elif mining == "hard":
-            loss = _hard(dist, labels, margin, soft, embeddings, stats)
+            loss, dist = _hard(emb, table, margin, soft, distance, stats)
         else:
-            loss = _all(dist, labels, margin, soft, embeddings, stats)
+            loss, dist = _all(emb, table, margin, soft, distance, stats)
     if not return_stats:
         return loss
     d = dist.detach()
@@ -154,109 +159,169 @@ def triplet_loss(
     return loss, stats
 
 
-def _mined_stats(stats, d_ap, d_an, terms, fallback=None):
-    if stats is None:
-        return
-    d_ap, d_an, terms = d_ap.detach(), d_an.detach(), terms.detach()
-    stats["n_triplets"] = d_ap.new_tensor(float(d_ap.numel()))
-    stats["active"] = (terms > 0).to(d_ap.dtype).mean()
-    stats["d_ap"] = d_ap.mean()
-    stats["d_an"] = d_an.mean()
-    if fallback is not None:
-        stats["fallback"] = fallback.to(d_ap.dtype).mean()
+def _rowwise_is_cheaper(batch: int, width: int, dim: int) -> bool:
+    # Measuring the mined pairs on their own costs ~ batch * width * dim
+    # element operations; back-propagating through the whole distance matrix
+    # costs two (batch x batch x dim) matrix products plus a few passes over
+    # batch^2 numbers. Calibrated on CPU with benchmarks/bench_mining.py.
+    return width * dim <= _ROWWISE_FACTOR * batch
 
 
-def _semihard(dist, labels, margin, soft, embeddings, stats):
-    t = semihard_triplets(dist, labels)
-    if t.anchor.numel() == 0:
-        return _zero(embeddings)
-    d_ap, d_an = dist[t.anchor, t.positive], dist[t.anchor, t.negative]
-    terms = _hinge(d_ap - d_an, margin, soft)
-    _mined_stats(stats, d_ap, d_an, terms, t.fallback)
-    return terms.sum() / t.anchor.numel()
+#: Rowwise measurement of mined pairs wins while width * dim <= factor * B.
+_ROWWISE_FACTOR = 0.5
 
 
-def _hard(dist, labels, margin, soft, embeddings, stats):
-    t = hard_triplets(dist, labels)
-    if t.anchor.numel() == 0:
-        return _zero(embeddings)
-    d_ap, d_an = dist[t.anchor, t.positive], dist[t.anchor, t.negative]
-    terms = _hinge(d_ap - d_an, margin, soft)
-    _mined_stats(stats, d_ap, d_an, terms)
-    return terms.mean()
+def _mined_distances(emb, dist, anchor_cols, distance, rowwise):
+    """Distances ``d(a, cols[a, j])`` with gradients, shape of ``anchor_cols``."""
+    if rowwise:
+        anchors = emb[:, None, :] if anchor_cols.ndim == 2 else emb
+        return paired_distances(anchors, emb[anchor_cols], distance=distance)
+    if anchor_cols.ndim == 1:
+        return dist.gather(1, anchor_cols[:, None]).squeeze(1)
+    return dist.gather(1, anchor_cols)
 
 
-def _all(dist, labels, margin, soft, embeddings, stats):
-    positive, negative = label_masks(labels)
-    n_triplets = (positive.sum(1) * negative.sum(1)).sum()
-    if n_triplets.item() == 0:
-        return _zero(embeddings)
+def _masked_mean(values, mask, count):
+    return torch.where(mask, values, 0.0).sum() / count
+
+
+def _semihard(emb, table, margin, soft, distance, stats, rowwise=None):
+    batch = emb.shape[0]
+    if rowwise is None:
+        rowwise = _rowwise_is_cheaper(batch, table.width, emb.shape[1])
+    if rowwise:
+        with torch.no_grad():
+            dist = pairwise_distances(emb.detach(), distance=distance)
+    else:
+        dist = pairwise_distances(emb, distance=distance)
+    neg, found = semihard_table(dist, table)
+    valid = table.valid
+    d_ap = _mined_distances(emb, dist, table.members, distance, rowwise)
+    d_an = _mined_distances(emb, dist, neg, distance, rowwise)
+    terms = torch.where(valid, _hinge(d_ap - d_an, margin, soft), 0.0)
+    n_pairs = valid.sum()
+    count = n_pairs.clamp_min(1).to(terms.dtype)
+    if stats is not None:
+        d_ap, d_an = d_ap.detach(), d_an.detach()
+        stats["n_triplets"] = n_pairs.to(dist.dtype)
+        stats["active"] = _masked_mean((terms.detach() > 0).to(dist.dtype), valid, count)
+        stats["d_ap"] = _masked_mean(d_ap, valid, count)
+        stats["d_an"] = _masked_mean(d_an, valid, count)
+        stats["fallback"] = _masked_mean((~found).to(dist.dtype), valid, count)
+    return terms.sum() / count, dist
+
+
+def _hard(emb, table, margin, soft, distance, stats):
+    with torch.no_grad():
+        dist = pairwise_distances(emb.detach(), distance=distance)
+    pos, neg, valid = hard_table(dist, table.codes)
+    d_ap = _mined_distances(emb, dist, pos, distance, rowwise=True)
+    d_an = _mined_distances(emb, dist, neg, distance, rowwise=True)
+    terms = torch.where(valid, _hinge(d_ap - d_an, margin, soft), 0.0)
+    n_anchors = valid.sum()
+    count = n_anchors.clamp_min(1).to(terms.dtype)
+    if stats is not None:
+        d_ap, d_an = d_ap.detach(), d_an.detach()
+        stats["n_triplets"] = n_anchors.to(dist.dtype)
+        stats["active"] = _masked_mean((terms.detach() > 0).to(dist.dtype), valid, count)
+        stats["d_ap"] = _masked_mean(d_ap, valid, count)
+        stats["d_an"] = _masked_mean(d_an, valid, count)
+    return terms.sum() / count, dist
+
+
+def _all(emb, table, margin, soft, distance, stats):
+    batch = emb.shape[0]
+    dist = pairwise_distances(emb, distance=distance)
+    valid = table.valid
+    n_pos = valid.sum(dim=1)
+    # With two classes or more, a sample's class is its positives plus itself.
+    n_neg = batch - 1 - n_pos
+    n_triplets = (n_pos * n_neg).sum().to(dist.dtype)
     if soft:
-        total = _all_soft_sum(dist, positive, negative)
+        total = _all_soft_sum(dist, table)
         count = n_triplets
     else:
-        total, count = _all_hinge_sum(dist, positive, negative, margin)
+        total, count = _all_hinge_sum(dist, table, margin)
     if stats is not None:
         d = dist.detach()
-        stats["n_triplets"] = n_triplets.to(d.dtype)
-        stats["active"] = count.to(d.dtype) / n_triplets
-        stats["d_ap"] = d[positive].mean()
-        stats["d_an"] = d[negative].mean()
-    if count.item() == 0:
-        return _zero(embeddings)
-    return total / count
+        n_pairs = n_pos.sum().to(d.dtype)
+        pos_sum = torch.where(valid, d.gather(1, table.members), 0.0).sum()
+        stats["n_triplets"] = n_triplets
+        stats["active"] = count.to(d.dtype) / n_triplets.clamp_min(1)
+        stats["d_ap"] = pos_sum / n_pairs.clamp_min(1)
+        stats["d_an"] = (d.sum() - pos_sum) / n_neg.sum().clamp_min(1).to(d.dtype)
+    return total / count.clamp_min(1).to(total.dtype), dist
 
 
-def _all_hinge_sum(dist, positive, negative, margin):
+def _all_hinge_sum(dist, table, margin, block_elements=DEFAULT_BLOCK_ELEMENTS):
     """Sum and count of the positive hinge terms over all valid triplets.
 
-    For a pair ``(a, p)`` the active negatives are those with
-    ``d(a, n) < d(a, p) + margin``; with the negatives of ``a`` sorted, their
-    count comes from a binary search and their sum from a prefix sum, so the
-    sum of hinges is ``count * (d(a, p) + margin) - prefix``. ``O(B^2 log B)``
-    work and ``O(B^2)`` memory, exact, and differentiable through ``sort`` and
-    ``cumsum``.
+    With ``t = d(a, p) + margin``, a triplet is active when ``d(a, n) < t``
+    and contributes ``t - d(a, n)``. So the sum is linear in the distances,
+    with integer weights that mining fixes: ``d(a, p)`` counts once per
+    active negative of the pair, ``d(a, n)`` once per positive ``p`` of
+    ``a`` with ``d(a, n) < t``. Both counts come from bucketing each negative
+    distance between the anchor's sorted thresholds (``O(B^2 log W)``, no
+    triplet enumerated); the sum is then ``O(B^2)`` and exact, and autograd
+    sees only a gather and a dot product.
     """
-    inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
-    values, _ = torch.where(negative, dist, inf).sort(dim=1)
-    finite = torch.isfinite(values)
-    prefix = torch.cumsum(torch.where(finite, values, 0.0), dim=1)
-    prefix = F.pad(prefix, (1, 0))  # prefix[:, c] = sum of the c smallest
-    threshold = dist + margin
-    count = torch.searchsorted(values.detach(), threshold.detach(), right=False)
-    count = torch.minimum(count, negative.sum(dim=1, keepdim=True))
-    count = count * positive
-    sums = count * threshold - prefix.gather(1, count)
-    return (sums * positive).sum(), count.sum()
+    d = dist.detach()
+    batch, width = d.shape[0], table.width
+    valid, codes = table.valid, table.codes
+    thresholds = (d.gather(1, table.members) + margin).masked_fill_(~valid, math.inf)
+    ordered, perm = thresholds.sort(dim=1)
+    n_pos = valid.sum(dim=1)
+    weight = torch.empty_like(d)
+    active = torch.empty_like(table.members)
+    step = max(1, block_elements // batch)
+    for r0 in range(0, batch, step):
+        r1 = min(batch, r0 + step)
+        rows = d[r0:r1]
+        same = codes[r0:r1, None] == codes[None, :]
+        # bucket = number of thresholds <= d(a, n): n is active for the
+        # sorted thresholds at positions >= bucket.
+        bucket = torch.searchsorted(ordered[r0:r1], rows.masked_fill(same, math.inf), right=True)
+        weight[r0:r1] = torch.where(same, 0, n_pos[r0:r1, None] - bucket)
+        r = r1 - r0
+        bucket += torch.arange(0, r * (width + 1), width + 1, device=d.device)[:, None]
+        per_bucket = torch.bincount(bucket.view(-1), minlength=r * (width + 1))
+        active[r0:r1] = per_bucket.view(r, width + 1)[:, :width].cumsum(dim=1)
+    active = torch.empty_like(active).scatter_(1, perm, active) * valid
+    d_ap = dist.gather(1, table.members)
+    total = (active.to(dist.dtype) * (d_ap + margin)).sum() - torch.dot(
+        weight.view(-1), dist.reshape(-1)
+    )
+    return total, active.sum()
 
 
-def _all_soft_sum(dist, positive, negative, block_elements=DEFAULT_BLOCK_ELEMENTS):
+def _all_soft_sum(dist, table, block_elements=DEFAULT_BLOCK_ELEMENTS):
     """Sum of ``softplus(d(a, p) - d(a, n))`` over all valid triplets.
 
-    Anchors are processed in blocks whose ``(anchors, positives, B)`` tensor
+    Anchors are processed in blocks whose ``(anchors, width, B)`` tensor
     stays under ``block_elements``; each block is recomputed in the backward
     pass (activation checkpointing) so memory stays bounded.
     """
-    batch = dist.shape[0]
-    n_pos = positive.sum(dim=1)
-    width = int(n_pos.max().item())
-    # Compact each anchor's positives into the first n_pos columns.
-    order = positive.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :width]
-    valid_p = torch.arange(width, device=dist.device)[None, :] < n_pos[:, None]
-    step = max(1, DEFAULT_BLOCK_ELEMENTS // max(1, width * batch))
+    batch, width = dist.shape[0], table.width
+    step = max(1, block_elements // max(1, width * batch))
     total = dist.new_zeros(())
     for a0 in range(0, batch, step):
         sl = slice(a0, a0 + step)
         total = total + checkpoint(
-            _soft_block, dist[sl], order[sl], valid_p[sl], negative[sl], use_reentrant=False
+            _soft_block,
+            dist[sl],
+            table.members[sl],
+            table.valid[sl],
+            table.codes[sl],
+            table.codes,
+            use_reentrant=False,
         )
     return total
 
 
-def _soft_block(rows, order, valid_p, negative):
-    d_ap = rows.gather(1, order)
+def _soft_block(rows, members, valid, codes, all_codes):
+    d_ap = rows.gather(1, members)
     terms = F.softplus(d_ap[:, :, None] - rows[:, None, :])
-    mask = valid_p[:, :, None] & negative[:, None, :]
+    mask = valid[:, :, None] & (codes[:, None, None] != all_codes[None, None, :])
     return torch.where(mask, terms, 0.0).sum()
 
 

@@ -218,3 +218,16 @@ def test_divergence_raises_and_leaves_nothing_half_fitted(small_digits):
     with pytest.raises(FloatingPointError):
         emb.set_params(lr=1e30).fit(X, y)
     assert emb.net_ is net
+
+
+def test_warm_start_applies_changed_hyperparameters(small_digits):
+    X, y = small_digits
+    emb = TripletEmbedder(warm_start=True, **{**FAST, "max_epochs": 1}).fit(X, y)
+    emb.set_params(margin=0.7, mining="hard", lr=5e-4, samples_per_class=8).fit(X, y)
+    crit = emb.net_.criterion_
+    assert (crit.margin, crit.mining) == (0.7, "hard")
+    assert emb.net_.optimizer_.param_groups[0]["lr"] == 5e-4
+    assert emb.net_.samples_per_class == 8
+    # Adam's state carried over: its step count spans both fits (7 batches each).
+    state = next(iter(emb.net_.optimizer_.state.values()))
+    assert int(state["step"]) == 2 * int(np.ceil(len(X) / 64))

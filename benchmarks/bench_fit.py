@@ -1,0 +1,188 @@
+"""What does the scikit-learn API cost over a hand-written PyTorch loop?
+
+Times ``TripletEmbedder.fit`` per epoch against a plain PyTorch training loop
+that uses the same network (a copy of the estimator's ``net_.module_``), the
+same PK batches (:class:`sktriplet.sampling.PKSampler` with the same seed),
+the same loss (:class:`sktriplet.losses.TripletLoss`) and the same optimizer
+(Adam), and ``transform`` throughput against the raw module's forward pass
+under ``torch.inference_mode`` in batches of the same size, outputs
+concatenated into one numpy array. Two workloads:
+the default MLP on tabular data (synthetic Gaussian classes) and the default
+CNN on 28x28 images (``--data path/to/mnist_test.npz`` with arrays ``X`` and
+``y``, else synthetic images). Fit and plain loop alternate in rounds, and
+epoch times are medians over all epochs but the first of each round, so both
+see the same machine load.
+
+Usage: python benchmarks/bench_fit.py [--device cpu] [--workloads mlp cnn] [--rounds 3]
+       [--data ../shared/data/mnist_test/mnist_test.npz] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from sktriplet import TripletEmbedder
+from sktriplet.losses import TripletLoss
+from sktriplet.sampling import PKSampler
+
+
+def tabular_data(n: int, n_features: int = 64, n_classes: int = 64, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_classes, n_features)) * 2
+    y = rng.integers(0, n_classes, size=n)
+    X = (centers[y] + rng.normal(size=(n, n_features))).astype(np.float32)
+    return X, y
+
+
+def image_data(path: str | None, n: int, seed: int = 0):
+    if path and os.path.exists(path):
+        data = np.load(path)
+        return (
+            np.ascontiguousarray(data["X"][:n]),
+            np.asarray(data["y"][:n]),
+            os.path.basename(path),
+        )
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, size=n)
+    X = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    X[np.arange(n), y * 2 + 3, :] = 255  # a class-dependent stripe
+    return X, y, "synthetic 28x28"
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def plain_epochs(module, X, codes, est, epochs: int, seed: int, device: str) -> list[float]:
+    """Hand-written loop: same module, PK batches, loss and optimizer."""
+    module = module.to(device).train()
+    criterion = TripletLoss(margin=est.margin, mining=est.mining, distance=est.distance)
+    optimizer = torch.optim.Adam(module.parameters(), lr=est.lr)
+    X_t = torch.from_numpy(X)
+    y_t = torch.from_numpy(codes)
+    times = []
+    for epoch in range(epochs):
+        sampler = PKSampler(
+            codes,
+            batch_size=est.batch_size,
+            samples_per_class=est.samples_per_class,
+            random_state=seed,
+            epoch=epoch,
+        )
+        t0 = time.perf_counter()
+        for batch in sampler:
+            index = torch.as_tensor(batch)
+            xb = X_t[index].to(device, non_blocking=True)
+            yb = y_t[index].to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(module(xb), yb)
+            loss.backward()
+            optimizer.step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def raw_forward(module, X, batch_size: int, device: str) -> float:
+    """Seconds to embed ``X`` with the bare module: batches, concatenated to numpy."""
+    module.eval()
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        outs = [
+            module(torch.from_numpy(X[start : start + batch_size]).to(device))
+            for start in range(0, len(X), batch_size)
+        ]
+        torch.cat(outs).float().cpu().numpy()
+    return time.perf_counter() - t0
+
+
+def run_workload(name, X, y, args, est_kwargs) -> dict:
+    fit_epochs, plain, fit_walls, tr, raw = [], [], [], [], []
+    for r in range(args.rounds):
+        est = TripletEmbedder(
+            max_epochs=args.epochs,
+            random_state=r,
+            device=args.device,
+            augment=False,
+            **est_kwargs,
+        )
+        t0 = time.perf_counter()
+        est.fit(X, y)
+        fit_walls.append((time.perf_counter() - t0) / args.epochs)
+        durs = list(est.net_.history[:, "dur"])
+        fit_epochs += durs[1:]
+        # The plain loop gets the same network (a fresh copy), batches and loss.
+        codes = np.searchsorted(est.classes_, y).astype(np.int64)
+        module = copy.deepcopy(est.net_.module_)
+        seed = est.net_.seed
+        X_in = np.ascontiguousarray(X if X.ndim != 3 else X[:, None])
+        plain += plain_epochs(module, X_in, codes, est, args.epochs, seed, args.device)[1:]
+        for _ in range(3):
+            t0 = time.perf_counter()
+            est.transform(X)
+            _sync(args.device)
+            tr.append(time.perf_counter() - t0)
+            raw.append(raw_forward(est.net_.module_, X_in, 1024, args.device))
+        print(f"# {name} round {r}: fit {durs} plain {plain[-args.epochs + 1 :]}", file=sys.stderr)
+    return {
+        "fit": statistics.median(fit_epochs),
+        "fit_wall": statistics.median(fit_walls),
+        "plain": statistics.median(plain),
+        "transform": len(X) / statistics.median(tr),
+        "raw": len(X) / statistics.median(raw),
+        "n": len(X),
+        "batches": int(np.ceil(len(X) / est_kwargs.get("batch_size", 128))),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data", default="../shared/data/mnist_test/mnist_test.npz")
+    parser.add_argument("--workloads", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--n-tabular", type=int, default=8192)
+    parser.add_argument("--n-images", type=int, default=1024)
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per round (first is warm-up)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = []
+    if "mlp" in args.workloads:
+        X, y = tabular_data(args.n_tabular)
+        label = f"MLP, synthetic tabular {X.shape[0]}x{X.shape[1]}"
+        rows.append((label, run_workload("mlp", X, y, args, {"batch_size": 128})))
+    if "cnn" in args.workloads:
+        X, y, source = image_data(args.data, args.n_images)
+        label = f"CNN, {source} {X.shape[0]} images"
+        rows.append((label, run_workload("cnn", X, y, args, {"batch_size": 128})))
+    print(
+        f"\nMachine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"device {args.device}, {args.threads} thread(s), load average "
+        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}\n"
+    )
+    print(
+        "| workload | batches/epoch | fit s/epoch | plain loop s/epoch | fit / plain "
+        "| fit() wall s/epoch | transform samples/s | raw forward samples/s | transform / raw |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, r in rows:
+        print(
+            f"| {label} | {r['batches']} | {r['fit']:.3f} | {r['plain']:.3f} | "
+            f"{r['fit'] / r['plain']:.3f} | {r['fit_wall']:.3f} | {r['transform']:.0f} | "
+            f"{r['raw']:.0f} | {r['transform'] / r['raw']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

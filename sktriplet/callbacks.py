@@ -1,0 +1,209 @@
+"""skorch callbacks that :class:`sktriplet.TripletEmbedder` adds to its net.
+
+:class:`MiningStats` writes per-epoch mining statistics into the history and
+warns when training collapses; :class:`RetrievalValidation` scores retrieval
+on held-out data after every epoch, stops early and restores the best
+weights. Both work with any skorch ``NeuralNet`` whose criterion is a
+:class:`sktriplet.losses.TripletLoss`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from sktriplet._net import StopTraining
+
+__all__ = ["CollapseWarning", "MiningStats", "RetrievalValidation"]
+
+_STAT_KEYS = ("active", "fallback", "d_ap", "d_an", "spread")
+
+
+class CollapseWarning(UserWarning):
+    """Training is collapsing: all embeddings converge to one point."""
+
+
+class MiningStats(Callback):
+    """Record mining statistics per epoch and warn when training collapses.
+
+    After every epoch the history gets ``train_active`` (fraction of mined
+    triplets with a non-zero loss term), ``train_fallback`` (semi-hard:
+    fraction of positive pairs with no negative farther than the positive),
+    ``train_d_ap`` and ``train_d_an`` (mean anchor-positive and
+    anchor-negative distance of the mined triplets) and ``train_spread``
+    (mean distance between all pairs of a batch), each averaged over the
+    epoch's batches. Statistics stay on the device until the epoch ends, so
+    they cost no synchronisation per batch.
+
+    Parameters
+    ----------
+    collapse_spread : float, default=1e-3
+        Warn when the mean pairwise distance falls below this value.
+    collapse_patience : int, default=3
+        Also warn when the training loss has stayed within 1 % of the margin
+        for this many epochs (the hinge with every distance equal).
+
+    Examples
+    --------
+    >>> from sktriplet.callbacks import MiningStats
+    >>> MiningStats(collapse_patience=5)  # doctest: +ELLIPSIS
+    <sktriplet.callbacks.MiningStats object at ...>
+    """
+
+    def __init__(self, collapse_spread: float = 1e-3, collapse_patience: int = 3) -> None:
+        self.collapse_spread = collapse_spread
+        self.collapse_patience = collapse_patience
+
+    def initialize(self):  # noqa: D102
+        self._sums: dict[str, torch.Tensor] = {}
+        self._batches = 0
+        self._at_margin = 0
+        self._warned = False
+        return self
+
+    def on_train_begin(self, net, **kwargs):  # noqa: D102
+        net.criterion_.record_stats = True
+
+    def on_epoch_begin(self, net, **kwargs):  # noqa: D102
+        self._sums, self._batches = {}, 0
+
+    def on_batch_end(self, net, training=False, **kwargs):  # noqa: D102
+        stats = getattr(net.criterion_, "last_stats", None)
+        if not training or not stats:
+            return
+        for key in _STAT_KEYS:
+            value = stats[key].detach()
+            self._sums[key] = self._sums[key] + value if key in self._sums else value
+        self._batches += 1
+
+    def on_epoch_end(self, net, **kwargs):  # noqa: D102
+        if not self._batches:
+            return
+        means = {k: float(v.item()) / self._batches for k, v in self._sums.items()}
+        for key, value in means.items():
+            net.history.record(f"train_{key}", value)
+        self._check_collapse(net, means)
+
+    def _check_collapse(self, net, means: dict[str, float]) -> None:
+        criterion = net.criterion_
+        loss = net.history[-1].get("train_loss", math.nan)
+        margin = getattr(criterion, "margin", None)
+        pinned = (
+            margin is not None
+            and not getattr(criterion, "soft", False)
+            and margin > 0
+            and abs(loss - margin) <= 0.01 * margin
+        )
+        self._at_margin = self._at_margin + 1 if pinned else 0
+        collapsed = means["spread"] < self.collapse_spread
+        if self._warned or not (collapsed or self._at_margin >= self.collapse_patience):
+            return
+        self._warned = True
+        what = (
+            f"the mean distance between embeddings fell to {means['spread']:.2e}"
+            if collapsed
+            else f"the loss has stayed at the margin ({margin}) for {self._at_margin} epochs"
+        )
+        warnings.warn(
+            f"Training is collapsing: {what} (epoch {len(net.history)}), so all "
+            "embeddings are converging to one point. Likely fixes: a lower lr, a "
+            "larger samples_per_class, mining='semihard' (if using 'hard'), or "
+            "soft=True.",
+            CollapseWarning,
+            stacklevel=2,
+        )
+
+
+class RetrievalValidation(Callback):
+    """Score retrieval on held-out data after each epoch; stop early; keep the best.
+
+    After every epoch the held-out samples are embedded (eval mode, no
+    gradient) and scored leave-one-out with
+    :func:`sktriplet.metrics.retrieval_scores`; the history gets
+    ``valid_map_at_r``, ``valid_r_precision`` and ``valid_precision_at_1``,
+    and ``valid_map_at_r_best`` marks the best epoch so far. At the end of
+    training the weights of the best epoch are restored.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        Held-out samples, already in the form the network takes.
+    y : numpy.ndarray of shape (n_samples,)
+        Their labels.
+    distance : str, default="sqeuclidean"
+        Distance used for ranking.
+    patience : int or None, default=None
+        Stop when MAP@R has not improved for this many epochs. ``None``
+        trains for all epochs.
+    batch_size : int, default=1024
+        Samples embedded at a time.
+
+    Attributes
+    ----------
+    best_score_ : float
+        Best validation MAP@R.
+    best_epoch_ : int
+        Epoch (1-based) that reached it.
+    """
+
+    def __init__(self, X, y, distance="sqeuclidean", patience=None, batch_size=1024) -> None:
+        self.X = X
+        self.y = y
+        self.distance = distance
+        self.patience = patience
+        self.batch_size = batch_size
+
+    def initialize(self):  # noqa: D102
+        self.best_score_ = -math.inf
+        self.best_epoch_ = 0
+        self._best_state = None
+        self._since_best = 0
+        return self
+
+    def _embed(self, net) -> np.ndarray:
+        module = net.module_
+        was_training = module.training
+        module.eval()
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(self.X), self.batch_size):
+                batch = torch.from_numpy(np.array(self.X[start : start + self.batch_size]))
+                parts.append(module(batch.to(net.device)).float().cpu().numpy())
+        module.train(was_training)
+        return np.concatenate(parts)
+
+    def on_epoch_end(self, net, **kwargs):  # noqa: D102
+        from sktriplet.metrics import retrieval_scores
+
+        scores = retrieval_scores(self._embed(net), self.y, k=1, distance=self.distance)
+        score = scores["map_at_r"]
+        net.history.record("valid_map_at_r", score)
+        net.history.record("valid_r_precision", scores["r_precision"])
+        net.history.record("valid_precision_at_1", scores["precision_at_1"])
+        improved = score > self.best_score_
+        net.history.record("valid_map_at_r_best", bool(improved))
+        if improved:
+            self.best_score_, self.best_epoch_ = score, len(net.history)
+            self._best_state = copy.deepcopy(net.module_.state_dict())
+            self._since_best = 0
+        else:
+            self._since_best += 1
+        if self.patience is not None and self._since_best >= self.patience:
+            if net.verbose:
+                print(
+                    f"Stopping: validation MAP@R has not improved for {self.patience} "
+                    f"epochs; best {self.best_score_:.4f} in epoch {self.best_epoch_}."
+                )
+            raise StopTraining
+
+    def on_train_end(self, net, **kwargs):  # noqa: D102
+        if self._best_state is not None:
+            net.module_.load_state_dict(self._best_state)
+        # The held-out data and the best weights are only needed while
+        # training: do not keep them in the fitted net.
+        self.X = self.y = self._best_state = None

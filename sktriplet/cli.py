@@ -1,0 +1,638 @@
+"""The ``sktriplet`` command: train, embed and evaluate from a shell.
+
+``sktriplet fit`` trains a :class:`~sktriplet.TripletEmbedder` on a data
+file or an image folder and saves it with :func:`sktriplet.save`;
+``sktriplet embed`` writes the embeddings of data with a saved model;
+``sktriplet evaluate`` prints retrieval scores (precision@k, recall@k,
+R-precision, MAP@R) of a saved model's embeddings. ``python -m sktriplet``
+is the same command. Run ``sktriplet --help`` or ``sktriplet fit --help``
+for the manual.
+
+Data readers (chosen by the path):
+
+- ``.npz``: arrays ``X`` and ``y`` (``--x-key``/``--y-key`` rename them).
+- ``.csv`` and ``.parquet``: one row per sample; the label column is
+  ``--label`` (default ``label``), every other column is a numeric feature.
+  Parquet needs ``pyarrow`` (``pip install "sktriplet[cli]"``).
+- a folder with one sub-folder per class, each holding images (``.png``,
+  ``.pgm``, ``.jpg``, ...) read with Pillow (``pip install "sktriplet[cli]"``;
+  matplotlib brings it too) or ``.npy`` arrays read with NumPy. A folder
+  holding images directly (no sub-folders) is unlabelled data for
+  ``embed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import textwrap
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main"]
+
+PROG = "sktriplet"
+
+#: Image file suffixes read from class folders (besides .npy).
+IMAGE_SUFFIXES = (".png", ".pgm", ".ppm", ".pbm", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line on stderr, exit status 2."""
+
+
+# ----------------------------------------------------------------- reading
+class Data:
+    """Samples read from a path: ``X`` (array or DataFrame), labels, names.
+
+    Parameters
+    ----------
+    X : numpy.ndarray or pandas.DataFrame
+        Feature rows, or images ``(N, H, W)`` / ``(N, C, H, W)``.
+    y : numpy.ndarray or None
+        Labels, when the data has them.
+    ids : list of str or None
+        Sample names (image paths relative to the folder), when known.
+    """
+
+    def __init__(self, X, y=None, ids=None) -> None:
+        self.X = X
+        self.y = y
+        self.ids = ids
+
+
+def _read_npz(path: Path, x_key: str, y_key: str) -> Data:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.keys())
+            if x_key not in keys:
+                raise CLIError(
+                    f"{path}: no array {x_key!r} in the .npz (it has {keys}); "
+                    "name the features with --x-key."
+                )
+            X = npz[x_key]
+            y = npz[y_key] if y_key in keys else None
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"{path}: not a readable .npz file ({exc}).") from None
+    return Data(X, y)
+
+
+def _read_table(path: Path, label: str) -> Data:
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() == ".csv":
+            df = pd.read_csv(path)
+        else:
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise CLIError(
+                    f"{path}: reading parquet needs pyarrow: pip install pyarrow "
+                    '(or pip install "sktriplet[cli]").'
+                ) from None
+            df = pd.read_parquet(path)
+    except CLIError:
+        raise
+    except Exception as exc:  # pandas raises many types for a bad file
+        raise CLIError(f"{path}: not a readable {path.suffix} table ({exc}).") from None
+    y = None
+    if label in df.columns:
+        y = df[label].to_numpy()
+        df = df.drop(columns=[label])
+    df.columns = [str(c) for c in df.columns]
+    bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise CLIError(
+            f"{path}: column(s) {bad} are not numeric; encode them first, or if one "
+            f"of them is the label name it with --label (now {label!r})."
+        )
+    if df.shape[1] == 0:
+        raise CLIError(f"{path}: no feature columns besides the label {label!r}.")
+    return Data(df, y)
+
+
+def _read_image(path: Path, color: str) -> np.ndarray:
+    if path.suffix.lower() == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise CLIError(f"{path}: not a readable .npy array ({exc}).") from None
+    try:
+        from PIL import Image
+    except ImportError:
+        raise CLIError(
+            "reading image files needs Pillow: pip install pillow (or pip install "
+            '"sktriplet[cli]"); .npy arrays per image need nothing.'
+        ) from None
+    try:
+        with Image.open(path) as img:
+            mode = color if color != "auto" else ("L" if img.mode in ("1", "L", "LA") else "RGB")
+            arr = np.asarray(img.convert("L" if mode in ("L", "gray") else "RGB"))
+    except OSError as exc:
+        raise CLIError(f"{path}: not a readable image ({exc}).") from None
+    return arr if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+
+
+def _is_image_file(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in (*IMAGE_SUFFIXES, ".npy")
+
+
+def _read_folder(path: Path, color: str) -> Data:
+    class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if class_dirs:
+        files = [(f, d.name) for d in class_dirs for f in sorted(d.iterdir()) if _is_image_file(f)]
+    else:
+        files = [(f, None) for f in sorted(path.iterdir()) if _is_image_file(f)]
+    if not files:
+        raise CLIError(
+            f"{path}: no images found; expected one sub-folder per class holding "
+            f"image files ({', '.join(IMAGE_SUFFIXES)} or .npy)."
+        )
+    images = [_read_image(f, color) for f, _ in files]
+    if color == "auto":
+        # Mixed grey and colour files: read all as colour.
+        if len({im.ndim for im in images}) > 1:
+            images = [im if im.ndim == 3 else np.repeat(im[None], 3, axis=0) for im in images]
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        first = images[0].shape
+        odd = next(i for i, im in enumerate(images) if im.shape != first)
+        raise CLIError(
+            f"{path}: images differ in shape: {files[0][0].name} is {first} but "
+            f"{files[odd][0].relative_to(path)} is {images[odd].shape}; resize them to "
+            "one size first."
+        )
+    X = np.stack(images)
+    if X.dtype not in (np.uint8, np.float32):
+        X = X.astype(np.float32)
+    y = np.array([label for _, label in files]) if class_dirs else None
+    ids = [str(f.relative_to(path)) for f, _ in files]
+    return Data(X, y, ids)
+
+
+def read_data(path: str, args: argparse.Namespace) -> Data:
+    """Read samples (and labels) from an .npz, .csv, .parquet or image folder."""
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"{path}: no such file or folder.")
+    if p.is_dir():
+        return _read_folder(p, args.color)
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        return _read_npz(p, args.x_key, args.y_key)
+    if suffix in _TABLE_SUFFIXES:
+        return _read_table(p, args.label)
+    raise CLIError(
+        f"{path}: unknown data format {suffix or '(no suffix)'!r}; use .npz, .csv, "
+        ".parquet or a folder of images with one sub-folder per class."
+    )
+
+
+def _require_labels(data: Data, path: str, args: argparse.Namespace) -> np.ndarray:
+    if data.y is None:
+        p = Path(path)
+        if p.is_dir():
+            how = "put the images in one sub-folder per class"
+        elif p.suffix.lower() == ".npz":
+            how = f"store them as {args.y_key!r} or name the array with --y-key"
+        else:
+            how = f"add a label column or name it with --label (now {args.label!r})"
+        raise CLIError(f"{path}: this command needs labels, and none were found; {how}.")
+    return data.y
+
+
+# ----------------------------------------------------------------- writing
+def _write_embeddings(Z: np.ndarray, data: Data, out: Path, columns: list[str]) -> None:
+    import pandas as pd
+
+    suffix = out.suffix.lower()
+    if suffix == ".npy":
+        np.save(out, Z)
+        return
+    if suffix not in _TABLE_SUFFIXES:
+        raise CLIError(f"{out}: unknown output format {suffix!r}; use .npy, .csv or .parquet.")
+    df = pd.DataFrame(Z, columns=columns)
+    if data.ids is not None:
+        df.insert(0, "id", data.ids)
+    if data.y is not None:
+        df["label"] = data.y
+    if suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise CLIError(f"{out}: writing parquet needs pyarrow: pip install pyarrow.") from None
+        df.to_parquet(out, index=False)
+
+
+def _format_table(scores: dict[str, Any]) -> str:
+    width = max(len(k) for k in scores)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 6}"]
+    for key, value in scores.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def _write_scores(scores: dict[str, Any], out: Path) -> None:
+    suffix = out.suffix.lower()
+    if suffix == ".json":
+        clean = {
+            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in scores.items()
+        }
+        out.write_text(json.dumps(clean, indent=2) + "\n")
+    elif suffix == ".csv":
+        rows = ["metric,value", *(f"{k},{v!r}" for k, v in scores.items())]
+        out.write_text("\n".join(rows) + "\n")
+    else:
+        raise CLIError(f"{out}: unknown metrics format {suffix!r}; use .json or .csv.")
+
+
+def _check_output(path: str, suffixes: Sequence[str], what: str) -> Path:
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise CLIError(
+            f"{path}: unknown {what} format {out.suffix or '(no suffix)'!r}; use "
+            f"{', '.join(suffixes)}."
+        )
+    if not out.parent.exists():
+        raise CLIError(f"{path}: the folder {out.parent} does not exist.")
+    return out
+
+
+# ---------------------------------------------------------------- commands
+def _load_model(path: str, device: str):
+    import torch
+
+    from sktriplet import load
+
+    if not Path(path).is_file():
+        raise CLIError(f"{path}: no such model file.")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return load(path, device=device)
+
+
+def _model_input(estimator, data: Data, path: str, args: argparse.Namespace):
+    """``data.X`` with the columns the model was fitted on, in its order."""
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None or not hasattr(data.X, "columns"):
+        return data.X
+    names = [str(n) for n in names]
+    extra = [c for c in data.X.columns if c not in names]
+    missing = [c for c in names if c not in data.X.columns]
+    if extra:
+        raise CLIError(
+            f"{path}: column(s) {extra[:5]} were not features when the model was fitted; "
+            f"if one of them is the label, name it with --label (now {args.label!r})."
+        )
+    if missing:
+        raise CLIError(f"{path}: the model needs column(s) {missing[:5]}, which are missing.")
+    return data.X[names]
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Train on the data and save the model."""
+    from sktriplet import TripletEmbedder, save
+
+    out = _check_output(args.output, (".sktriplet",), "model file")
+    data = read_data(args.data, args)
+    y = _require_labels(data, args.data, args)
+    params = {
+        "max_epochs": args.max_epochs,
+        "margin": args.margin,
+        "mining": args.mining,
+        "distance": args.distance,
+        "soft": args.soft,
+        "n_components": args.n_components,
+        "batch_size": args.batch_size,
+        "samples_per_class": args.samples_per_class,
+        "lr": args.lr,
+        "random_state": args.random_state,
+        "device": args.device,
+        "verbose": args.verbose,
+    }
+    if args.validation_fraction is not None:
+        params["validation_fraction"] = args.validation_fraction
+    estimator = TripletEmbedder(**params)
+    estimator.fit(data.X, y)
+    save(estimator, out)
+    if args.verbose:
+        n_classes = len(estimator.classes_)
+        print(
+            f"trained on {len(y)} samples of {n_classes} classes; saved the model to {out}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Write the embeddings of the data."""
+    out = _check_output(args.output, (".npy", ".csv", ".parquet", ".pq"), "embeddings")
+    estimator = _load_model(args.model, args.device)
+    data = read_data(args.data, args)
+    Z = estimator.transform(_model_input(estimator, data, args.data, args))
+    _write_embeddings(Z, data, out, [str(c) for c in estimator.get_feature_names_out()])
+    print(f"wrote {Z.shape[0]} embeddings of width {Z.shape[1]} to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Print retrieval scores of the model's embeddings."""
+    from sktriplet.metrics import retrieval_scores
+
+    out = _check_output(args.output, (".json", ".csv"), "metrics") if args.output else None
+    estimator = _load_model(args.model, args.device)
+    data = read_data(args.data, args)
+    y = _require_labels(data, args.data, args)
+    Z = estimator.transform(_model_input(estimator, data, args.data, args))
+    gallery = gallery_labels = None
+    if args.gallery:
+        g = read_data(args.gallery, args)
+        gallery_labels = _require_labels(g, args.gallery, args)
+        gallery = estimator.transform(_model_input(estimator, g, args.gallery, args))
+    n_candidates = len(Z) - 1 if gallery is None else len(gallery)
+    ks = sorted({k for k in args.k if k <= n_candidates})
+    if not ks:
+        raise CLIError(
+            f"every --k exceeds the {n_candidates} samples each query is ranked against."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scores = retrieval_scores(
+            Z,
+            y,
+            k=ks,
+            gallery=gallery,
+            gallery_labels=gallery_labels,
+            distance=args.distance or estimator.distance,
+        )
+    print(_format_table(scores))
+    if out is not None:
+        _write_scores(scores, out)
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+DESCRIPTION = """\
+Deep metric learning from the shell: train a triplet-loss embedding
+(sktriplet.TripletEmbedder), write embeddings, and score retrieval.
+Run 'sktriplet COMMAND --help' for the options of each command.
+"""
+
+DATA_FORMATS = """\
+data formats (DATA):
+  FILE.npz      arrays X (features, or images N x H x W / N x C x H x W) and
+                y (labels); rename with --x-key / --y-key
+  FILE.csv      one row per sample; the column --label holds the class, every
+  FILE.parquet  other column is a numeric feature (parquet needs pyarrow)
+  FOLDER/       one sub-folder per class holding images of one size (.png,
+                .pgm, .jpg, ... read with Pillow; .npy arrays with NumPy);
+                the sub-folder names are the labels. A folder of images with
+                no sub-folders is unlabelled (fine for 'embed').
+"""
+
+EXAMPLES = """\
+examples:
+  sktriplet fit faces/ -o faces.sktriplet --max-epochs 20 --n-components 32
+  sktriplet embed faces.sktriplet new_faces/ -o new_faces.parquet
+  sktriplet evaluate faces.sktriplet test_faces/ --k 1 5 --output scores.json
+  sktriplet fit table.csv --label species -o table.sktriplet
+  python -m sktriplet fit digits.npz -o digits.sktriplet --margin 0.5
+
+exit status:
+  0 on success, 2 on a usage or data error (one line on stderr).
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the description's layout and show every option's default."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=88)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _add_reader_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data options")
+    group.add_argument(
+        "--label", metavar="COLUMN", default="label", help="label column of a .csv/.parquet file"
+    )
+    group.add_argument(
+        "--x-key", metavar="KEY", default="X", help="name of the features array in an .npz"
+    )
+    group.add_argument(
+        "--y-key", metavar="KEY", default="y", help="name of the labels array in an .npz"
+    )
+    group.add_argument(
+        "--color",
+        choices=("auto", "gray", "rgb"),
+        default="auto",
+        help="read image files as grey (1 channel) or RGB (3 channels); auto keeps grey files grey",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``sktriplet`` command."""
+    from sktriplet import __version__
+    from sktriplet.distances import DISTANCES
+    from sktriplet.mining import MINING_STRATEGIES
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=DATA_FORMATS + "\n" + EXAMPLES,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+
+    fit = sub.add_parser(
+        "fit",
+        help="train on labelled data and save the model (.sktriplet file)",
+        description=textwrap.dedent(
+            """\
+            Train a TripletEmbedder on DATA and save it to the --output file with
+            sktriplet.save (reload it in Python with sktriplet.load). Training
+            draws class-balanced batches of batch-size // samples-per-class
+            classes and mines triplets in each. With --verbose 1 a table of the
+            loss and the fraction of active triplets is printed per epoch;
+            --verbose 2 adds a progress bar over the batches."""
+        ),
+        epilog=DATA_FORMATS + "\n" + EXAMPLES,
+        formatter_class=_Formatter,
+    )
+    fit.add_argument("data", metavar="DATA", help="training data (see data formats)")
+    fit.add_argument(
+        "-o", "--output", required=True, metavar="MODEL", help="model file to write (.sktriplet)"
+    )
+    hp = fit.add_argument_group("training options")
+    hp.add_argument("--max-epochs", metavar="N", type=int, default=30, help="passes over the data")
+    hp.add_argument(
+        "--margin", metavar="M", type=float, default=0.2, help="margin of the triplet hinge"
+    )
+    hp.add_argument(
+        "--mining", choices=MINING_STRATEGIES, default="semihard", help="triplet mining strategy"
+    )
+    hp.add_argument(
+        "--distance", choices=DISTANCES, default="sqeuclidean", help="distance between embeddings"
+    )
+    hp.add_argument("--soft", action="store_true", help="soft margin log1p(exp(.)) for the hinge")
+    hp.add_argument(
+        "--n-components", metavar="N", type=_positive_int, default=64, help="embedding width"
+    )
+    hp.add_argument(
+        "--batch-size", metavar="N", type=_positive_int, default=128, help="samples per batch"
+    )
+    hp.add_argument(
+        "--samples-per-class",
+        metavar="K",
+        type=_positive_int,
+        default=8,
+        help="samples of each class per batch",
+    )
+    hp.add_argument("--lr", metavar="LR", type=float, default=1e-3, help="learning rate (Adam)")
+    hp.add_argument(
+        "--validation-fraction",
+        metavar="F",
+        type=float,
+        default=None,
+        help="hold out this fraction of the classes and report retrieval on them per epoch",
+    )
+    hp.add_argument(
+        "--random-state", metavar="SEED", type=int, default=0, help="seed (same seed, same model)"
+    )
+    hp.add_argument("--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N")
+    hp.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=1, help="0 silent, 1 table, 2 bars"
+    )
+    _add_reader_options(fit)
+    fit.set_defaults(func=cmd_fit)
+
+    embed = sub.add_parser(
+        "embed",
+        help="write the embeddings of data with a saved model",
+        description=textwrap.dedent(
+            """\
+            Embed DATA with the model saved by 'sktriplet fit' and write the
+            embeddings: .npy (a float32 array, one row per sample) or a .csv /
+            .parquet table with columns tripletembedder0, tripletembedder1, ...,
+            plus 'id' (the image file) and 'label' when the data has them."""
+        ),
+        epilog=DATA_FORMATS,
+        formatter_class=_Formatter,
+    )
+    embed.add_argument("model", metavar="MODEL", help="model file written by 'sktriplet fit'")
+    embed.add_argument("data", metavar="DATA", help="data to embed (see data formats)")
+    embed.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="embeddings file (.npy/.csv/.parquet)"
+    )
+    embed.add_argument(
+        "--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N"
+    )
+    _add_reader_options(embed)
+    embed.set_defaults(func=cmd_embed)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="print retrieval scores (precision@k, recall@k, R-precision, MAP@R)",
+        description=textwrap.dedent(
+            """\
+            Embed the labelled DATA with MODEL and print retrieval scores: each
+            sample queries all the others (leave-one-out), or the --gallery
+            samples when given. precision_at_k is the fraction of the k nearest
+            sharing the query's label, recall_at_k whether any does,
+            r_precision and map_at_r score the first R neighbours (R: samples
+            of the query's class). All lie in [0, 1], higher is better."""
+        ),
+        epilog=DATA_FORMATS,
+        formatter_class=_Formatter,
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="model file written by 'sktriplet fit'")
+    evaluate.add_argument("data", metavar="DATA", help="labelled query data (see data formats)")
+    evaluate.add_argument(
+        "--gallery", metavar="DATA", default=None, help="labelled data to retrieve from"
+    )
+    evaluate.add_argument(
+        "--k",
+        metavar="K",
+        type=_positive_int,
+        nargs="+",
+        default=[1, 5, 10],
+        help="k of precision/recall@k",
+    )
+    evaluate.add_argument(
+        "--distance",
+        choices=DISTANCES,
+        default=None,
+        help="ranking distance (default: the model's)",
+    )
+    evaluate.add_argument(
+        "--output", metavar="FILE", default=None, help="also write the scores (.json or .csv)"
+    )
+    evaluate.add_argument(
+        "--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N"
+    )
+    _add_reader_options(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``sktriplet`` command.
+
+    Parameters
+    ----------
+    argv : sequence of str, default=None
+        The arguments (without the program name); ``None`` reads
+        ``sys.argv``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 on a usage or data error, 130 when
+        interrupted.
+
+    Examples
+    --------
+    >>> from sktriplet.cli import main
+    >>> main(["embed", "missing.sktriplet", "data.npz", "-o", "Z.npy"])
+    2
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, ImportError, OSError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,463 @@
+"""Nearest-neighbour indexes over a gallery of embeddings.
+
+Every index has the same small interface, used by
+:class:`~sktriplet.neighbors.OpenSetKNeighborsClassifier`:
+
+``add(X)``
+    Append the rows of ``X`` to the gallery (row ``i`` of the ``j``-th call
+    gets the next free id, so ids are positions in the concatenated gallery).
+``search(Q, k)``
+    Return ``(distances, ids)``, both ``(n_queries, k)``, nearest first.
+``len(index)``
+    Number of gallery rows.
+
+Distances are in the units of the ``distance`` name used everywhere in
+sktriplet (:mod:`sktriplet.distances`): ``"sqeuclidean"``, ``"euclidean"`` or
+``"cosine"`` (``1 - cos``).
+
+:class:`ExactIndex` (the default) searches exhaustively with scikit-learn's
+:class:`~sklearn.neighbors.NearestNeighbors`. :class:`FaissIndex` and
+:class:`HNSWIndex` are *approximate* indexes for galleries of millions of
+rows, backed by the optional packages ``faiss-cpu`` and ``hnswlib``
+(``pip install 'sktriplet[ann]'``), imported only when such an index is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+from sktriplet.distances import check_distance
+
+__all__ = ["ALGORITHMS", "ExactIndex", "FaissIndex", "HNSWIndex", "make_index"]
+
+#: Names accepted by :func:`make_index` (and by ``algorithm=`` parameters).
+ALGORITHMS: tuple[str, ...] = ("brute", "faiss", "hnsw")
+
+
+def _as_rows(X, d: int | None = None, *, keep_float64: bool = False) -> np.ndarray:
+    X = np.asarray(X)
+    dtype = np.float64 if keep_float64 and X.dtype == np.float64 else np.float32
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-D array of embeddings; got {X.ndim}-D.")
+    if d is not None and X.shape[1] != d:
+        raise ValueError(f"the index holds {d}-d embeddings but X has {X.shape[1]} columns.")
+    return X
+
+
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.maximum(norms, 1e-12)
+
+
+def _from_squared(sq: np.ndarray, distance: str) -> np.ndarray:
+    """Convert squared L2 distances (between unit rows for cosine) to ``distance``."""
+    sq = np.maximum(sq, 0.0)
+    if distance == "euclidean":
+        return np.sqrt(sq)
+    if distance == "cosine":
+        return sq / 2.0  # ||a - b||^2 = 2 - 2 cos(a, b) on unit vectors
+    return sq
+
+
+class _BaseIndex:
+    distance: str
+    dim_: int | None
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    @property
+    def ntotal(self) -> int:
+        """Number of gallery rows."""
+        raise NotImplementedError
+
+    def _check_k(self, k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive integer; got {k!r}.")
+        if k > self.ntotal:
+            raise ValueError(f"k={k} exceeds the {self.ntotal} rows in the index.")
+        return int(k)
+
+
+class ExactIndex(_BaseIndex):
+    """Exhaustive search through scikit-learn's :class:`~sklearn.neighbors.NearestNeighbors`.
+
+    Embeddings are kept as float32, or float64 when given as float64.
+
+    Parameters
+    ----------
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
+        Distance between embeddings. ``"sqeuclidean"`` ranks like
+        ``"euclidean"``; the returned distances are squared.
+    n_jobs : int, default=None
+        Parallel jobs for the search (as in scikit-learn).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktriplet.index import ExactIndex
+    >>> index = ExactIndex(distance="euclidean")
+    >>> index.add(np.array([[0.0, 0.0], [3.0, 4.0]]))
+    >>> index.search(np.array([[3.0, 3.0]]), k=2)
+    (array([[1.        , 4.24264069]]), array([[1, 0]]))
+    """
+
+    def __init__(self, distance: str = "sqeuclidean", *, n_jobs: int | None = None) -> None:
+        self.distance = check_distance(distance)
+        self.n_jobs = n_jobs
+        self.dim_ = None
+        self._chunks: list[np.ndarray] = []
+        self._data: np.ndarray | None = None
+        self._nn: NearestNeighbors | None = None
+
+    @property
+    def ntotal(self) -> int:
+        """Number of gallery rows."""
+        return sum(len(c) for c in self._chunks)
+
+    def add(self, X) -> None:
+        """Append embeddings to the gallery.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings to add.
+        """
+        X = _as_rows(X, self.dim_, keep_float64=True)
+        self.dim_ = X.shape[1]
+        if self._chunks and self._chunks[0].dtype != X.dtype:
+            X = X.astype(np.float64)
+            self._chunks = [c.astype(np.float64) for c in self._chunks]
+        self._chunks.append(X)
+        self._nn = None
+
+    def search(self, Q, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Find the ``k`` nearest gallery rows of every query.
+
+        Parameters
+        ----------
+        Q : array-like of shape (n_queries, n_features)
+            Query embeddings.
+        k : int
+            Neighbours per query.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, k)
+            Distances, ascending along each row, in the gallery's dtype.
+        ids : ndarray of shape (n_queries, k), dtype int64
+            Gallery positions of the neighbours.
+        """
+        k = self._check_k(k)
+        Q = _as_rows(Q, self.dim_).astype(self._chunks[0].dtype)
+        if self._nn is None:
+            data = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+            self._chunks = [data]
+            metric = "cosine" if self.distance == "cosine" else "euclidean"
+            self._nn = NearestNeighbors(algorithm="brute", metric=metric, n_jobs=self.n_jobs)
+            self._nn.fit(data)
+        dist, ids = self._nn.kneighbors(Q, n_neighbors=k)
+        if self.distance == "sqeuclidean":
+            dist = dist**2
+        return dist.astype(self._chunks[0].dtype), ids.astype(np.int64)
+
+
+class FaissIndex(_BaseIndex):
+    """Approximate (or exact) search with a faiss index.
+
+    Needs the optional ``faiss-cpu`` package. Cosine distance is served by
+    L2 search on unit-normalised rows.
+
+    Parameters
+    ----------
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
+        Distance between embeddings.
+    factory : str, default="HNSW32"
+        A `faiss index factory
+        <https://github.com/facebookresearch/faiss/wiki/The-index-factory>`_
+        string: ``"HNSW32"`` (graph, no training), ``"IVF1024,Flat"``
+        (inverted lists, trained on the first rows added), ``"Flat"`` (exact).
+    ef_search : int, default=64
+        Breadth of the HNSW search (more is slower and more accurate).
+    nprobe : int, default=16
+        Inverted lists visited per query by IVF indexes.
+    n_threads : int, default=None
+        OpenMP threads faiss uses; ``None`` leaves faiss's default.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktriplet.index import FaissIndex
+    >>> index = FaissIndex(factory="Flat")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        distance: str = "sqeuclidean",
+        *,
+        factory: str = "HNSW32",
+        ef_search: int = 64,
+        nprobe: int = 16,
+        n_threads: int | None = None,
+    ) -> None:
+        self.distance = check_distance(distance)
+        self.factory = factory
+        self.ef_search = ef_search
+        self.nprobe = nprobe
+        self.n_threads = n_threads
+        self.dim_ = None
+        self._faiss = _import_optional("faiss", "faiss-cpu")
+        self._index: Any = None
+
+    @property
+    def ntotal(self) -> int:
+        """Number of gallery rows."""
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    def _prepare(self, X) -> np.ndarray:
+        X = _as_rows(X, self.dim_)
+        return _unit_rows(X).astype(np.float32) if self.distance == "cosine" else X
+
+    def add(self, X) -> None:
+        """Append embeddings (training the index on the first call if it needs it).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings to add.
+        """
+        X = self._prepare(X)
+        faiss = self._faiss
+        if self.n_threads is not None:
+            faiss.omp_set_num_threads(int(self.n_threads))
+        if self._index is None:
+            self.dim_ = X.shape[1]
+            self._index = faiss.index_factory(self.dim_, self.factory, faiss.METRIC_L2)
+        if not self._index.is_trained:
+            self._index.train(X)
+        self._index.add(X)
+
+    def search(self, Q, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Find (approximately) the ``k`` nearest gallery rows of every query.
+
+        Parameters
+        ----------
+        Q : array-like of shape (n_queries, n_features)
+            Query embeddings.
+        k : int
+            Neighbours per query.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, k), dtype float32
+            Distances, ascending along each row.
+        ids : ndarray of shape (n_queries, k), dtype int64
+            Gallery positions of the neighbours (``-1`` where the index found
+            fewer than ``k``).
+        """
+        k = self._check_k(k)
+        Q = self._prepare(Q)
+        faiss = self._faiss
+        if self.n_threads is not None:
+            faiss.omp_set_num_threads(int(self.n_threads))
+        params = faiss.ParameterSpace()
+        for name, value in (("efSearch", self.ef_search), ("nprobe", self.nprobe)):
+            try:
+                params.set_index_parameter(self._index, name, int(value))
+            except RuntimeError:
+                pass  # the index has no such parameter
+        sq, ids = self._index.search(Q, k)
+        return _from_squared(sq, self.distance).astype(np.float32), ids.astype(np.int64)
+
+    def memory_bytes(self) -> int:
+        """Size of the serialised index in bytes (its memory, within a few percent)."""
+        return int(self._faiss.serialize_index(self._index).nbytes)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_faiss"] = None  # a module does not pickle; faiss indexes do through bytes
+        if self._index is not None:
+            state["_index"] = self._faiss.serialize_index(self._index)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._faiss = _import_optional("faiss", "faiss-cpu")
+        if self._index is not None:
+            self._index = self._faiss.deserialize_index(self._index)
+
+
+class HNSWIndex(_BaseIndex):
+    """Approximate search with an hnswlib graph.
+
+    Needs the optional ``hnswlib`` package. The graph grows as rows are added.
+
+    Parameters
+    ----------
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
+        Distance between embeddings.
+    M : int, default=16
+        Links per node (memory and accuracy grow with it).
+    ef_construction : int, default=200
+        Breadth of the search while inserting.
+    ef_search : int, default=64
+        Breadth of the search for queries (raised to ``k`` when smaller).
+    n_threads : int, default=-1
+        Threads for adding and searching (``-1``: all cores).
+    random_state : int, default=0
+        Seed of the graph's level assignment.
+
+    Examples
+    --------
+    >>> from sktriplet.index import HNSWIndex
+    >>> index = HNSWIndex(distance="cosine")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        distance: str = "sqeuclidean",
+        *,
+        M: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 64,
+        n_threads: int = -1,
+        random_state: int = 0,
+    ) -> None:
+        self.distance = check_distance(distance)
+        self.M = M
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.dim_ = None
+        self._hnswlib = _import_optional("hnswlib", "hnswlib")
+        self._index: Any = None
+
+    @property
+    def ntotal(self) -> int:
+        """Number of gallery rows."""
+        return 0 if self._index is None else int(self._index.get_current_count())
+
+    def add(self, X) -> None:
+        """Append embeddings to the graph.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings to add.
+        """
+        X = _as_rows(X, self.dim_)
+        if self._index is None:
+            self.dim_ = X.shape[1]
+            space = "cosine" if self.distance == "cosine" else "l2"
+            self._index = self._hnswlib.Index(space=space, dim=self.dim_)
+            self._index.init_index(
+                max_elements=len(X),
+                ef_construction=self.ef_construction,
+                M=self.M,
+                random_seed=self.random_state,
+            )
+        start = self.ntotal
+        if start + len(X) > self._index.get_max_elements():
+            self._index.resize_index(max(start + len(X), 2 * self._index.get_max_elements()))
+        self._index.add_items(X, np.arange(start, start + len(X)), num_threads=self.n_threads)
+
+    def search(self, Q, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Find (approximately) the ``k`` nearest gallery rows of every query.
+
+        Parameters
+        ----------
+        Q : array-like of shape (n_queries, n_features)
+            Query embeddings.
+        k : int
+            Neighbours per query.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, k), dtype float32
+            Distances, ascending along each row.
+        ids : ndarray of shape (n_queries, k), dtype int64
+            Gallery positions of the neighbours.
+        """
+        k = self._check_k(k)
+        Q = _as_rows(Q, self.dim_)
+        self._index.set_ef(max(int(self.ef_search), k))
+        ids, dist = self._index.knn_query(Q, k=k, num_threads=self.n_threads)
+        if self.distance == "euclidean":
+            dist = np.sqrt(np.maximum(dist, 0.0))
+        return np.maximum(dist, 0.0).astype(np.float32), ids.astype(np.int64)
+
+    def memory_bytes(self) -> int:
+        """Approximate memory of the graph and vectors, in bytes (hnswlib's layout)."""
+        n, M, d = self.ntotal, self.M, self.dim_ or 0
+        # Level-0 links (2M ids + count) + vector + label per element; upper
+        # levels hold ~1/M of the elements with M links each.
+        level0 = n * (4 * (2 * M + 1) + 4 * d + 8)
+        upper = int(n / M) * (4 * (M + 1))
+        return level0 + upper
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_hnswlib"] = None  # a module does not pickle; the hnswlib index does
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._hnswlib = _import_optional("hnswlib", "hnswlib")
+
+
+def _import_optional(module: str, package: str):
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"this index needs the optional package {package!r}: "
+            f"pip install {package}  (or pip install 'sktriplet[ann]')"
+        ) from exc
+
+
+def make_index(algorithm: str = "brute", distance: str = "sqeuclidean", **params: Any):
+    """Make an empty index by name.
+
+    Parameters
+    ----------
+    algorithm : {"brute", "faiss", "hnsw"}, default="brute"
+        ``"brute"``: :class:`ExactIndex`; ``"faiss"``: :class:`FaissIndex`;
+        ``"hnsw"``: :class:`HNSWIndex`.
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
+        Distance between embeddings.
+    **params : dict
+        Keyword arguments of the index class.
+
+    Returns
+    -------
+    ExactIndex, FaissIndex or HNSWIndex
+        The empty index.
+
+    Raises
+    ------
+    ValueError
+        If ``algorithm`` is unknown.
+    ImportError
+        If the index needs an optional package that is not installed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktriplet.index import make_index
+    >>> index = make_index("brute", distance="cosine")
+    >>> index.add(np.eye(3))
+    >>> index.search(np.array([[1.0, 0.1, 0.0]]), k=1)[1]
+    array([[0]])
+    """
+    if algorithm == "brute":
+        return ExactIndex(distance, **params)
+    if algorithm == "faiss":
+        return FaissIndex(distance, **params)
+    if algorithm == "hnsw":
+        return HNSWIndex(distance, **params)
+    raise ValueError(f"algorithm={algorithm!r} is not supported; use one of {list(ALGORITHMS)}.")

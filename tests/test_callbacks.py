@@ -1,0 +1,104 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sktriplet import TripletEmbedder
+from sktriplet.callbacks import CollapseWarning
+from sktriplet.metrics import retrieval_scores
+
+FAST = {"batch_size": 64, "samples_per_class": 4, "random_state": 0}
+
+
+def test_history_has_mining_statistics(small_digits):
+    X, y = small_digits
+    emb = TripletEmbedder(max_epochs=2, **FAST).fit(X, y)
+    for row in emb.net_.history:
+        assert 0.0 <= row["train_active"] <= 1.0
+        assert 0.0 <= row["train_fallback"] <= 1.0
+        # unit embeddings, squared distances lie in [0, 4]
+        assert 0.0 <= row["train_d_ap"] <= 4.0 and 0.0 <= row["train_d_an"] <= 4.0
+        assert 0.0 < row["train_spread"] <= 4.0
+    # Training separates classes: negatives end farther than positives.
+    last = emb.net_.history[-1]
+    assert last["train_d_an"] > last["train_d_ap"]
+
+
+@pytest.mark.parametrize("split", ["class", "sample"])
+def test_validation_records_scores_and_keeps_the_best_epoch(digits, split):
+    X, y = digits
+    emb = TripletEmbedder(
+        max_epochs=6, validation_fraction=0.3, validation_split=split, **FAST
+    ).fit(X, y)
+    history = emb.net_.history
+    scores = [row["valid_map_at_r"] for row in history]
+    assert len(scores) == len(history) == 6
+    assert emb.best_validation_score_ == max(scores)
+    assert emb.best_epoch_ == int(np.argmax(scores)) + 1
+    held = emb.validation_indices_
+    if split == "class":
+        # whole classes are held out, 3 of 10
+        assert len(np.unique(y[held])) == 3
+        assert not np.isin(np.delete(y, held), y[held]).any()
+    else:
+        assert len(np.unique(y[held])) == 10
+        assert 0.25 < len(held) / len(y) < 0.35
+    # The kept weights are the best epoch's: a fresh evaluation agrees.
+    fresh = retrieval_scores(emb.transform(X[held]), y[held], k=1)["map_at_r"]
+    assert fresh == pytest.approx(emb.best_validation_score_, abs=1e-6)
+    # The fitted net does not keep the held-out data.
+    assert dict(emb.net_.callbacks_)["retrieval_validation"].X is None
+
+
+def test_early_stopping_stops_and_restores(digits):
+    X, y = digits
+    emb = TripletEmbedder(
+        max_epochs=40, validation_fraction=0.3, n_iter_no_change=2, lr=3e-3, **FAST
+    ).fit(X, y)
+    n_epochs = len(emb.net_.history)
+    assert n_epochs < 40
+    assert n_epochs == emb.best_epoch_ + 2
+    held = emb.validation_indices_
+    fresh = retrieval_scores(emb.transform(X[held]), y[held], k=1)["map_at_r"]
+    assert fresh == pytest.approx(emb.best_validation_score_, abs=1e-6)
+
+
+def test_validation_is_off_by_default(small_digits):
+    X, y = small_digits
+    emb = TripletEmbedder(max_epochs=1, **FAST).fit(X, y)
+    assert "valid_map_at_r" not in emb.net_.history[-1]
+    assert not hasattr(emb, "best_epoch_")
+
+
+def test_class_split_needs_enough_classes():
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    y = np.repeat([0, 1, 2], 10)
+    with pytest.raises(ValueError, match="needs at least 4 classes"):
+        TripletEmbedder(max_epochs=1, validation_fraction=0.3).fit(X, y)
+
+
+class Constant(nn.Module):
+    """Every input maps to the same unit vector: a collapsed network."""
+
+    def __init__(self, n_features, n_components):
+        super().__init__()
+        self.bias = nn.Parameter(torch.ones(n_components))
+        self.scale = nn.Parameter(torch.zeros(n_features, n_components))
+
+    def forward(self, x):
+        return nn.functional.normalize(x @ self.scale * 0 + self.bias, dim=1)
+
+
+def test_collapse_is_warned_with_fixes(small_digits):
+    X, y = small_digits
+    with pytest.warns(CollapseWarning, match=r"lower lr.*samples_per_class.*soft=True"):
+        TripletEmbedder(module=Constant, max_epochs=2, **FAST).fit(X, y)
+
+
+def test_healthy_training_does_not_warn(small_digits):
+    X, y = small_digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseWarning)
+        TripletEmbedder(max_epochs=3, **FAST).fit(X, y)

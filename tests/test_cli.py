@@ -1,0 +1,331 @@
+import builtins
+import importlib.metadata
+import json
+import os
+import runpy
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sktriplet
+from sktriplet.cli import main
+from sktriplet.metrics import retrieval_scores
+
+try:
+    from PIL import Image
+except ImportError:  # image files need Pillow; .npy, .npz and tables do not
+    Image = None
+
+needs_pillow = pytest.mark.skipif(Image is None, reason="Pillow is not installed")
+
+FAST = ["--max-epochs", "2", "--n-components", "8", "--batch-size", "32", "--verbose", "0"]
+
+
+@pytest.fixture(scope="module")
+def digit_images():
+    from sktriplet.datasets import load_digit_images
+
+    X, y = load_digit_images()
+    keep = np.flatnonzero(y < 4)[:80]
+    return X[keep], y[keep]
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory, digit_images):
+    """digits 0-3 as 8x8 PNGs, one sub-folder per class."""
+    root = tmp_path_factory.mktemp("images")
+    X, y = digit_images
+    for i, (img, label) in enumerate(zip(X, y, strict=True)):
+        folder = root / f"digit{label}"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def digits_csv(tmp_path_factory, digits):
+    X, y = digits
+    df = pd.DataFrame(X[:200], columns=[f"px{i}" for i in range(64)])
+    df.insert(10, "digit", y[:200])
+    path = tmp_path_factory.mktemp("csv") / "digits.csv"
+    df.to_csv(path, index=False)
+    return path, df
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_user_error(code, err, *fragments):
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("sktriplet ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@needs_pillow
+def test_image_folder_fit_embed_and_reload(tmp_path, capsys, image_folder, digit_images):
+    model = tmp_path / "digits.sktriplet"
+    code, _, err = _run(capsys, "fit", image_folder, "-o", model, *FAST)
+    assert code == 0, err
+    est = sktriplet.load(model)
+    assert list(est.classes_) == ["digit0", "digit1", "digit2", "digit3"]
+    assert est.input_shape_ == (1, 8, 8)
+
+    out = tmp_path / "Z.npy"
+    code, _, err = _run(capsys, "embed", model, image_folder, "-o", out)
+    assert code == 0, err
+    Z = np.load(out)
+    # files are read class folder by class folder, in name order
+    X, y = digit_images
+    order = np.lexsort((np.arange(len(y)), y))
+    np.testing.assert_array_equal(Z, est.transform(X[order]))
+    assert Z.shape == (len(X), 8)
+
+    table = tmp_path / "Z.csv"
+    assert main(["embed", str(model), str(image_folder), "-o", str(table)]) == 0
+    df = pd.read_csv(table)
+    assert list(df.columns) == ["id"] + [f"tripletembedder{i}" for i in range(8)] + ["label"]
+    assert df["id"].iloc[0] == os.path.join("digit0", f"{order[0]:03d}.png")
+    np.testing.assert_allclose(df.iloc[:, 1:9].to_numpy(), Z, rtol=1e-6, atol=1e-7)
+
+
+def test_csv_fit_evaluate_matches_python(tmp_path, capsys, digits_csv):
+    path, df = digits_csv
+    model = tmp_path / "m.sktriplet"
+    code, _, err = _run(capsys, "fit", path, "--label", "digit", "-o", model, *FAST)
+    assert code == 0, err
+    est = sktriplet.load(model)
+    assert list(est.feature_names_in_) == [c for c in df.columns if c != "digit"]
+
+    scores_path = tmp_path / "scores.json"
+    code, out, err = _run(
+        capsys,
+        "evaluate",
+        model,
+        path,
+        "--label",
+        "digit",
+        "--k",
+        "1",
+        "5",
+        "--output",
+        scores_path,
+    )
+    assert code == 0, err
+    features = df.drop(columns=["digit"])
+    expected = retrieval_scores(est.transform(features), df["digit"].to_numpy(), k=[1, 5])
+    written = json.loads(scores_path.read_text())
+    assert written == pytest.approx(expected)
+    assert out.splitlines()[0].split() == ["metric", "value"]
+    assert f"map_at_r {expected['map_at_r']:.4f}" in " ".join(out.split())
+
+    # csv metrics and a separate gallery
+    csv_scores = tmp_path / "scores.csv"
+    code, _, err = _run(
+        capsys,
+        "evaluate",
+        model,
+        path,
+        "--label",
+        "digit",
+        "--gallery",
+        path,
+        "--k",
+        "3",
+        "--output",
+        csv_scores,
+    )
+    assert code == 0, err
+    table = pd.read_csv(csv_scores).set_index("metric")["value"]
+    Z = est.transform(features)
+    y = df["digit"].to_numpy()
+    ref = retrieval_scores(Z, y, k=3, gallery=Z, gallery_labels=y)
+    assert table["precision_at_3"] == pytest.approx(ref["precision_at_3"])
+    assert table["n_queries"] == 200
+
+
+def test_npz_with_renamed_keys_and_verbose_table(tmp_path, capsys, digits):
+    X, y = digits
+    data = tmp_path / "d.npz"
+    np.savez(data, features=X[:160], target=y[:160])
+    model = tmp_path / "m.sktriplet"
+    args = ["fit", data, "--x-key", "features", "--y-key", "target", "-o", model]
+    code, out, err = _run(capsys, *args, *FAST[:-2], "--verbose", "1")
+    assert code == 0, err
+    assert "train_loss" in out and "epoch" in out
+    assert f"saved the model to {model}" in err
+    est = sktriplet.load(model)
+    out_path = tmp_path / "Z.npy"
+    assert main(["embed", str(model), str(data), "--x-key", "features", "-o", str(out_path)]) == 0
+    np.testing.assert_array_equal(np.load(out_path), est.transform(X[:160]))
+
+
+def test_parquet_round_trip(tmp_path, capsys, digits_csv):
+    pytest.importorskip("pyarrow")
+    _, df = digits_csv
+    data = tmp_path / "d.parquet"
+    df.to_parquet(data)
+    model = tmp_path / "m.sktriplet"
+    assert main(["fit", str(data), "--label", "digit", "-o", str(model), *FAST]) == 0
+    out = tmp_path / "Z.parquet"
+    assert main(["embed", str(model), str(data), "--label", "digit", "-o", str(out)]) == 0
+    Z = pd.read_parquet(out)
+    est = sktriplet.load(model)
+    expected = est.transform(df.drop(columns=["digit"]))
+    np.testing.assert_array_equal(Z.filter(like="tripletembedder").to_numpy(), expected)
+    np.testing.assert_array_equal(Z["label"], df["digit"])
+
+
+def test_npy_image_files_and_unlabelled_folder(tmp_path, capsys, digit_images):
+    X, y = digit_images
+    labelled = tmp_path / "labelled"
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, (img, label) in enumerate(zip(X[:40], y[:40], strict=True)):
+        (labelled / str(label)).mkdir(parents=True, exist_ok=True)
+        np.save(labelled / str(label) / f"{i:02d}.npy", img)
+        np.save(flat / f"{i:02d}.npy", img)
+    model = tmp_path / "m.sktriplet"
+    assert main(["fit", str(labelled), "-o", str(model), *FAST]) == 0
+    out = tmp_path / "Z.csv"
+    code, _, err = _run(capsys, "embed", model, flat, "-o", out)
+    assert code == 0, err
+    df = pd.read_csv(out)
+    assert "label" not in df.columns and len(df) == 40
+    np.testing.assert_allclose(
+        df.filter(like="tripletembedder").to_numpy(),
+        sktriplet.load(model).transform(X[:40]),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    # an unlabelled folder cannot be evaluated
+    code, _, err = _run(capsys, "evaluate", model, flat)
+    _assert_user_error(code, err, "needs labels", "sub-folder per class")
+
+
+@needs_pillow
+def test_user_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, digits_csv):
+    monkeypatch.chdir(tmp_path)
+    path, _ = digits_csv
+    model = tmp_path / "m.sktriplet"
+    code, _, err = _run(capsys, "fit", tmp_path / "nope.csv", "-o", model)
+    _assert_user_error(code, err, "no such file or folder")
+    bad = tmp_path / "data.txt"
+    bad.write_text("1,2\n")
+    code, _, err = _run(capsys, "fit", bad, "-o", model)
+    _assert_user_error(code, err, "unknown data format '.txt'")
+    code, _, err = _run(capsys, "fit", path, "-o", model, *FAST)  # label column is 'digit'
+    _assert_user_error(code, err, "needs labels", "--label")
+    code, _, err = _run(capsys, "fit", path, "-o", tmp_path / "m.pkl")
+    _assert_user_error(code, err, "model file format '.pkl'")
+    text = tmp_path / "text.csv"
+    pd.DataFrame({"a": [1.0, 2.0], "kind": ["x", "y"], "label": [0, 1]}).to_csv(text, index=False)
+    code, _, err = _run(capsys, "fit", text, "-o", model)
+    _assert_user_error(code, err, "['kind'] are not numeric")
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip")
+    code, _, err = _run(capsys, "fit", broken, "-o", model)
+    _assert_user_error(code, err, "not a readable .npz")
+    fake_model = tmp_path / "fake.sktriplet"
+    fake_model.write_bytes(b"garbage")
+    code, _, err = _run(capsys, "embed", fake_model, path, "-o", tmp_path / "Z.npy")
+    _assert_user_error(code, err)
+    # a model fitted on a csv: the label column must be named again, columns may move
+    csv_model = tmp_path / "csv.sktriplet"
+    assert main(["fit", str(path), "--label", "digit", "-o", str(csv_model), *FAST]) == 0
+    code, _, err = _run(capsys, "embed", csv_model, path, "-o", tmp_path / "Z.npy")
+    _assert_user_error(code, err, "['digit'] were not features", "--label")
+    shuffled = tmp_path / "shuffled.csv"
+    frame = pd.read_csv(path)
+    frame[frame.columns[::-1]].to_csv(shuffled, index=False)
+    code, _, err = _run(capsys, "embed", csv_model, shuffled, "--label", "digit", "-o", "Z.npy")
+    assert code == 0, err
+    np.testing.assert_array_equal(
+        np.load("Z.npy"), sktriplet.load(csv_model).transform(frame.drop(columns=["digit"]))
+    )
+    code, _, err = _run(capsys, "embed", tmp_path / "none.sktriplet", path, "-o", "Z.npy")
+    _assert_user_error(code, err, "no such model file")
+    code, _, err = _run(capsys, "fit", path, "-o", tmp_path / "missing" / "m.sktriplet")
+    _assert_user_error(code, err, "does not exist")
+    # images of different sizes
+    odd = tmp_path / "odd"
+    for name, size in (("a", 8), ("b", 9)):
+        (odd / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((size, size), dtype=np.uint8)).save(odd / name / "0.png")
+    code, _, err = _run(capsys, "fit", odd, "-o", model)
+    _assert_user_error(code, err, "images differ in shape")
+    # training errors (one class) come out the same way
+    one = tmp_path / "one.npz"
+    np.savez(one, X=np.zeros((4, 3)), y=np.zeros(4))
+    code, _, err = _run(capsys, "fit", one, "-o", model, *FAST)
+    _assert_user_error(code, err, "at least 2 classes")
+    # argparse's own errors also exit 2
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(path), "-o", str(model), "--mining", "easy"])
+    assert exc.value.code == 2
+
+
+@needs_pillow
+def test_missing_optional_readers_are_explained(tmp_path, capsys, monkeypatch, image_folder):
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name in ("PIL", "pyarrow") or name.startswith("PIL."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    model = tmp_path / "m.sktriplet"
+    code, _, err = _run(capsys, "fit", image_folder, "-o", model)
+    _assert_user_error(code, err, "needs Pillow", "pip install pillow")
+    pq = tmp_path / "d.parquet"
+    pq.write_bytes(b"PAR1")
+    code, _, err = _run(capsys, "fit", pq, "-o", model)
+    _assert_user_error(code, err, "needs pyarrow", "pip install pyarrow")
+
+
+def test_help_reads_like_a_manual(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for fragment in (
+        "usage: sktriplet fit",
+        "Train a TripletEmbedder on DATA",
+        "--margin M",
+        "(default: 0.2)",
+        "--samples-per-class K",
+        "data formats (DATA):",
+        "examples:",
+        "exit status:",
+    ):
+        assert fragment in text
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert all(cmd in text for cmd in ("fit ", "embed ", "evaluate "))
+
+
+def test_python_dash_m_runs_the_command(monkeypatch, capsys):
+    argv = ["sktriplet", "embed", "no.sktriplet", "no.csv", "-o", "Z.npy"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_module("sktriplet", run_name="__main__")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "sktriplet embed: error: no.sktriplet: no such model file."
+
+
+def test_console_script_entry_point():
+    scripts = importlib.metadata.entry_points(group="console_scripts")
+    (entry,) = [e for e in scripts if e.name == "sktriplet"]
+    assert entry.value == "sktriplet.cli:main"
+    assert entry.load() is main
