@@ -256,9 +256,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         images of at least 16x16 pixels only (smaller ones and 2-D ``X`` are
         left alone), ``True`` with 2-D ``X`` is an error, ``False`` turns it
         off. A callable is applied to each training
-        batch ``X`` (a tensor) as it is. On unseen classes it adds 3.5 points
-        of Omniglot one-shot accuracy (see ``docs/defaults.md``); turn it off
-        for images whose meaning changes when moved or turned.
+        batch ``X`` (a tensor) as it is. Why it is on, with numbers:
+        ``docs/defaults.md``; turn it off for images whose meaning changes
+        when moved or turned.
     **kwargs : dict
         ``module__*``, ``optimizer__*`` and ``callbacks__*`` parameters, routed
         to the network's constructor, the optimizer and named callbacks (as in
@@ -954,8 +954,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 emb = module(torch.from_numpy(chunk).to(device, non_blocking=True))
                 out[start : start + len(chunk)] = emb.float().cpu().numpy()
         # One check at the end (a float64 sum is finite exactly when every
-        # entry is): checking each batch on the device cost ~10 % of an MLP's
-        # forward pass (benchmarks/bench_fit.py).
+        # entry is) instead of a device sync and an extra pass per batch
+        # (see benchmarks/bench_fit.py).
         if not np.isfinite(out.sum(dtype=np.float64)):
             bad = ~np.isfinite(out).all(axis=1)
             start = int(np.argmax(bad)) // TRANSFORM_BATCH_SIZE * TRANSFORM_BATCH_SIZE

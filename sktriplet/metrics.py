@@ -256,9 +256,9 @@ def _candidates(key: torch.Tensor, depth: int) -> tuple[torch.Tensor, torch.Tens
     The threshold is a low quantile of every ``_SAMPLE_STRIDE``-th column,
     chosen so that about ``1.5 * depth + 16 * _SAMPLE_STRIDE`` entries are
     expected to pass (rows keeping fewer than ``depth`` are very unlikely
-    unless the columns are adversarially ordered). A row
-    that keeps ``n_kept >= depth`` entries keeps every entry that is at most
-    its ``depth``-th smallest, ties included; other rows need a full sort.
+    unless the columns are adversarially ordered). A row that keeps
+    ``n_kept >= depth`` entries keeps every entry that is at most its
+    ``depth``-th smallest, ties included; other rows need a full sort.
 
     Returns
     -------

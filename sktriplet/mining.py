@@ -21,17 +21,24 @@ The mining rules are those of :func:`sktriplet.losses.triplet_loss`:
     Every valid triplet (handled in :mod:`sktriplet.losses` without
     enumerating the triplets).
 
-How semi-hard mining stays fast
--------------------------------
-Positive pairs are held in a padded *class table*: row ``a`` lists the
-``W`` members of ``a``'s class (``W`` is the largest class in the batch, so
-``W = K`` for PK batches). Each anchor's positive distances are sorted (a
-sort of ``W`` numbers, not of ``B``), and every negative distance ``d(a, n)``
-falls into one of ``W + 1`` buckets between consecutive positive distances.
-The semi-hard negative of the ``i``-th nearest positive is then the minimum
-of the buckets above ``i``: one bucketing pass, one segmented minimum and a
-suffix minimum over ``W + 1`` numbers per anchor, ``O(B^2 log W)`` work in
-all, with no sort of the negatives and no per-pair pass over the batch.
+How semi-hard mining stays fast: positive pairs are held in a padded
+*class table*: row ``a`` lists the ``W`` other members of ``a``'s class
+(``W`` is the largest class in the batch minus one, so ``W = K - 1`` for PK
+batches). Three kernels, all
+``O(B^2)`` in memory and processed in blocks of rows, then find every pair's
+semi-hard negative, and ``method="auto"`` picks by ``W``:
+
+- ``"masked"`` (narrow tables, PK batches): one pass over each anchor's row
+  per table column, two vectorised operations each (a subtraction and an
+  integer minimum that needs no mask), ``O(B^2 W)``, no sort;
+- ``"bucket"`` (medium): every negative distance is placed between the
+  anchor's sorted positive distances and segmented minima give each pair's
+  answer, ``O(B^2 log W)``;
+- ``"sorted"`` (wide tables, a few large classes): each anchor's negatives
+  are sorted once and every positive distance is binary-searched,
+  ``O(B^2 log B)``.
+
+The farthest negative (the fallback) is computed only for rows that need it.
 """
 
 from __future__ import annotations
@@ -235,8 +242,9 @@ def semihard_triplets(
         docstring); ``"masked"`` takes a masked minimum over each pair's
         negatives (``O(B^2 W)``, no sort); ``"sorted"`` sorts each anchor's
         negative distances and binary-searches them (``O(B^2 log B)``).
-        ``"auto"`` picks the cheapest for the batch. All give the same
-        triplets; among equal distances the lowest index wins.
+        ``"auto"`` picks the cheapest for the batch's widest class. All give
+        the same triplets (``"masked"`` up to distances that differ only in
+        the last bit); among equal distances the lowest index wins.
     block_elements : int, default=2**24
         Upper bound on the elements of one temporary block.
 

@@ -102,3 +102,41 @@ def test_healthy_training_does_not_warn(small_digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error", CollapseWarning)
         TripletEmbedder(max_epochs=3, **FAST).fit(X, y)
+
+
+def test_grid_search_with_class_disjoint_folds(small_digits):
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from sktriplet.metrics import map_at_r
+    from sktriplet.scoring import make_retrieval_scorer
+
+    X, y = small_digits
+    margins = [0.05, 0.5]
+    # Default score (MAP@R) of the embedder alone, folds by class.
+    grid = GridSearchCV(
+        TripletEmbedder(max_epochs=2, **FAST), {"margin": margins}, cv=GroupKFold(3)
+    ).fit(X, y, groups=y)
+    assert grid.best_params_["margin"] in margins
+    # Each test fold holds classes its training folds never saw, and the
+    # reported score is MAP@R on that fold.
+    folds = list(GroupKFold(3).split(X, y, groups=y))
+    for train, test in folds:
+        assert not set(y[train]) & set(y[test])
+    best = TripletEmbedder(max_epochs=2, margin=grid.best_params_["margin"], **FAST)
+    train, test = folds[0]
+    best.fit(X[train], y[train])
+    assert grid.cv_results_["split0_test_score"][grid.best_index_] == pytest.approx(
+        map_at_r(best.transform(X[test]), y[test])
+    )
+    # The retrieval scorer on a pipeline that ends in the embedder.
+    pipe = make_pipeline(FunctionTransformer(), TripletEmbedder(max_epochs=2, **FAST))
+    grid = GridSearchCV(
+        pipe,
+        {"tripletembedder__margin": margins},
+        scoring=make_retrieval_scorer("precision_at_k", k=3),
+        cv=GroupKFold(3),
+    ).fit(X, y, groups=y)
+    assert grid.best_params_["tripletembedder__margin"] in margins
+    assert 0.0 < grid.best_score_ <= 1.0

@@ -14,7 +14,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sktriplet.scoring import RetrievalScorer, make_retrieval_scorer
-from tests.test_metrics import reference_scores
+
+from .test_metrics import reference_scores
 
 
 class FixedEmbedder(TransformerMixin, BaseEstimator):
