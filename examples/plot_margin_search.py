@@ -22,9 +22,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, GroupKFold
-from sktriplet.scoring import make_retrieval_scorer
 
 from sktriplet import TripletEmbedder
+from sktriplet.scoring import make_retrieval_scorer
 
 X, y = load_digits(return_X_y=True)
 margins = [0.05, 0.1, 0.2, 0.5, 1.0]
