@@ -185,6 +185,26 @@ def _masked_mean(values, mask, count):
     return torch.where(mask, values, 0.0).sum() / count
 
 
+def _mined_loss(emb, dist, pos, neg, valid, margin, soft, distance, rowwise, stats):
+    """Mean hinge (or soft) term over the mined triplets where ``valid``.
+
+    ``pos`` and ``neg`` index the batch per anchor row (shape ``valid.shape``);
+    with ``stats``, records ``n_triplets``, ``active``, ``d_ap`` and ``d_an``.
+    """
+    d_ap = _mined_distances(emb, dist, pos, distance, rowwise)
+    d_an = _mined_distances(emb, dist, neg, distance, rowwise)
+    terms = torch.where(valid, _hinge(d_ap - d_an, margin, soft), 0.0)
+    n_triplets = valid.sum()
+    count = n_triplets.clamp_min(1).to(terms.dtype)
+    if stats is not None:
+        d_ap, d_an = d_ap.detach(), d_an.detach()
+        stats["n_triplets"] = n_triplets.to(dist.dtype)
+        stats["active"] = _masked_mean((terms.detach() > 0).to(dist.dtype), valid, count)
+        stats["d_ap"] = _masked_mean(d_ap, valid, count)
+        stats["d_an"] = _masked_mean(d_an, valid, count)
+    return terms.sum() / count
+
+
 def _semihard(emb, table, margin, soft, distance, stats, rowwise=None):
     batch = emb.shape[0]
     if rowwise is None:
@@ -195,38 +215,21 @@ def _semihard(emb, table, margin, soft, distance, stats, rowwise=None):
     else:
         dist = pairwise_distances(emb, distance=distance)
     neg, found = semihard_table(dist, table)
-    valid = table.valid
-    d_ap = _mined_distances(emb, dist, table.members, distance, rowwise)
-    d_an = _mined_distances(emb, dist, neg, distance, rowwise)
-    terms = torch.where(valid, _hinge(d_ap - d_an, margin, soft), 0.0)
-    n_pairs = valid.sum()
-    count = n_pairs.clamp_min(1).to(terms.dtype)
+    loss = _mined_loss(
+        emb, dist, table.members, neg, table.valid, margin, soft, distance, rowwise, stats
+    )
     if stats is not None:
-        d_ap, d_an = d_ap.detach(), d_an.detach()
-        stats["n_triplets"] = n_pairs.to(dist.dtype)
-        stats["active"] = _masked_mean((terms.detach() > 0).to(dist.dtype), valid, count)
-        stats["d_ap"] = _masked_mean(d_ap, valid, count)
-        stats["d_an"] = _masked_mean(d_an, valid, count)
-        stats["fallback"] = _masked_mean((~found).to(dist.dtype), valid, count)
-    return terms.sum() / count, dist
+        count = stats["n_triplets"].clamp_min(1)
+        stats["fallback"] = _masked_mean((~found).to(dist.dtype), table.valid, count)
+    return loss, dist
 
 
 def _hard(emb, table, margin, soft, distance, stats):
     with torch.no_grad():
         dist = pairwise_distances(emb.detach(), distance=distance)
     pos, neg, valid = hard_table(dist, table.codes)
-    d_ap = _mined_distances(emb, dist, pos, distance, rowwise=True)
-    d_an = _mined_distances(emb, dist, neg, distance, rowwise=True)
-    terms = torch.where(valid, _hinge(d_ap - d_an, margin, soft), 0.0)
-    n_anchors = valid.sum()
-    count = n_anchors.clamp_min(1).to(terms.dtype)
-    if stats is not None:
-        d_ap, d_an = d_ap.detach(), d_an.detach()
-        stats["n_triplets"] = n_anchors.to(dist.dtype)
-        stats["active"] = _masked_mean((terms.detach() > 0).to(dist.dtype), valid, count)
-        stats["d_ap"] = _masked_mean(d_ap, valid, count)
-        stats["d_an"] = _masked_mean(d_an, valid, count)
-    return terms.sum() / count, dist
+    loss = _mined_loss(emb, dist, pos, neg, valid, margin, soft, distance, True, stats)
+    return loss, dist
 
 
 def _all(emb, table, margin, soft, distance, stats):
