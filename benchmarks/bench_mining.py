@@ -12,17 +12,20 @@ embeddings:
 - the floor: the pairwise distance matrix alone, ``torch.cdist`` forward +
   backward.
 
-Two label distributions: PK batches (``B / K`` classes of ``K`` samples) and
-"few" (4 large classes of ``B / 4``, not a PK batch). Ratios are to the floor
-and to PML's corresponding miner + loss (``PML ms / this ms``: how many times
-faster sktriplet is). A configuration whose predicted
-memory (extrapolated from the previous batch size with the growth measured
-between the last two sizes, kept between ``B^2`` and the method's bound,
-``B^3`` for PML's semi-hard miner) or time exceeds the limits is skipped with
-a note instead of crashing the machine.
+Two label distributions: PK batches (``B / K`` classes of ``K`` samples, for
+each ``--k``) and "few" (4 large classes of ``B / 4``, not a PK batch). Ratios
+are to the floor and to PML's corresponding miner + loss (``PML ms / this
+ms``: how many times faster sktriplet is). "x floor" divides medians measured
+in separate processes; "x floor, paired" is the median ratio of runs of the
+floor and the method taken back to back in one process (after the peak
+memory was read), which a shared machine's changing load disturbs less. A
+configuration whose predicted memory (extrapolated from the previous batch
+size with the growth measured between the last two sizes, kept between
+``B^2`` and the method's bound, ``B^3`` for PML's semi-hard miner) or time
+exceeds the limits is skipped with a note instead of crashing the machine.
 
 Usage: python benchmarks/bench_mining.py [--device cpu] [--sizes 64 256 1024 4096 16384]
-       [--k 8] [--labels pk few] [--threads 1] [--max-memory-gib 8] [--json out.json]
+       [--k 8 16] [--labels pk few] [--threads 1] [--max-memory-gib 8] [--json out.json]
 """
 
 from __future__ import annotations
@@ -123,10 +126,33 @@ def child(args) -> None:
     }
     if args.device.startswith("cuda"):
         out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    if args.method != "floor" and not args.method.startswith("pml-"):
+        # The ratio to the floor, measured in pairs (floor, method) in this
+        # process after the peak memory was read: a load change on a shared
+        # machine then moves both halves of a pair alike.
+        floor_fn = loss_fn("floor")
+
+        def floor_once():
+            e = x.clone().requires_grad_(True)
+            floor_fn(e, y).backward()
+            _sync(args.device)
+
+        floor_once()
+        ratios = []
+        budget_end = time.perf_counter() + args.time_budget
+        for i in range(args.repeats):
+            t0 = time.perf_counter()
+            floor_once()
+            t1 = time.perf_counter()
+            once()
+            ratios.append((time.perf_counter() - t1) / (t1 - t0))
+            if i + 1 >= 5 and time.perf_counter() > budget_end:
+                break
+        out["paired_ratio"] = statistics.median(ratios)
     print(json.dumps(out))
 
 
-def run_config(args, method: str, batch: int, labels: str) -> dict:
+def run_config(args, method: str, batch: int, labels: str, k: int) -> dict:
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
@@ -140,7 +166,7 @@ def run_config(args, method: str, batch: int, labels: str) -> dict:
         "--dim",
         str(args.dim),
         "--k",
-        str(args.k),
+        str(k),
         "--device",
         args.device,
         "--repeats",
@@ -171,7 +197,9 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024, 4096, 16384])
     parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--k", type=int, default=8, help="samples per class of PK batches")
+    parser.add_argument(
+        "--k", type=int, nargs="+", default=[8], help="samples per class of PK batches"
+    )
     parser.add_argument("--labels", nargs="+", default=["pk", "few"], choices=["pk", "few"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--repeats", type=int, default=7, help="timed runs (at least 5)")
@@ -187,6 +215,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         args.labels = args.labels[0]
+        args.k = args.k[0]
         child(args)
         return
     args.repeats = max(args.repeats, 5)
@@ -198,7 +227,9 @@ def main(argv=None) -> None:
     import torch
 
     rows = []
-    for labels in args.labels:
+    settings = [(lab, k) for lab in args.labels for k in (args.k if lab == "pk" else [None])]
+    for labels, k in settings:
+        name = f"pk, K={k}" if labels == "pk" else labels
         last: dict[str, list[tuple[int, dict]]] = {}
         for batch in args.sizes:
             results = {}
@@ -224,11 +255,11 @@ def main(argv=None) -> None:
                             skip = f"skipped: predicted {mem_pred / 1024:.0f} GiB"
                         elif time_pred > args.time_budget:
                             skip = f"skipped: predicted {time_pred:.0f} s"
-                res = {"skip": skip} if skip else run_config(args, method, batch, labels)
+                res = {"skip": skip} if skip else run_config(args, method, batch, labels, k or 8)
                 results[method] = res
                 last.setdefault(method, []).append((batch, res))
-                print(f"# {labels} B={batch} {method}: {res}", file=sys.stderr, flush=True)
-            rows.append((labels, batch, results))
+                print(f"# {name} B={batch} {method}: {res}", file=sys.stderr, flush=True)
+            rows.append((name, batch, results))
 
     print(
         f"\nMachine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -236,16 +267,16 @@ def main(argv=None) -> None:
         f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}\n"
     )
     print(
-        "| labels | B | method | median ms | x floor | PML ms / this ms "
+        "| labels | B | method | median ms | x floor | x floor, paired | PML ms / this ms "
         "| peak RSS MiB (+ over start) |"
     )
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     for labels, batch, results in rows:
         floor = results.get("floor", {})
         for method, res in results.items():
             if "skip" in res or "error" in res:
                 print(
-                    f"| {labels} | {batch} | {method} | {res.get('skip') or res['error']} | | | |"
+                    f"| {labels} | {batch} | {method} | {res.get('skip') or res['error']} | | | | |"
                 )
                 continue
             ratio_floor = (
@@ -257,11 +288,12 @@ def main(argv=None) -> None:
                 if "median_ms" in pml and method in PML_OF
                 else ""
             )
+            paired = f"{res['paired_ratio']:.2f}" if "paired_ratio" in res else ""
             mem = res.get("cuda_peak_mib", res["peak_rss_mib"])
             over = res["peak_rss_mib"] - res["base_rss_mib"]
             print(
                 f"| {labels} | {batch} | {method} | {res['median_ms']:.1f} | {ratio_floor} | "
-                f"{ratio_pml} | {mem:.0f} (+{over:.0f}) |"
+                f"{paired} | {ratio_pml} | {mem:.0f} (+{over:.0f}) |"
             )
     for note in notes:
         print(f"\n{note}")

@@ -21,7 +21,14 @@ from typing import Literal
 
 import torch
 
-__all__ = ["DISTANCES", "Distance", "check_distance", "paired_distances", "pairwise_distances"]
+__all__ = [
+    "DISTANCES",
+    "Distance",
+    "check_distance",
+    "gather_distances",
+    "paired_distances",
+    "pairwise_distances",
+]
 
 Distance = Literal["sqeuclidean", "euclidean", "cosine"]
 
@@ -186,6 +193,97 @@ def paired_distances(
         positive = d > _SQRT_EPS
         d = torch.where(positive, d, torch.ones_like(d)).sqrt() * positive
     return d
+
+
+def gather_distances(
+    x: torch.Tensor, dist: torch.Tensor, cols: torch.Tensor, distance: str = "sqeuclidean"
+) -> torch.Tensor:
+    """Entries ``dist[a, cols[a, j]]`` of a distance matrix, differentiable in ``x``.
+
+    Mining chooses a few pairs per row of a distance matrix computed without
+    gradients; this function hands back those entries (exactly the values
+    mining saw) with the gradient of ``d(x_a, x_c)`` attached. The backward
+    pass builds the ``B x B`` matrix of the pairs' gradients once and needs
+    two matrix products, as differentiating the whole matrix would, but
+    none of the ``B x B`` temporaries of autograd's chain and no pass over
+    the pairs that were not chosen.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (B, d)
+        The embeddings ``dist`` was computed from (gradients flow to them).
+    dist : torch.Tensor of shape (B, B)
+        ``pairwise_distances(x.detach(), distance=distance)``.
+    cols : torch.Tensor of shape (B, m) or (B,), dtype int64
+        Columns of the pairs, per row ``a`` of ``dist``. A pair of a row with
+        itself must get a zero gradient (the derivative at a coincident pair
+        is taken as zero).
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
+        The distance of ``dist``.
+
+    Returns
+    -------
+    torch.Tensor of the shape of ``cols``
+        ``dist.gather(1, cols)``, with gradients with respect to ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.distances import gather_distances, pairwise_distances
+    >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 0.0]], requires_grad=True)
+    >>> d = pairwise_distances(x.detach(), distance="euclidean")
+    >>> v = gather_distances(x, d, torch.tensor([[1], [2], [0]]), distance="euclidean")
+    >>> v.squeeze(1).tolist()
+    [5.0, 4.4721360206604, 1.0]
+    >>> v.sum().backward()
+    >>> x.grad[0].tolist()  # (x0 - x1)/5 + (x0 - x2)/1
+    [-1.600000023841858, -0.800000011920929]
+    """
+    check_distance(distance)
+    flat = cols.ndim == 1
+    if flat:
+        cols = cols[:, None]
+    if distance == "cosine":
+        x = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
+    out = _GatheredDistances.apply(x, dist.detach(), cols, distance)
+    return out.squeeze(1) if flat else out
+
+
+class _GatheredDistances(torch.autograd.Function):
+    """``dist[a, cols[a, j]]`` forward, the pairs' gradient backward.
+
+    For squared Euclidean distances ``d(a, c) = ||x_a - x_c||^2`` with pair
+    gradients ``G`` (``B x B``, zero off the chosen pairs): ``dL/dx = 2
+    (diag(G 1 + G^T 1) x - (G + G^T) x)``. Euclidean distances chain through
+    ``1 / (2 d)`` (zero where ``d`` is zero, as :func:`pairwise_distances`
+    does), cosine distances ``1 - z_a . z_c`` of normalised ``z`` give
+    ``-(G + G^T) z``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, dist, cols, distance):  # noqa: D102
+        values = dist.gather(1, cols)
+        ctx.save_for_backward(x, cols, values)
+        ctx.distance = distance
+        return values
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: D102
+        x, cols, values = ctx.saved_tensors
+        if ctx.distance == "euclidean":
+            grad = torch.where(values > 0, grad / (2.0 * values.clamp_min(1e-30)), 0.0)
+        batch = x.shape[0]
+        grad = grad.to(x.dtype)
+        pair_grad = grad.new_zeros(batch, batch).scatter_add_(1, cols, grad)
+        # G^T x as (x^T G)^T: a product of contiguous operands (a transposed
+        # B x B operand costs a copy).
+        if ctx.distance == "cosine":
+            out = torch.mm(pair_grad, x).add_(torch.mm(x.T, pair_grad).T)
+            return out.neg_(), None, None, None
+        weight = grad.sum(dim=1).index_add_(0, cols.reshape(-1), grad.reshape(-1))
+        out = torch.addmm(x * (2.0 * weight[:, None]), pair_grad, x, alpha=-2.0)
+        return out.add_(torch.mm(x.T, pair_grad).T, alpha=-2.0), None, None, None
 
 
 def _zero_diagonal(d: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from sktriplet.distances import check_distance, paired_distances, pairwise_distances
+from sktriplet.distances import check_distance, gather_distances, pairwise_distances
 from sktriplet.mining import (
     DEFAULT_BLOCK_ELEMENTS,
     ClassTable,
@@ -159,68 +159,41 @@ def triplet_loss(
     return loss, stats
 
 
-def _rowwise_is_cheaper(batch: int, width: int, dim: int) -> bool:
-    # Measuring the mined pairs on their own costs ~ batch * width * dim
-    # element operations; back-propagating through the whole distance matrix
-    # costs two (batch x batch x dim) matrix products plus a few passes over
-    # batch^2 numbers. Calibrated on CPU with benchmarks/bench_mining.py.
-    return width * dim <= _ROWWISE_FACTOR * batch
-
-
-#: Rowwise measurement of mined pairs wins while width * dim <= factor * B.
-_ROWWISE_FACTOR = 0.5
-
-
-def _mined_distances(emb, dist, anchor_cols, distance, rowwise):
-    """Distances ``d(a, cols[a, j])`` with gradients, shape of ``anchor_cols``."""
-    if rowwise:
-        anchors = emb[:, None, :] if anchor_cols.ndim == 2 else emb
-        return paired_distances(anchors, emb[anchor_cols], distance=distance)
-    if anchor_cols.ndim == 1:
-        return dist.gather(1, anchor_cols[:, None]).squeeze(1)
-    return dist.gather(1, anchor_cols)
-
-
-def _masked_mean(values, mask, count):
-    return torch.where(mask, values, 0.0).sum() / count
-
-
-def _mined_loss(emb, dist, pos, neg, valid, margin, soft, distance, rowwise, stats):
+def _mined_loss(emb, dist, pos, neg, valid, margin, soft, distance, stats, found=None):
     """Mean hinge (or soft) term over the mined triplets where ``valid``.
 
     ``pos`` and ``neg`` index the batch per anchor row (shape ``valid.shape``);
-    with ``stats``, records ``n_triplets``, ``active``, ``d_ap`` and ``d_an``.
+    with ``stats``, records ``n_triplets``, ``active``, ``d_ap`` and ``d_an``
+    (and ``fallback``, the share of pairs where ``found`` is false).
     """
-    d_ap = _mined_distances(emb, dist, pos, distance, rowwise)
-    d_an = _mined_distances(emb, dist, neg, distance, rowwise)
+    if pos.ndim == 1:
+        pos, neg, valid = pos[:, None], neg[:, None], valid[:, None]
+    # One gather for both ends: the backward builds one matrix of gradients.
+    pairs = gather_distances(emb, dist, torch.cat([pos, neg], dim=1), distance=distance)
+    d_ap, d_an = pairs.split(pos.shape[1], dim=1)
     terms = torch.where(valid, _hinge(d_ap - d_an, margin, soft), 0.0)
     n_triplets = valid.sum()
     count = n_triplets.clamp_min(1).to(terms.dtype)
     if stats is not None:
-        d_ap, d_an = d_ap.detach(), d_an.detach()
-        stats["n_triplets"] = n_triplets.to(dist.dtype)
-        stats["active"] = _masked_mean((terms.detach() > 0).to(dist.dtype), valid, count)
-        stats["d_ap"] = _masked_mean(d_ap, valid, count)
-        stats["d_an"] = _masked_mean(d_an, valid, count)
+        # All means in one masked reduction (a few ops per batch, no sync).
+        d = dist.dtype
+        parts = [(terms.detach() > 0).to(d), d_ap.detach(), d_an.detach()]
+        if found is not None:
+            parts.append((~found).to(d))
+        means = torch.where(valid, torch.stack(parts), 0.0).sum(dim=(1, 2)) / count
+        stats["n_triplets"] = n_triplets.to(d)
+        for key, value in zip(("active", "d_ap", "d_an", "fallback"), means, strict=False):
+            stats[key] = value
     return terms.sum() / count
 
 
-def _semihard(emb, table, margin, soft, distance, stats, rowwise=None):
-    batch = emb.shape[0]
-    if rowwise is None:
-        rowwise = _rowwise_is_cheaper(batch, table.width, emb.shape[1])
-    if rowwise:
-        with torch.no_grad():
-            dist = pairwise_distances(emb.detach(), distance=distance)
-    else:
-        dist = pairwise_distances(emb, distance=distance)
+def _semihard(emb, table, margin, soft, distance, stats):
+    with torch.no_grad():
+        dist = pairwise_distances(emb.detach(), distance=distance)
     neg, found = semihard_table(dist, table)
     loss = _mined_loss(
-        emb, dist, table.members, neg, table.valid, margin, soft, distance, rowwise, stats
+        emb, dist, table.members, neg, table.valid, margin, soft, distance, stats, found
     )
-    if stats is not None:
-        count = stats["n_triplets"].clamp_min(1)
-        stats["fallback"] = _masked_mean((~found).to(dist.dtype), table.valid, count)
     return loss, dist
 
 
@@ -228,7 +201,7 @@ def _hard(emb, table, margin, soft, distance, stats):
     with torch.no_grad():
         dist = pairwise_distances(emb.detach(), distance=distance)
     pos, neg, valid = hard_table(dist, table.codes)
-    loss = _mined_loss(emb, dist, pos, neg, valid, margin, soft, distance, True, stats)
+    loss = _mined_loss(emb, dist, pos, neg, valid, margin, soft, distance, stats)
     return loss, dist
 
 

@@ -24,19 +24,19 @@ The mining rules are those of :func:`sktriplet.losses.triplet_loss`:
 How semi-hard mining stays fast: positive pairs are held in a padded
 *class table*: row ``a`` lists the ``W`` other members of ``a``'s class
 (``W`` is the largest class in the batch minus one, so ``W = K - 1`` for PK
-batches). Three kernels, all
-``O(B^2)`` in memory and processed in blocks of rows, then find every pair's
-semi-hard negative, and ``method="auto"`` picks by ``W``:
+batches). Two kernels, both ``O(B^2)`` in memory and processed in blocks of
+rows, find every pair's semi-hard negative, and ``method="auto"`` picks by
+``W``:
 
-- ``"masked"`` (narrow tables, PK batches): one pass over each anchor's row
-  per table column, two vectorised operations each (a subtraction and an
-  integer minimum that needs no mask), ``O(B^2 W)``, no sort;
-- ``"bucket"`` (medium): every negative distance is placed between the
-  anchor's sorted positive distances and segmented minima give each pair's
-  answer, ``O(B^2 log W)``;
-- ``"sorted"`` (wide tables, a few large classes): each anchor's negatives
-  are sorted once and every positive distance is binary-searched,
-  ``O(B^2 log B)``.
+- ``"masked"`` (narrow tables, PK batches): per table column, a subtraction
+  and plain minima over chunks of the row, read as integers so that one
+  minimum is the nearest farther negative (no mask, no sort); the index is
+  recovered on the small chunk minima. ``O(B^2 W)``.
+- ``"sorted"`` (wide tables, a few large classes): each row's negative and
+  positive distances are sorted together once, as 64-bit keys that carry
+  the column, and each positive distance's next negative is read off the
+  order. ``O(B^2 log B)``; on CPU the sort is numpy's vectorised integer
+  sort.
 
 The farthest negative (the fallback) is computed only for rows that need it.
 """
@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -64,7 +65,7 @@ MINING_STRATEGIES: tuple[str, ...] = ("semihard", "hard", "all")
 #: Default bound on the number of elements of one temporary block.
 DEFAULT_BLOCK_ELEMENTS = 1 << 24
 
-_SEMIHARD_METHODS = ("auto", "bucket", "masked", "sorted")
+_SEMIHARD_METHODS = ("auto", "masked", "sorted")
 
 
 def check_mining(mining: str) -> str:
@@ -235,14 +236,13 @@ def semihard_triplets(
         Pairwise distances (gradients are not used).
     labels : torch.Tensor of shape (B,)
         Integer class labels.
-    method : {"auto", "bucket", "masked", "sorted"}, default="auto"
-        ``"bucket"`` places each negative distance between the sorted
-        positive distances of its anchor and takes segmented minima
-        (``O(B^2 log W)`` for a largest class of ``W``, see the module
-        docstring); ``"masked"`` takes a masked minimum over each pair's
-        negatives (``O(B^2 W)``, no sort); ``"sorted"`` sorts each anchor's
-        negative distances and binary-searches them (``O(B^2 log B)``).
-        ``"auto"`` picks the cheapest for the batch's widest class. All give
+    method : {"auto", "masked", "sorted"}, default="auto"
+        ``"masked"`` takes a minimum over each pair's negatives
+        (``O(B^2 W)`` for a largest class of ``W + 1``, no sort);
+        ``"sorted"`` sorts each anchor's negative and positive distances
+        together and reads each pair's answer off the order
+        (``O(B^2 log B)``); see the module docstring. ``"auto"`` picks the
+        cheaper for the batch's widest class. All give
         the same triplets (``"masked"`` up to distances that differ only in
         the last bit); among equal distances the lowest index wins.
     block_elements : int, default=2**24
@@ -289,7 +289,7 @@ def semihard_table(
         Pairwise distances (gradients are not used).
     table : ClassTable
         The batch's positive pairs.
-    method : {"auto", "bucket", "masked", "sorted"}, default="auto"
+    method : {"auto", "masked", "sorted"}, default="auto"
         As for :func:`semihard_triplets`.
     block_elements : int, default=2**24
         Upper bound on the elements of one temporary block.
@@ -319,113 +319,118 @@ def semihard_table(
     thresholds = dist.gather(1, table.members).masked_fill_(~table.valid, inf)
     negative = torch.empty_like(table.members)
     found = torch.empty_like(table.valid)
+    kernel = {"masked": _masked, "sorted": _sorted}[method]
+    # Blocks of rows whose temporaries stay in cache (and are reused by the
+    # allocator instead of being mapped afresh).
+    block_elements = min(block_elements, _CACHE_ELEMENTS)
     if method == "masked":
-        # Blocks small enough to stay in cache across the table's columns.
-        block_elements = min(block_elements, _CACHE_ELEMENTS)
+        # Columns padded to whole chunks (see _masked).
+        padded = -(-batch // _chunk_size(batch)) * _chunk_size(batch)
+    else:
+        padded = batch
     rows_per_block = max(1, block_elements // batch)
-    codes = table.codes
-    kernel = {"bucket": _bucket, "masked": _masked, "sorted": _sorted}[method]
+    buffer = dist.new_full((min(rows_per_block, batch), padded), inf)
     for r0 in range(0, batch, rows_per_block):
         r1 = min(batch, r0 + rows_per_block)
-        rows = dist[r0:r1]
-        same = codes[r0:r1, None] == codes[None, :]
-        neg, ok = kernel(rows, same, thresholds[r0:r1])
+        # Distances to negatives only: +inf at the anchor and its positives.
+        near = buffer[: r1 - r0]
+        near[:, :batch] = dist[r0:r1]
+        near.scatter_(1, table.members[r0:r1], inf)
+        near.diagonal(offset=r0).fill_(inf)
+        neg, ok = kernel(near, batch, thresholds[r0:r1])
         # The fallback, the farthest negative, only for the rows that need it.
         need = (~ok & table.valid[r0:r1]).any(dim=1).nonzero().squeeze(1)
         if need.numel():
-            farthest = torch.where(same[need], -1.0, rows[need]).max(dim=1).indices
+            rows = near[need, :batch]
+            farthest = torch.where(rows == inf, -1.0, rows).max(dim=1).indices
             neg[need] = torch.where(ok[need], neg[need], farthest[:, None])
         negative[r0:r1] = neg
         found[r0:r1] = ok
     return negative, found
 
 
-#: Distances per block of the masked kernel (about half a MiB of float32).
+#: Distances per block of rows (half a MiB of float32): small enough for the
+#: kernels' temporaries to stay in cache.
 _CACHE_ELEMENTS = 1 << 17
 
 #: Table widths (largest class minus one) up to which one masked pass per
-#: column is the cheapest kernel, then bucketing, then sorting each row.
-_MASKED_MAX_WIDTH = 24
-_BUCKET_MAX_WIDTH = 64
+#: column is cheaper than sorting each row.
+_MASKED_MAX_WIDTH = 32
 
 
 def _choose_semihard_method(batch: int, width: int) -> str:
     # Work per row of B distances: the masked kernel makes two vectorised
-    # passes per column of the class table; bucketing costs a binary search
-    # per distance (branchy: on CPU about as slow as ~25 masked columns) and
-    # grows with log(width) and its scatters; sorting each row of negatives
-    # costs about as much but does not grow with the width. Crossovers
-    # measured with benchmarks/bench_mining.py (B = 256 and 1024).
+    # passes per column of the class table; the sort costs about as much as
+    # 30 such columns on CPU (numpy's vectorised integer sort) and does not
+    # grow with the width. Crossover measured at B = 1024 (timings in
+    # docs/benchmarks.md, benchmarks/bench_mining.py).
     del batch
-    if width <= _MASKED_MAX_WIDTH:
-        return "masked"
-    return "bucket" if width <= _BUCKET_MAX_WIDTH else "sorted"
-
-
-def _bucket(
-    rows: torch.Tensor, same: torch.Tensor, thresholds: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    near = rows.masked_fill(same, math.inf)  # negatives only
-    # near: (r, B) negative distances (+inf elsewhere); thresholds: (r, W)
-    # positive distances (+inf for empty slots).
-    r, batch = near.shape
-    width = thresholds.shape[1]
-    ordered, perm = thresholds.sort(dim=1)
-    # bucket[a, n] = number of positive distances of a strictly below d(a, n):
-    # n is farther than the i-th nearest positive exactly when bucket > i.
-    bucket = torch.searchsorted(ordered, near)
-    bucket += torch.arange(0, r * (width + 1), width + 1, device=near.device)[:, None]
-    flat = bucket.view(-1)
-    n_slots = r * (width + 1)
-    values = near.new_full((n_slots,), math.inf)
-    values.scatter_reduce_(0, flat, near.view(-1), "amin")
-    # Lowest column index attaining each bucket's minimum.
-    hit = near.view(-1) == values.index_select(0, flat)
-    cols = torch.arange(batch, device=near.device, dtype=torch.int32)
-    cand = torch.where(hit.view(r, batch), cols, batch).view(-1)
-    index = cand.new_full((n_slots,), batch).scatter_reduce_(0, flat, cand, "amin")
-    values, index = values.view(r, width + 1)[:, 1:], index.view(r, width + 1)[:, 1:]
-    # Suffix minimum over buckets i+1 .. W for the i-th nearest positive.
-    best, where = values.flip(1).cummin(dim=1)
-    best = best.flip(1)
-    where = (width - 1) - where.flip(1)
-    # Empty buckets hold index B: clamp so that unused slots stay in range.
-    chosen = index.gather(1, where).long().clamp_max_(batch - 1)
-    ok = torch.isfinite(best)
-    # Back from sorted order to the table's slot order.
-    return (
-        torch.empty_like(chosen).scatter_(1, perm, chosen),
-        torch.empty_like(ok).scatter_(1, perm, ok),
-    )
+    return "masked" if width <= _MASKED_MAX_WIDTH else "sorted"
 
 
 def _masked(
-    rows: torch.Tensor, same: torch.Tensor, thresholds: torch.Tensor
+    near: torch.Tensor, batch: int, thresholds: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # One pass per column of the class table, two vectorised operations
-    # each. For the slot's positive distance t, g = t - d(a, n) is negative
-    # exactly for the negatives farther than t (non-negatives hold +inf, so
-    # g = -inf). Read as a signed integer of the same width, a negative float
-    # orders by its magnitude and above every non-negative one: the smallest
-    # integer is the farther negative nearest to t, with the lowest index
-    # among ties. A minimum equal to -inf's pattern means that no finite
-    # negative is farther (the fallback case). The subtraction is exact
-    # whenever d(a, n) <= 2 t (Sterbenz) and monotone otherwise, so the
+    # near: (r, C * n_chunks) negative distances (+inf elsewhere and in the
+    # padding past column ``batch``); thresholds: (r, W) positive distances.
+    #
+    # For the slot's positive distance t, g = t - d(a, n) is negative exactly
+    # for the negatives farther than t (non-negatives hold +inf, so
+    # g = -inf). Read as a signed integer of the same width, a negative
+    # float orders by its magnitude and above every non-negative one: the
+    # smallest integer is the farther negative nearest to t, with the lowest
+    # index among ties. A minimum equal to -inf's pattern means that no
+    # finite negative is farther (the fallback case). The subtraction is
+    # exact whenever d(a, n) <= 2 t (Sterbenz) and monotone otherwise, so the
     # choice can differ from the exact rule only between distances equal to
     # the last bit.
-    near = rows.masked_fill(same, math.inf)  # negatives only
+    #
+    # A minimum *with its index* is a scalar loop on CPU (~25x slower than a
+    # plain minimum), so each column of the table costs two vectorised
+    # passes over the block (the subtraction into a buffer that stays in
+    # cache, and plain minima of chunks of C columns), and the index is found
+    # afterwards on small tensors: the best chunk (of B / C), then the best
+    # column within it (of C, recomputed).
+    r, padded = near.shape
+    width = thresholds.shape[1]
+    chunk = _chunk_size(batch)
+    n_chunks = padded // chunk
     itype = _SAME_WIDTH_INT[near.dtype]
     no_candidate = torch.tensor(-math.inf, dtype=near.dtype).view(itype).item()
-    r, width = thresholds.shape
-    chosen = torch.empty(r, width, dtype=torch.long, device=near.device)
-    ok = torch.empty(r, width, dtype=torch.bool, device=near.device)
     gap = torch.empty_like(near)
+    gap_chunks = gap.view(itype).view(r, n_chunks, chunk)
+    chunk_min = torch.empty(r, width, n_chunks, dtype=itype, device=near.device)
     columns = thresholds.T.contiguous()
     for j in range(width):
         torch.sub(columns[j][:, None], near, out=gap)
-        best, chosen[:, j] = gap.view(itype).min(dim=1)
-        ok[:, j] = best < no_candidate
-    return chosen, ok
+        torch.amin(gap_chunks, dim=2, out=chunk_min[:, j])
+    best, which = _first_min(chunk_min)
+    offsets = torch.arange(chunk, device=near.device)
+    cols = (which[:, :, None] * chunk + offsets).view(r, width * chunk)
+    inner = torch.sub(thresholds[:, :, None], near.gather(1, cols).view(r, width, chunk))
+    _, within = _first_min(inner.view(itype))
+    chosen = (which * chunk + within).clamp_max_(batch - 1)
+    return chosen, best < no_candidate
+
+
+def _first_min(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # Minimum over the last dimension and the index of its first occurrence.
+    # For integers of up to 32 bits, key = value * n + index is exact in
+    # float64 and its plain minimum is vectorised (about 2.5x faster than
+    # ``min(dim=-1)`` with indices on CPU).
+    n = values.shape[-1]
+    if values.dtype == torch.int64:
+        return values.min(dim=-1)
+    index = torch.arange(n, dtype=torch.float64, device=values.device)
+    key = values.double().mul_(n).add_(index).amin(dim=-1)
+    where = torch.remainder(key, n)
+    return (key - where).div_(n).to(values.dtype), where.long()
+
+
+def _chunk_size(batch: int) -> int:
+    # About sqrt(B), a power of two of at least 8: the two searches with
+    # indices then cost ~2 sqrt(B) per slot against B for the plain minima.
+    return max(8, 1 << max(0, round(math.log2(max(batch, 1)) / 2)))
 
 
 _SAME_WIDTH_INT = {
@@ -437,15 +442,55 @@ _SAME_WIDTH_INT = {
 
 
 def _sorted(
-    rows: torch.Tensor, same: torch.Tensor, thresholds: torch.Tensor
+    near: torch.Tensor, batch: int, thresholds: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    near = rows.masked_fill(same, math.inf)  # negatives only
+    # near: (r, batch) negative distances (+inf elsewhere); thresholds:
+    # (r, W) positive distances (+inf for empty slots).
+    itype = _SAME_WIDTH_INT[near.dtype]
+    if near.device.type == "cpu" and itype != torch.int64:
+        return _sorted_merge(near, thresholds, itype)
     values, order = near.sort(dim=1, stable=True)
     # First position whose distance is strictly greater than d(a, p).
     where = torch.searchsorted(values, thresholds, right=True).clamp_max_(near.shape[1] - 1)
     best = values.gather(1, where)
     ok = torch.isfinite(best) & (best > thresholds)
     return order.gather(1, where), ok
+
+
+def _sorted_merge(
+    near: torch.Tensor, thresholds: torch.Tensor, itype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # One sort per row of the negatives and the positive distances together,
+    # as 64-bit keys (value bits << 32 | tag): for non-negative floats the
+    # bits order like the values, a negative's tag is its column (so equal
+    # distances keep the lowest column first) and a positive's tag is
+    # 2**31 + its slot (so it sorts after the negatives of equal distance).
+    # The first negative after a positive distance in that order is the
+    # pair's semi-hard negative. numpy's sort of integers is vectorised
+    # (several times faster than torch's on CPU).
+    r, batch = near.shape
+    width = thresholds.shape[1]
+    flag = 1 << 31
+    cols = torch.arange(batch, dtype=torch.int64)
+    keys = torch.empty(r, batch + width, dtype=torch.int64)
+    torch.bitwise_or(near.contiguous().view(itype).long() << 32, cols, out=keys[:, :batch])
+    slots = torch.arange(flag, flag + width, dtype=torch.int64)
+    torch.bitwise_or(thresholds.contiguous().view(itype).long() << 32, slots, out=keys[:, batch:])
+    ordered = torch.from_numpy(np.sort(keys.numpy(), axis=1))
+    is_positive = (ordered & flag) != 0
+    # For a positive distance at position q, the negatives before it,
+    # q + 1 - (positives up to q), index the first negative after it; a
+    # negative at q has that count minus one as its rank among negatives.
+    rank = torch.arange(1, batch + width + 1) - is_positive.cumsum(dim=1)
+    negatives = torch.empty(r, batch + 1, dtype=torch.int64)
+    negatives.scatter_(1, torch.where(is_positive, batch, rank - 1), ordered)
+    slot = torch.where(is_positive, ordered & (flag - 1), width)
+    after = torch.empty(r, width + 1, dtype=torch.int64).scatter_(1, slot, rank)[:, :width]
+    best = negatives.gather(1, after.clamp_max(batch - 1))
+    # A negative (not +inf) after the positive distance: found.
+    inf_bits = torch.tensor(math.inf, dtype=near.dtype).view(itype).long().item()
+    found = ((best >> 32) < inf_bits) & (after < batch)
+    return best & (flag - 1), found
 
 
 def hard_triplets(

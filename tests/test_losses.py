@@ -87,13 +87,14 @@ def test_coinciding_embeddings_give_finite_gradients(mining, distance, soft):
     assert torch.isfinite(emb.grad).all()
 
 
+@pytest.mark.parametrize("distance", ["sqeuclidean", "euclidean", "cosine"])
 @pytest.mark.parametrize("mining", MININGS)
-def test_gradient_matches_finite_differences(mining):
+def test_gradient_matches_finite_differences(mining, distance):
     emb, labels = _batch(4, n=12, dim=3, n_classes=3)
     x = torch.tensor(emb, requires_grad=True)
     y = torch.tensor(labels)
     torch.autograd.gradcheck(
-        lambda e: triplet_loss(e, y, mining=mining, soft=True, distance="euclidean"), (x,)
+        lambda e: triplet_loss(e, y, mining=mining, soft=True, distance=distance), (x,)
     )
 
 

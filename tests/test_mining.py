@@ -14,7 +14,7 @@ from sktriplet.mining import ClassTable, hard_triplets, semihard_triplets
 
 from .reference import reference_loss
 
-METHODS = ["bucket", "masked", "sorted"]
+METHODS = ["masked", "sorted"]
 
 
 def _brute_semihard(dist, labels):
@@ -50,8 +50,11 @@ def _labels(kind, n, rng):
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("kind", ["pk", "few", "singletons", "uneven"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
 def test_semihard_kernels_match_brute_force(method, kind, dtype):
+    # float16 and float32 on CPU take the packed-key sort (numpy), float64
+    # torch's sort; the masked kernel reads the distances as integers of
+    # each width.
     rng = np.random.default_rng(0)
     n = 40
     labels = _labels(kind, n, rng)
@@ -74,7 +77,7 @@ def test_semihard_kernels_match_brute_force(method, kind, dtype):
 
 def test_semihard_auto_picks_a_method_for_every_width():
     rng = np.random.default_rng(1)
-    for n_classes in [2, 30]:  # a wide class table (bucket) and a narrow one (masked)
+    for n_classes in [2, 30]:  # a wide class table (sorted) and a narrow one (masked)
         labels = torch.tensor(rng.integers(0, n_classes, size=90))
         dist = torch.cdist(*(2 * [torch.tensor(rng.normal(size=(90, 3)))])) ** 2
         ref = semihard_triplets(dist, labels, method="sorted")
@@ -124,27 +127,6 @@ def test_class_table_lists_the_positives():
     assert not ClassTable.from_labels(torch.tensor([1, 2, 3])).has_triplets
 
 
-@pytest.mark.parametrize("rowwise", [True, False])
-@pytest.mark.parametrize("distance", ["sqeuclidean", "euclidean", "cosine"])
-def test_semihard_rowwise_and_matrix_paths_agree(rowwise, distance):
-    # Both ways of measuring the mined pairs give the reference loss and the
-    # same gradient.
-    rng = np.random.default_rng(3)
-    emb = rng.normal(size=(32, 6))
-    labels = np.repeat(np.arange(8), 4)
-    x = torch.tensor(emb, requires_grad=True)
-    table = ClassTable.from_labels(torch.tensor(labels))
-    loss, _ = losses._semihard(x, table, 0.3, False, distance, None, rowwise=rowwise)
-    loss.backward()
-    assert loss.item() == pytest.approx(
-        reference_loss(emb, labels, 0.3, "semihard", distance, False), rel=1e-9
-    )
-    y = torch.tensor(emb, requires_grad=True)
-    other, _ = losses._semihard(y, table, 0.3, False, distance, None, rowwise=not rowwise)
-    other.backward()
-    torch.testing.assert_close(x.grad, y.grad, rtol=1e-9, atol=1e-12)
-
-
 @pytest.mark.parametrize("kind", ["pk", "few", "uneven"])
 def test_all_hinge_matches_brute_force_on_many_label_layouts(kind):
     rng = np.random.default_rng(4)
@@ -160,19 +142,20 @@ def test_all_hinge_matches_brute_force_on_many_label_layouts(kind):
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("mining", ["semihard", "hard", "all"])
-def test_losses_with_large_classes_match_brute_force(mining):
-    # Two uneven classes: the semi-hard path buckets (table wider than 32)
-    # and measures the pairs on the distance matrix.
+def test_losses_with_large_classes_match_brute_force(mining, dtype):
+    # Two uneven classes: the semi-hard path sorts (table wider than 32).
     rng = np.random.default_rng(5)
     labels = np.repeat([0, 1], [40, 30])[rng.permutation(70)]
     emb = rng.normal(size=(70, 3))
-    x = torch.tensor(emb, requires_grad=True)
+    x = torch.tensor(emb, dtype=dtype, requires_grad=True)
     loss = losses.triplet_loss(x, torch.tensor(labels), mining=mining, margin=0.5)
     loss.backward()
     assert torch.isfinite(x.grad).all()
+    rel = 1e-9 if dtype == torch.float64 else 1e-5
     assert loss.item() == pytest.approx(
-        reference_loss(emb, labels, 0.5, mining, "sqeuclidean", False), rel=1e-9
+        reference_loss(emb, labels, 0.5, mining, "sqeuclidean", False), rel=rel
     )
 
 
