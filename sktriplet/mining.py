@@ -320,9 +320,12 @@ def semihard_table(
     negative = torch.empty_like(table.members)
     found = torch.empty_like(table.valid)
     kernel = {"masked": _masked, "sorted": _sorted}[method]
-    # Blocks of rows whose temporaries stay in cache (and are reused by the
-    # allocator instead of being mapped afresh).
-    block_elements = min(block_elements, _CACHE_ELEMENTS)
+    on_cpu = not _is_accelerator(dist.device)
+    if on_cpu:
+        # Blocks of rows whose temporaries stay in cache (and are reused by
+        # the allocator instead of being mapped afresh). On a GPU, large
+        # blocks: fewer kernel launches.
+        block_elements = min(block_elements, _CACHE_ELEMENTS)
     if method == "masked":
         # Columns padded to whole chunks (see _masked).
         padded = -(-batch // _chunk_size(batch)) * _chunk_size(batch)
@@ -338,15 +341,25 @@ def semihard_table(
         near.scatter_(1, table.members[r0:r1], inf)
         near.diagonal(offset=r0).fill_(inf)
         neg, ok = kernel(near, batch, thresholds[r0:r1])
-        # The fallback, the farthest negative, only for the rows that need it.
-        need = (~ok & table.valid[r0:r1]).any(dim=1).nonzero().squeeze(1)
-        if need.numel():
+        # The fallback, the farthest negative: on CPU only for the rows that
+        # need it; on a GPU for every row (a pass is cheaper than a sync).
+        if on_cpu:
+            need = (~ok & table.valid[r0:r1]).any(dim=1).nonzero().squeeze(1)
+        else:
+            need = slice(None)
+        if not on_cpu or need.numel():
             rows = near[need, :batch]
             farthest = torch.where(rows == inf, -1.0, rows).max(dim=1).indices
             neg[need] = torch.where(ok[need], neg[need], farthest[:, None])
         negative[r0:r1] = neg
         found[r0:r1] = ok
     return negative, found
+
+
+def _is_accelerator(device: torch.device) -> bool:
+    # Large blocks and no host syncs (CUDA, MPS, ...); cache-sized blocks
+    # and syncs that skip work on CPU.
+    return device.type != "cpu"
 
 
 #: Distances per block of rows (half a MiB of float32): small enough for the

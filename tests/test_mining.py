@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sktriplet import losses
+from sktriplet import losses, mining
 from sktriplet.mining import ClassTable, hard_triplets, semihard_triplets
 
 from .reference import reference_loss
@@ -73,6 +73,25 @@ def test_semihard_kernels_match_brute_force(method, kind, dtype):
     # Ordered by anchor, then positive (as the pairs of a boolean mask).
     pairs = list(zip(t.anchor.tolist(), t.positive.tolist(), strict=True))
     assert pairs == sorted(want)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_accelerator_block_policy_gives_the_same_triplets(method, monkeypatch):
+    # On a GPU the kernels run in large blocks and take the fallback for
+    # every row without a host sync; run that policy on the CPU.
+    rng = np.random.default_rng(7)
+    labels = _labels("uneven", 60, rng)
+    dist = torch.tensor(np.round(rng.uniform(0, 4, size=(60, 60)), 1))
+    dist = (dist + dist.T) / 2
+    dist.fill_diagonal_(0)
+    want = _brute_semihard(dist.numpy(), labels)
+    monkeypatch.setattr(mining, "_is_accelerator", lambda device: True)
+    t = semihard_triplets(dist, torch.tensor(labels), method=method, block_elements=300)
+    got = {
+        (int(a), int(p)): (int(k), bool(f))
+        for a, p, k, f in zip(t.anchor, t.positive, t.negative, t.fallback, strict=True)
+    }
+    assert got == want
 
 
 def test_semihard_auto_picks_a_method_for_every_width():
