@@ -41,6 +41,16 @@ class MLPEmbedder(nn.Module):
     dropout); the last layer is linear with ``n_components`` units, then L2
     normalisation.
 
+    With ``skip=True`` (the default) and at least one hidden layer, a linear
+    path from the input is added to the last layer's output before the
+    normalisation. It starts as a random orthogonal map and the last hidden
+    layer's weights start at zero, so the untrained network embeds each row
+    as the input itself, rotated (or, when ``n_features > n_components``,
+    randomly projected) and L2-normalised: training starts from the input's
+    own geometry and adds to it what the labels teach. On classes never seen
+    in training this keeps the input's neighbourhoods where the labels have
+    nothing to say (see ``docs/defaults.md``).
+
     Parameters
     ----------
     n_features : int
@@ -53,6 +63,9 @@ class MLPEmbedder(nn.Module):
         Dropout probability after each hidden layer.
     normalize : bool, default=True
         L2-normalise the output.
+    skip : bool, default=True
+        Add the linear skip path described above (ignored without hidden
+        layers, where the network is a single linear map).
 
     Examples
     --------
@@ -70,6 +83,7 @@ class MLPEmbedder(nn.Module):
         hidden_units: Sequence[int] = (256, 256),
         dropout: float = 0.0,
         normalize: bool = True,
+        skip: bool = True,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -79,14 +93,24 @@ class MLPEmbedder(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = units
-        layers.append(nn.Linear(width, n_components))
-        if normalize:
-            layers.append(L2Normalize())
+        last = nn.Linear(width, n_components)
+        layers.append(last)
         self.layers = nn.Sequential(*layers)
+        self.skip: nn.Linear | None = None
+        if skip and len(hidden_units) > 0:
+            self.skip = nn.Linear(n_features, n_components, bias=False)
+            nn.init.orthogonal_(self.skip.weight)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        self.normalize = L2Normalize() if normalize else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed a batch of shape ``(batch, n_features)``."""
-        return self.layers(x.flatten(1))
+        x = x.flatten(1)
+        out = self.layers(x)
+        if self.skip is not None:
+            out = out + self.skip(x)
+        return self.normalize(out)
 
 
 class ConvEmbedder(nn.Module):

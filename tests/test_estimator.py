@@ -98,7 +98,8 @@ def test_routed_parameters_reach_module_and_optimizer(small_digits):
     emb = TripletEmbedder(
         module__hidden_units=(24,), optimizer__weight_decay=0.5, **{**FAST, "max_epochs": 1}
     ).fit(X, y)
-    linears = [m for m in emb.net_.module_.modules() if isinstance(m, nn.Linear)]
+    # The hidden path (the skip path is one more 64-unit linear map).
+    linears = [m for m in emb.net_.module_[1].layers if isinstance(m, nn.Linear)]
     assert [m.out_features for m in linears] == [24, 64]
     assert emb.net_.optimizer_.param_groups[0]["weight_decay"] == 0.5
 

@@ -51,14 +51,30 @@ def test_closed_set_retrieval_far_above_raw_pixels(closed_set_embedder, digits_s
 def test_open_set_unseen_digits_regression_guard():
     # The known hard case: six training classes (0-5), evaluated on 6-9. The
     # defaults stay below raw pixels' MAP@R here (see docs/defaults.md); this
-    # guards against regressions of the P@1 and MAP@R they do reach.
+    # guards against regressions of the P@1 and MAP@R they do reach (the
+    # network without its skip path reached about 0.41 and 0.94).
     X, y = load_digits(return_X_y=True)
     X = X.astype(np.float32)
     seen, unseen = open_set_split(y, seen_classes=range(6))
     emb = TripletEmbedder(max_epochs=20, random_state=0, device="cpu").fit(X[seen], y[seen])
     Z = emb.transform(X[unseen])
-    assert map_at_r(Z, y[unseen]) >= 0.38
-    assert precision_at_k(Z, y[unseen], k=1) >= 0.93
+    assert map_at_r(Z, y[unseen]) >= 0.47
+    assert precision_at_k(Z, y[unseen], k=1) >= 0.96
+
+
+def test_untrained_default_mlp_ranks_like_standardised_input():
+    # The default MLP starts from the input's own geometry: before training,
+    # its embedding ranks neighbours by the cosine of the standardised rows
+    # (reference: sklearn's StandardScaler, then L2 normalisation).
+    from sklearn.preprocessing import StandardScaler, normalize
+
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    emb = TripletEmbedder(max_epochs=0, random_state=0, device="cpu").fit(X, y)
+    Z = emb.transform(X)
+    ref = normalize(StandardScaler().fit_transform(X.astype(np.float64)))
+    np.testing.assert_allclose(Z.astype(np.float64) @ Z.T, ref @ ref.T, atol=1e-4)
+    assert map_at_r(Z, y) == pytest.approx(map_at_r(ref, y), abs=1e-3)
 
 
 def test_augment_auto_moves_only_images_of_16_pixels_or_more():
