@@ -247,8 +247,8 @@ def main(argv=None) -> None:
                             # The growth measured between the last two sizes, if faster.
                             b0, r0 = last[method][-2]
                             m0 = max(r0["peak_rss_mib"] - r0["base_rss_mib"], 1.0)
-                            k = math.log(max(mem, 1.0) / m0) / math.log(prev_b / b0)
-                            mem_scale = (batch / prev_b) ** min(max(k, 2.0), GROWTH[method])
+                            growth = math.log(max(mem, 1.0) / m0) / math.log(prev_b / b0)
+                            mem_scale = (batch / prev_b) ** min(max(growth, 2.0), GROWTH[method])
                         mem_pred = prev["base_rss_mib"] + mem * mem_scale
                         time_pred = prev["median_ms"] * scale * 6 / 1e3
                         if mem_pred > args.max_memory_gib * 1024:

@@ -30,12 +30,18 @@ def check_losses(sizes: list[int]) -> list[str]:
     from sktriplet.losses import triplet_loss
 
     failures = []
-    print("| B | mining | precision | CPU loss | GPU loss | max abs grad diff | ok |")
-    print("|---:|---|---|---:|---:|---:|---|")
-    for batch in sizes:
+    print("| B | labels | mining | precision | CPU loss | GPU loss | max abs grad diff | ok |")
+    print("|---:|---|---|---|---:|---:|---:|---|")
+    # PK batches (the masked semi-hard kernel) and 4 large classes (the
+    # sorted kernel: numpy's sort on the CPU, torch's on the GPU).
+    cases = [(b, labels) for b in sizes for labels in ("pk", "few")]
+    for batch, labels in cases:
         gen = torch.Generator().manual_seed(batch)
         x = torch.nn.functional.normalize(torch.randn(batch, 64, generator=gen), dim=1)
-        y = torch.arange(batch // 8).repeat_interleave(8)
+        if labels == "pk":
+            y = torch.arange(batch // 8).repeat_interleave(8)
+        else:
+            y = torch.randint(0, 4, (batch,), generator=gen)
         for mining in ("semihard", "hard", "all"):
             for precision in ("fp32", "bf16"):
                 # bf16: the network's output under autocast is bf16; the loss
@@ -54,9 +60,9 @@ def check_losses(sizes: list[int]) -> list[str]:
                     diff <= 1e-3 * scale
                 )
                 if not ok:
-                    failures.append(f"B={batch} {mining} {precision}")
+                    failures.append(f"B={batch} {labels} {mining} {precision}")
                 print(
-                    f"| {batch} | {mining} | {precision} | {l_cpu.item():.6f} | "
+                    f"| {batch} | {labels} | {mining} | {precision} | {l_cpu.item():.6f} | "
                     f"{l_gpu.item():.6f} | {diff:.2e} | {'yes' if ok else 'NO'} |"
                 )
     return failures
