@@ -30,6 +30,9 @@ class RandomAffine:
     max_scale : float, default=0.1
         Largest relative change of size: the scale factor is drawn from
         ``[1 - max_scale, 1 + max_scale]``.
+    max_shear : float, default=0.0
+        Largest horizontal shear angle, in degrees (either direction); ``0``
+        draws no shear (and so leaves the random stream as without it).
 
     Notes
     -----
@@ -51,16 +54,21 @@ class RandomAffine:
     """
 
     def __init__(
-        self, max_shift: float = 2.0, max_rotation: float = 10.0, max_scale: float = 0.1
+        self,
+        max_shift: float = 2.0,
+        max_rotation: float = 10.0,
+        max_scale: float = 0.1,
+        max_shear: float = 0.0,
     ) -> None:
         self.max_shift = max_shift
         self.max_rotation = max_rotation
         self.max_scale = max_scale
+        self.max_shear = max_shear
 
     def __repr__(self) -> str:
         return (
             f"RandomAffine(max_shift={self.max_shift}, max_rotation={self.max_rotation}, "
-            f"max_scale={self.max_scale})"
+            f"max_scale={self.max_scale}, max_shear={self.max_shear})"
         )
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -84,10 +92,17 @@ class RandomAffine:
         shift_x = uniform(self.max_shift) * 2 / w
         shift_y = uniform(self.max_shift) * 2 / h
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        # Output-to-input map in pixel units: rotation/scale, then (optionally)
+        # a horizontal shear [[1, t], [0, 1]] applied first.
+        shear = (
+            torch.tan(uniform(math.radians(self.max_shear))) if self.max_shear else torch.zeros(n)
+        )
+        a00, a01 = cos, cos * shear - sin
+        a10, a11 = sin, sin * shear + cos
         theta = torch.stack(
             [
-                torch.stack([cos, -sin * h / w, shift_x], dim=1),
-                torch.stack([sin * w / h, cos, shift_y], dim=1),
+                torch.stack([a00, a01 * h / w, shift_x], dim=1),
+                torch.stack([a10 * w / h, a11, shift_y], dim=1),
             ],
             dim=1,
         ).to(x.device)

@@ -2,8 +2,9 @@
 
 :class:`MiningStats` writes per-epoch mining statistics into the history and
 warns when training collapses; :class:`RetrievalValidation` scores retrieval
-on held-out data after every epoch, stops early and restores the best
-weights. Both work with any skorch ``NeuralNet`` whose criterion is a
+on held-out data before training and after every epoch, stops early and
+restores the best weights (which may be the ones training started from).
+Both work with any skorch ``NeuralNet`` whose criterion is a
 :class:`sktriplet.losses.TripletLoss`.
 """
 
@@ -120,7 +121,7 @@ class MiningStats(Callback):
 
 
 class RetrievalValidation(Callback):
-    """Score retrieval on held-out data after each epoch; stop early; keep the best.
+    """Score retrieval on held-out data each epoch; stop early; keep the best.
 
     After every epoch the held-out samples are embedded (eval mode, no
     gradient) and scored leave-one-out with
@@ -128,6 +129,15 @@ class RetrievalValidation(Callback):
     ``valid_map_at_r``, ``valid_r_precision`` and ``valid_precision_at_1``,
     and ``valid_map_at_r_best`` marks the best epoch so far. At the end of
     training the weights of the best epoch are restored.
+
+    The weights training starts from ("epoch 0": the untrained network, or
+    the previous fit's with ``warm_start``) are scored too, before the first
+    epoch, and compete with the epochs: an epoch counts as an improvement
+    only when it beats them, and when no epoch does, they are restored. So
+    with held-out classes the kept network is never worse on them than where
+    training started. Their scores go into the first epoch's history row as
+    ``valid_map_at_r_start``, ``valid_r_precision_start`` and
+    ``valid_precision_at_1_start``.
 
     Parameters
     ----------
@@ -148,7 +158,10 @@ class RetrievalValidation(Callback):
     best_score_ : float
         Best validation MAP@R.
     best_epoch_ : int
-        Epoch (1-based) that reached it.
+        Epoch (1-based) that reached it; the number of epochs trained before
+        this fit (``0`` for a fresh network) when no epoch beat the start.
+    start_scores_ : dict of str to float
+        Scores of the weights training started from.
     """
 
     def __init__(self, X, y, distance="sqeuclidean", patience=None, batch_size=1024) -> None:
@@ -163,6 +176,8 @@ class RetrievalValidation(Callback):
         self.best_epoch_ = 0
         self._best_state = None
         self._since_best = 0
+        self._first_epoch = True
+        self.start_scores_: dict[str, float] = {}
         return self
 
     def _embed(self, net) -> np.ndarray:
@@ -177,22 +192,38 @@ class RetrievalValidation(Callback):
         module.train(was_training)
         return np.concatenate(parts)
 
-    def on_epoch_end(self, net, **kwargs):  # noqa: D102
+    def _scores(self, net) -> dict[str, float]:
         from sktriplet.metrics import retrieval_scores
 
         scores = retrieval_scores(self._embed(net), self.y, k=1, distance=self.distance)
+        return {k: float(scores[k]) for k in ("map_at_r", "r_precision", "precision_at_1")}
+
+    def _keep_if_best(self, net, score: float, epoch: int) -> bool:
+        if not score > self.best_score_:
+            return False
+        self.best_score_, self.best_epoch_ = score, epoch
+        self._best_state = copy.deepcopy(net.module_.state_dict())
+        return True
+
+    def on_train_begin(self, net, **kwargs):  # noqa: D102
+        # Epoch 0: the weights training starts from compete with every epoch.
+        self.start_scores_ = self._scores(net)
+        self._keep_if_best(net, self.start_scores_["map_at_r"], len(net.history))
+        self._since_best = 0
+        self._first_epoch = True
+
+    def on_epoch_end(self, net, **kwargs):  # noqa: D102
+        scores = self._scores(net)
         score = scores["map_at_r"]
-        net.history.record("valid_map_at_r", score)
-        net.history.record("valid_r_precision", scores["r_precision"])
-        net.history.record("valid_precision_at_1", scores["precision_at_1"])
-        improved = score > self.best_score_
-        net.history.record("valid_map_at_r_best", bool(improved))
-        if improved:
-            self.best_score_, self.best_epoch_ = score, len(net.history)
-            self._best_state = copy.deepcopy(net.module_.state_dict())
-            self._since_best = 0
-        else:
-            self._since_best += 1
+        for key, value in scores.items():
+            net.history.record(f"valid_{key}", value)
+        if self._first_epoch:
+            for key, value in self.start_scores_.items():
+                net.history.record(f"valid_{key}_start", value)
+            self._first_epoch = False
+        improved = self._keep_if_best(net, score, len(net.history))
+        net.history.record("valid_map_at_r_best", improved)
+        self._since_best = 0 if improved else self._since_best + 1
         if self.patience is not None and self._since_best >= self.patience:
             if net.verbose:
                 print(

@@ -33,10 +33,11 @@ def test_validation_records_scores_and_keeps_the_best_epoch(digits, split):
         max_epochs=6, validation_fraction=0.3, validation_split=split, **FAST
     ).fit(X, y)
     history = emb.net_.history
-    scores = [row["valid_map_at_r"] for row in history]
-    assert len(scores) == len(history) == 6
+    # Epoch 0 (the untrained network) competes with the six epochs.
+    scores = [history[0]["valid_map_at_r_start"]] + [row["valid_map_at_r"] for row in history]
+    assert len(scores) == len(history) + 1 == 7
     assert emb.best_validation_score_ == max(scores)
-    assert emb.best_epoch_ == int(np.argmax(scores)) + 1
+    assert emb.best_epoch_ == int(np.argmax(scores))
     held = emb.validation_indices_
     if split == "class":
         # whole classes are held out, 3 of 10
@@ -63,6 +64,44 @@ def test_early_stopping_stops_and_restores(digits):
     held = emb.validation_indices_
     fresh = retrieval_scores(emb.transform(X[held]), y[held], k=1)["map_at_r"]
     assert fresh == pytest.approx(emb.best_validation_score_, abs=1e-6)
+
+
+def test_epoch_zero_is_scored_before_training(digits):
+    # The first epoch's row holds the scores of the untrained network: the
+    # same as a fit with no epochs at all (same seed, same held-out classes).
+    X, y = digits
+    params = {"validation_fraction": 0.3, **FAST}
+    emb = TripletEmbedder(max_epochs=2, **params).fit(X, y)
+    first = emb.net_.history[0]
+    assert {"valid_map_at_r_start", "valid_r_precision_start", "valid_precision_at_1_start"} <= set(
+        first
+    )
+    assert "valid_map_at_r_start" not in emb.net_.history[1]
+    untrained = TripletEmbedder(max_epochs=0, **params).fit(X, y)
+    assert untrained.best_epoch_ == 0
+    np.testing.assert_array_equal(untrained.validation_indices_, emb.validation_indices_)
+    held = emb.validation_indices_
+    start = retrieval_scores(untrained.transform(X[held]), y[held], k=1)
+    assert first["valid_map_at_r_start"] == pytest.approx(start["map_at_r"], abs=1e-6)
+    assert untrained.best_validation_score_ == pytest.approx(start["map_at_r"], abs=1e-6)
+    assert first["valid_precision_at_1_start"] == pytest.approx(start["precision_at_1"], abs=1e-6)
+
+
+def test_untrained_network_is_kept_when_training_hurts(digits):
+    # A learning rate far too large wrecks the embedding of the held-out
+    # classes: no epoch beats epoch 0, training stops after n_iter_no_change
+    # epochs and transform returns the untrained network's embedding.
+    X, y = digits
+    params = {"validation_fraction": 0.3, **FAST}
+    hurt = TripletEmbedder(max_epochs=10, lr=5.0, n_iter_no_change=2, **params).fit(X, y)
+    history = hurt.net_.history
+    assert hurt.best_epoch_ == 0
+    assert len(history) == 2
+    assert all(row["valid_map_at_r"] < history[0]["valid_map_at_r_start"] for row in history)
+    assert not any(row["valid_map_at_r_best"] for row in history)
+    untrained = TripletEmbedder(max_epochs=0, **params).fit(X, y)
+    np.testing.assert_allclose(hurt.transform(X), untrained.transform(X), rtol=0, atol=1e-6)
+    assert hurt.best_validation_score_ == pytest.approx(untrained.best_validation_score_)
 
 
 def test_validation_is_off_by_default(small_digits):

@@ -207,7 +207,8 @@ def test_distributed_fit_unpickles_and_warm_starts_in_one_process(ranks):
 def test_validation_and_early_stopping_agree_across_processes(ranks):
     (best0, epochs0, Z0), (best1, epochs1, Z1) = (rank["early"] for rank in ranks)
     assert (best0, epochs0) == (best1, epochs1)
-    assert 1 <= best0 <= epochs0 <= 8
+    # Epoch 0 (the untrained network) competes too, so the best may be 0.
+    assert 0 <= best0 <= epochs0 <= 8
     np.testing.assert_array_equal(Z0, Z1)
 
 

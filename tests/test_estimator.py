@@ -232,3 +232,70 @@ def test_warm_start_applies_changed_hyperparameters(small_digits):
     # Adam's state carried over: its step count spans both fits (7 batches each).
     state = next(iter(emb.net_.optimizer_.state.values()))
     assert int(state["step"]) == 2 * int(np.ceil(len(X) / 64))
+
+
+def _input_standardisation(emb):
+    first = emb.net_.module_[0]
+    return first.mean.numpy().astype(np.float64), first.scale.numpy().astype(np.float64)
+
+
+def test_scaling_global_uses_one_common_scale(small_digits):
+    X, y = small_digits
+    X64 = X.astype(np.float64)
+    emb = TripletEmbedder(scaling="global", **{**FAST, "max_epochs": 0}).fit(X, y)
+    mean, scale = _input_standardisation(emb)
+    np.testing.assert_allclose(mean, X64.mean(axis=0), rtol=1e-6, atol=1e-6)
+    # One scale for every feature: the root mean square of the centred values.
+    common = np.sqrt(((X64 - X64.mean(axis=0)) ** 2).mean())
+    np.testing.assert_allclose(scale, np.full(X.shape[1], common), rtol=1e-6)
+    # So the untrained default MLP ranks by the cosine of the centred rows.
+    Z = emb.transform(X).astype(np.float64)
+    centred = X64 - X64.mean(axis=0)
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    np.testing.assert_allclose(Z @ Z.T, centred @ centred.T, atol=1e-4)
+
+
+def test_scaling_feature_is_the_default_and_none_passes_input_through(small_digits):
+    X, y = small_digits
+    X64 = X.astype(np.float64)
+    emb = TripletEmbedder(**{**FAST, "max_epochs": 0}).fit(X, y)
+    assert emb.scaling == "feature"
+    mean, scale = _input_standardisation(emb)
+    std = X64.std(axis=0)
+    np.testing.assert_allclose(mean, X64.mean(axis=0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(scale, np.where(std > 1e-12, std, 1.0), rtol=1e-6)
+    emb = TripletEmbedder(scaling=None, **{**FAST, "max_epochs": 0}).fit(X, y)
+    mean, scale = _input_standardisation(emb)
+    assert not mean.any() and (scale == 1).all()
+
+
+def test_scaling_global_on_images_keeps_one_mean_per_channel():
+    rng = np.random.default_rng(0)
+    images = rng.random((16, 3, 8, 8)).astype(np.float32) * np.array([1, 10, 100])[:, None, None]
+    y = np.repeat(np.arange(4), 4)
+    emb = TripletEmbedder(
+        scaling="global", augment=False, **{**FAST, "max_epochs": 0, "n_components": 4}
+    ).fit(images.astype(np.float32), y)
+    mean, scale = _input_standardisation(emb)
+    X64 = images.astype(np.float64)
+    channel_mean = X64.mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(mean.ravel(), channel_mean, rtol=1e-6)
+    common = np.sqrt(((X64 - channel_mean[:, None, None]) ** 2).mean())
+    np.testing.assert_allclose(scale.ravel(), np.full(3, common), rtol=1e-6)
+
+
+def test_scaling_is_a_validated_cloneable_parameter(small_digits):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = small_digits
+    emb = TripletEmbedder(scaling="global")
+    assert emb.get_params()["scaling"] == "global"
+    assert clone(emb).scaling == "global"
+    assert clone(emb.set_params(scaling=None)).scaling is None
+    # The message names the parameter, the allowed values (a set, in any
+    # order) and the bad value.
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"(?=.*'feature')(?=.*'global')'scaling' parameter.* or None\. Got 'pixel'",
+    ):
+        TripletEmbedder(scaling="pixel", **FAST).fit(X, y)

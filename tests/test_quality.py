@@ -62,6 +62,22 @@ def test_open_set_unseen_digits_regression_guard():
     assert precision_at_k(Z, y[unseen], k=1) >= 0.96
 
 
+def test_few_class_setting_beats_raw_pixels_on_unseen_digits():
+    # The documented setting for few training classes and pixel-like rows
+    # (docs/defaults.md): one common input scale and a brief, gentle
+    # training. Trained on 0-5, it ranks 6-9 above raw pixels (0.676) and
+    # PCA (0.678); 3 seeds gave 0.686 +- 0.002.
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    seen, unseen = open_set_split(y, seen_classes=range(6))
+    emb = TripletEmbedder(
+        scaling="global", max_epochs=5, lr=1e-4, random_state=0, device="cpu"
+    ).fit(X[seen], y[seen])
+    learned = emb.score(X[unseen], y[unseen])
+    assert learned > map_at_r(X[unseen], y[unseen]) + 0.005
+    assert learned >= 0.68
+
+
 def test_untrained_default_mlp_ranks_like_standardised_input():
     # The default MLP starts from the input's own geometry: before training,
     # its embedding ranks neighbours by the cosine of the standardised rows
