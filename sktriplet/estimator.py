@@ -48,6 +48,9 @@ _QUIET_HISTORY_KEYS = [
     "train_spread",
     "valid_r_precision",
     "valid_map_at_r_best",
+    "valid_map_at_r_start",
+    "valid_r_precision_start",
+    "valid_precision_at_1_start",
 ]
 
 
@@ -159,6 +162,12 @@ def _check_finite_output(net: TripletNet, X: np.ndarray) -> None:
         )
 
 
+def _check_finite(X: np.ndarray) -> None:
+    """Raise scikit-learn's error for NaN or infinity in ``X``."""
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        check_array(X, dtype=None, input_name="X", ensure_min_samples=0)  # raises
+
+
 def _check_float32_range(X: np.ndarray) -> None:
     if X.dtype == np.float64 and X.size and np.abs(X).max() > np.finfo(np.float32).max:
         raise ValueError(
@@ -209,7 +218,20 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     samples_per_class : int, default=8
         Samples of each class in a training batch (at least 2).
     lr : float, default=1e-3
-        Learning rate.
+        Learning rate (the peak of the schedule).
+    lr_schedule : {"auto", "cosine", "constant"} or None, default="auto"
+        How the learning rate moves over the ``max_epochs`` epochs of a
+        ``fit``. ``"cosine"``: ``lr / 2`` in the first epoch (warm-up), then
+        ``lr * 0.5 * (1 + cos(pi * (e - 1) / (max_epochs - 1)))`` in the
+        epochs ``e = 1, ..., max_epochs - 1`` (counting from 0), from ``lr``
+        down to a small fraction of it
+        (:class:`sktriplet.schedules.CosineLR`, one step per epoch, recorded as
+        ``lr`` in ``net_.history``). ``"constant"`` and
+        ``None`` keep ``lr``. ``"auto"`` is ``"cosine"`` for images and
+        ``"constant"`` for 2-D ``X``. A warm-started fit runs the schedule
+        again over its own epochs. Set ``"constant"`` when ``callbacks``
+        holds a schedule of its own (e.g. skorch's ``LRScheduler``). Why,
+        with numbers: ``docs/defaults.md``.
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         Optimizer; its other arguments go as ``optimizer__*`` parameters.
     device : str, default="auto"
@@ -232,8 +254,11 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Hold out this fraction of the training data and score retrieval on it
         after every epoch (``valid_map_at_r``, ``valid_r_precision`` and
         ``valid_precision_at_1`` in ``net_.history``); the weights of the best
-        epoch by MAP@R are kept. ``None`` trains on all the data, so ``fit``
-        inside cross-validation holds nothing back.
+        epoch by MAP@R are kept. The network training starts from is scored
+        too, as epoch 0 (``valid_map_at_r_start`` in the first epoch's row)
+        and kept when no epoch beats it, so on the held-out data the result
+        is never worse than the untrained network. ``None`` trains on all the
+        data, so ``fit`` inside cross-validation holds nothing back.
     validation_split : {"class", "sample"}, default="class"
         How to hold out: ``"class"`` holds out whole classes (the open-set
         protocol: validation measures classes never trained on);
@@ -259,6 +284,19 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         batch ``X`` (a tensor) as it is. Why it is on, with numbers:
         ``docs/defaults.md``; turn it off for images whose meaning changes
         when moved or turned.
+    scaling : {"feature", "global"} or None, default="feature"
+        Input standardisation, learnt in ``fit`` and applied by the network's
+        first layer. ``"feature"`` centres every feature and divides it by its
+        own standard deviation (images: per channel), right for tabular data
+        whose columns have different units. ``"global"`` centres every feature
+        (images: every channel) the same way but divides all of them by one
+        common scale, the root mean square of the centred values, so the
+        features keep their relative weights: right when all columns are
+        values of one kind, such as the pixels of flattened images, where
+        per-feature scaling inflates rarely-varying border pixels. ``None``
+        passes the input as it is (as float32). With few training classes
+        and pixel-like 2-D data, ``"global"`` with a brief, gentle training is
+        the documented setting (``docs/defaults.md``, "The hard case").
     **kwargs : dict
         ``module__*``, ``optimizer__*`` and ``callbacks__*`` parameters, routed
         to the network's constructor, the optimizer and named callbacks (as in
@@ -283,7 +321,10 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     device_ : str
         The device the network was trained on.
     best_epoch_ : int
-        With ``validation_fraction``: the epoch whose weights were kept.
+        With ``validation_fraction``: the epoch whose weights were kept;
+        ``0`` when no epoch beat the untrained network on the held-out data,
+        which is then what ``transform`` uses (with ``warm_start``, the
+        number of earlier epochs when none beat the previous fit's weights).
     best_validation_score_ : float
         With ``validation_fraction``: that epoch's validation MAP@R.
     validation_indices_ : ndarray of int
@@ -301,8 +342,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     (``torchrun``), ``fit`` trains with global mining across the processes
     (see :mod:`sktriplet.distributed`); ``batch_size`` is then per process.
 
-    2-D input is standardised per feature and images per channel (means and
-    scales learnt in ``fit``) before reaching the network. Images are given
+    By default 2-D input is standardised per feature and images per channel
+    (means and scales learnt in ``fit``, see ``scaling``) before reaching the
+    network. Images are given
     as ``(n_samples, H, W)`` or ``(n_samples, C, H, W)`` arrays; uint8 images
     are kept as uint8 in memory and converted batch by batch. Sparse input is
     refused (densify it with ``.toarray()``): densifying silently could
@@ -347,6 +389,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
         "samples_per_class": [Interval(numbers.Integral, 2, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr_schedule": [StrOptions({"auto", "cosine", "constant"}), None],
         "optimizer": [type],
         "device": [str],
         "random_state": ["random_state"],
@@ -358,6 +401,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "n_iter_no_change": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "precision": [StrOptions({"32", "bf16", "16"})],
         "augment": [StrOptions({"auto"}), "boolean", callable],
+        "scaling": [StrOptions({"feature", "global"}), None],
     }
 
     def __init__(
@@ -373,6 +417,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         batch_size: int = 128,
         samples_per_class: int = 8,
         lr: float = 1e-3,
+        lr_schedule: str | None = "auto",
         optimizer: type = torch.optim.Adam,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
@@ -384,6 +429,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         n_iter_no_change: int | None = None,
         precision: str = "32",
         augment: str | bool | Any = "auto",
+        scaling: str | None = "feature",
         **kwargs: Any,
     ) -> None:
         self.margin = margin
@@ -396,6 +442,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.batch_size = batch_size
         self.samples_per_class = samples_per_class
         self.lr = lr
+        self.lr_schedule = lr_schedule
         self.optimizer = optimizer
         self.device = device
         self.random_state = random_state
@@ -407,6 +454,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.n_iter_no_change = n_iter_no_change
         self.precision = precision
         self.augment = augment
+        self.scaling = scaling
         for key, value in kwargs.items():
             setattr(self, key, value)
 
@@ -510,7 +558,12 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self.input_shape_ = (X.shape[1],)
         else:
             try:
-                X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+                # NaN/inf are checked below in one vectorised pass (sklearn's
+                # check costs ~3x as much; it still words the error).
+                X = validate_data(
+                    self, X, reset=False, dtype=[np.float32, np.float64], ensure_all_finite=False
+                )
+                _check_finite(X)
             except ValueError as exc:
                 _explain_non_numeric(exc)
                 raise
@@ -644,19 +697,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                     f"arguments {sorted(kwargs)}: {exc}. Check the module__* parameters "
                     "against its constructor."
                 ) from exc
-        if X.ndim == 2:
-            mean = X.mean(axis=0, dtype=np.float64)
-            scale = X.std(axis=0, dtype=np.float64)
-        else:
-            axes = (0, 2, 3)
-            mean = X.mean(axis=axes, dtype=np.float64)
-            scale = (
-                np.sqrt(np.maximum((X.astype(np.float64) ** 2).mean(axis=axes) - mean**2, 0.0))
-                if X.nbytes < 2**28
-                else _chunked_channel_std(X, mean)
-            )
-            mean, scale = mean[:, None, None], scale[:, None, None]
-        scale = np.where(scale > 1e-12, scale, 1.0)
+        mean, scale = _input_scaling(X, self.scaling)
         return nn.Sequential(Standardize(mean, scale), body)
 
     def _check_module_output(self, net: TripletNet, X: np.ndarray) -> int:
@@ -738,6 +779,15 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             )
         ]
 
+    def _schedule_callbacks(self) -> list:
+        """The learning-rate schedule ``lr_schedule`` asks for, as named callbacks."""
+        images = len(self.input_shape_) == 3
+        if self.lr_schedule == "cosine" or (self.lr_schedule == "auto" and images):
+            from sktriplet.schedules import CosineLR
+
+            return [("lr_schedule", CosineLR(warmup_epochs=1))]
+        return []
+
     def _augmenter(self):
         """The training-batch augmentation ``augment`` asks for, or ``None``."""
         images = len(self.input_shape_) == 3
@@ -802,6 +852,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             train_split=None,
             callbacks=[
                 ("mining_stats", MiningStats()),
+                *self._schedule_callbacks(),
                 *_progress_callbacks(self.verbose),
                 *list(self.callbacks or []),
             ],
@@ -883,9 +934,15 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                         precision=self.precision,
                         **self._changed_training_params(net),
                     )
-                    net.callbacks = [
-                        cb for cb in net.callbacks if _callback_name(cb) != "retrieval_validation"
-                    ] + self._validation_callbacks(X_valid, y_valid)
+                    net.callbacks = (
+                        [
+                            cb
+                            for cb in net.callbacks
+                            if _callback_name(cb) not in ("retrieval_validation", "lr_schedule")
+                        ]
+                        + self._schedule_callbacks()
+                        + self._validation_callbacks(X_valid, y_valid)
+                    )
                     net.initialize_callbacks()
                     net.partial_fit(ArrayDataset(X_train, y_train), None, **fit_params)
                 else:
@@ -913,7 +970,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.n_components_ = previous["n_components_"] if warm else self.n_components_
         self.device_ = device
         validation = dict(net.callbacks_).get("retrieval_validation")
-        if validation is not None and validation.best_epoch_:
+        if validation is not None and validation.best_score_ > -np.inf:
             self.best_epoch_ = validation.best_epoch_
             self.best_validation_score_ = validation.best_score_
             self.validation_indices_ = np.flatnonzero(held)
@@ -953,10 +1010,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                     chunk = np.array(chunk)  # no copy for the usual in-memory array
                 emb = module(torch.from_numpy(chunk).to(device, non_blocking=True))
                 out[start : start + len(chunk)] = emb.float().cpu().numpy()
-        # One check at the end (a float64 sum is finite exactly when every
-        # entry is) instead of a device sync and an extra pass per batch
-        # (see benchmarks/bench_fit.py).
-        if not np.isfinite(out.sum(dtype=np.float64)):
+        # One vectorised check at the end instead of a device sync and an
+        # extra pass per batch (see benchmarks/bench_fit.py).
+        if not np.isfinite(out).all():
             bad = ~np.isfinite(out).all(axis=1)
             start = int(np.argmax(bad)) // TRANSFORM_BATCH_SIZE * TRANSFORM_BATCH_SIZE
             stop = min(start + TRANSFORM_BATCH_SIZE, len(X))
@@ -1034,6 +1090,35 @@ def _broadcast_seed(seed: int) -> int:
     from sktriplet.distributed import broadcast_seed
 
     return broadcast_seed(seed)
+
+
+def _input_scaling(X: np.ndarray, scaling: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of the input standardisation that ``scaling`` asks for.
+
+    Shapes ``(n_features,)`` for 2-D ``X`` and ``(C, 1, 1)`` for images;
+    ``"global"`` repeats one scale, the root mean square of the centred values.
+    """
+    if X.ndim == 2:
+        mean = X.mean(axis=0, dtype=np.float64)
+        scale = X.std(axis=0, dtype=np.float64)
+    else:
+        axes = (0, 2, 3)
+        mean = X.mean(axis=axes, dtype=np.float64)
+        scale = (
+            np.sqrt(np.maximum((X.astype(np.float64) ** 2).mean(axis=axes) - mean**2, 0.0))
+            if X.nbytes < 2**28
+            else _chunked_channel_std(X, mean)
+        )
+    if scaling is None:
+        mean, scale = np.zeros_like(mean), np.ones_like(scale)
+    elif scaling == "global":
+        # Every feature (channel) weighs the same in the mean of the variances.
+        common = float(np.sqrt(np.mean(scale**2)))
+        scale = np.full_like(scale, common if common > 1e-12 else 1.0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    if X.ndim != 2:
+        mean, scale = mean[:, None, None], scale[:, None, None]
+    return mean, scale
 
 
 def _chunked_channel_std(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
