@@ -162,9 +162,22 @@ def _check_finite_output(net: TripletNet, X: np.ndarray) -> None:
         )
 
 
+def _all_finite(a: np.ndarray, block: int = 1 << 20) -> bool:
+    """Whether every entry of ``a`` is finite, in blocks of about ``block`` entries.
+
+    One vectorised pass, with a temporary of at most ``block`` booleans
+    instead of one of the array's size.
+    """
+    if a.dtype.kind != "f":
+        return True
+    flat = a.reshape(len(a), -1) if a.ndim else a.reshape(1, 1)
+    rows = max(1, block // max(1, flat.shape[1]))
+    return all(np.isfinite(flat[i : i + rows]).all() for i in range(0, len(flat), rows))
+
+
 def _check_finite(X: np.ndarray) -> None:
     """Raise scikit-learn's error for NaN or infinity in ``X``."""
-    if X.dtype.kind == "f" and not np.isfinite(X).all():
+    if not _all_finite(X):
         check_array(X, dtype=None, input_name="X", ensure_min_samples=0)  # raises
 
 
@@ -1012,7 +1025,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 out[start : start + len(chunk)] = emb.float().cpu().numpy()
         # One vectorised check at the end instead of a device sync and an
         # extra pass per batch (see benchmarks/bench_fit.py).
-        if not np.isfinite(out).all():
+        if not _all_finite(out):
             bad = ~np.isfinite(out).all(axis=1)
             start = int(np.argmax(bad)) // TRANSFORM_BATCH_SIZE * TRANSFORM_BATCH_SIZE
             stop = min(start + TRANSFORM_BATCH_SIZE, len(X))
