@@ -317,6 +317,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "samples_per_class": args.samples_per_class,
         "lr": args.lr,
+        "scaling": None if args.scaling == "none" else args.scaling,
         "random_state": args.random_state,
         "device": args.device,
         "verbose": args.verbose,
@@ -512,6 +513,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="samples of each class per batch",
     )
     hp.add_argument("--lr", metavar="LR", type=float, default=1e-3, help="learning rate (Adam)")
+    hp.add_argument(
+        "--scaling",
+        choices=("feature", "global", "none"),
+        default="feature",
+        help="input scaling: per feature (tabular data), one common scale (pixel-like "
+        "rows, e.g. few training classes: see docs/defaults.md), or none",
+    )
     hp.add_argument(
         "--validation-fraction",
         metavar="F",

@@ -168,6 +168,22 @@ def test_npz_with_renamed_keys_and_verbose_table(tmp_path, capsys, digits):
     np.testing.assert_array_equal(np.load(out_path), est.transform(X[:160]))
 
 
+@pytest.mark.parametrize(("flag", "expected"), [("global", "global"), ("none", None)])
+def test_scaling_option_reaches_the_estimator(tmp_path, capsys, digits, flag, expected):
+    X, y = digits
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X[:160], y=y[:160])
+    model = tmp_path / "m.sktriplet"
+    code, _, err = _run(capsys, "fit", data, "-o", model, "--scaling", flag, *FAST)
+    assert code == 0, err
+    est = sktriplet.load(model)
+    assert est.scaling == expected
+    want = sktriplet.TripletEmbedder(**{**est.get_params(), "scaling": expected}).fit(
+        X[:160], y[:160]
+    )
+    np.testing.assert_array_equal(est.transform(X[:160]), want.transform(X[:160]))
+
+
 def test_parquet_round_trip(tmp_path, capsys, digits_csv):
     pytest.importorskip("pyarrow")
     _, df = digits_csv
