@@ -67,10 +67,10 @@ def _sync(device: str) -> None:
 class PlainLoop:
     """Hand-written loop: same module, PK batches, loss and optimizer."""
 
-    def __init__(self, module, X, codes, est, seed: int, device: str) -> None:
+    def __init__(self, module, X, codes, est, seed: int, device: str, lr: float) -> None:
         self.module = module.to(device).train()
         self.criterion = TripletLoss(margin=est.margin, mining=est.mining, distance=est.distance)
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=est.lr)
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=lr)
         self.X = torch.from_numpy(X)
         self.y = torch.from_numpy(codes)
         self.codes, self.est, self.seed, self.device = codes, est, seed, device
@@ -163,7 +163,7 @@ def run_workload(name, X, y, args, est_kwargs) -> dict:
         def make_plain(net, module, est=est):
             # A copy of the network as fit built it, the same PK batches
             # (seed and class codes), loss and optimizer settings.
-            return PlainLoop(module, X_in, codes, est, net.seed, args.device)
+            return PlainLoop(module, X_in, codes, est, net.seed, args.device, net.lr)
 
         paired.make_plain = make_plain
         est.fit(X, y)

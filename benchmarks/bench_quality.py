@@ -35,7 +35,8 @@ Methods:
   iterations, fitted on the training classes (deterministic: one run).
 * ``pml``: a hand-written PyTorch loop with pytorch-metric-learning: the
   network and initialisation of ``TripletEmbedder`` (built by it with
-  ``max_epochs=0``, the same seed), Adam with the estimator's default ``lr``,
+  ``max_epochs=0``, the same seed), Adam at the peak ``lr`` the estimator's
+  defaults pick for the data (constant),
   ``MPerClassSampler`` with the default batch size and samples per class,
   ``TripletMarginMiner(margin=0.2, type_of_triplets="semihard")`` and
   ``TripletMarginLoss(margin=0.2)`` (PML's default distance: Euclidean on
@@ -193,13 +194,14 @@ def fit_pml(split: Split, seed: int, epochs: int, params: dict) -> np.ndarray:
         X = X[:, None]
     y = torch.from_numpy(split.y_train)
     torch.manual_seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (MPerClassSampler draws from the global RNG)
     sampler = samplers.MPerClassSampler(
         split.y_train, m=m, batch_size=batch_size, length_before_new_iter=len(y)
     )
     loader = DataLoader(TensorDataset(X, y), batch_size=batch_size, sampler=sampler)
     miner = miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard")
     loss_fn = losses.TripletMarginLoss(margin=0.2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=defaults["lr"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=emb.net_.lr)  # lr="auto" resolved
     model.train()
     for _ in range(epochs):
         for xb, yb in loader:

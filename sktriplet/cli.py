@@ -453,6 +453,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _learning_rate(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 or 'auto', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sktriplet`` command."""
     from sktriplet import __version__
@@ -512,7 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         help="samples of each class per batch",
     )
-    hp.add_argument("--lr", metavar="LR", type=float, default=1e-3, help="learning rate (Adam)")
+    hp.add_argument(
+        "--lr",
+        metavar="LR",
+        type=_learning_rate,
+        default="auto",
+        help="peak learning rate (Adam); auto: 2e-3 for images, 1e-3 for tabular data",
+    )
     hp.add_argument(
         "--scaling",
         choices=("feature", "global", "none"),

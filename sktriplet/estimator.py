@@ -62,6 +62,11 @@ def _callback_name(cb) -> str | None:
 #: (on 8x8 digits a 2-pixel shift is a quarter of the image and hurts).
 AUTO_AUGMENT_MIN_SIZE = 16
 
+#: ``lr="auto"``: the peak learning rate for images and for 2-D ``X``
+#: (see ``docs/defaults.md``).
+AUTO_LR_IMAGES = 2e-3
+AUTO_LR_ROWS = 1e-3
+
 #: Rows embedded at a time by ``transform`` (bounds its memory).
 TRANSFORM_BATCH_SIZE = 1024
 
@@ -230,8 +235,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Samples per training batch.
     samples_per_class : int, default=8
         Samples of each class in a training batch (at least 2).
-    lr : float, default=1e-3
-        Learning rate (the peak of the schedule).
+    lr : float or "auto", default="auto"
+        Learning rate (the peak of the schedule). ``"auto"`` is ``2e-3`` for
+        images and ``1e-3`` for 2-D ``X``; ``net_.lr`` holds the value used.
     lr_schedule : {"auto", "cosine", "constant"} or None, default="auto"
         How the learning rate moves over the ``max_epochs`` epochs of a
         ``fit``. ``"cosine"``: ``lr / 2`` in the first epoch (warm-up), then
@@ -401,7 +407,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
         "samples_per_class": [Interval(numbers.Integral, 2, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "lr_schedule": [StrOptions({"auto", "cosine", "constant"}), None],
         "optimizer": [type],
         "device": [str],
@@ -429,7 +435,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         max_epochs: int = 30,
         batch_size: int = 128,
         samples_per_class: int = 8,
-        lr: float = 1e-3,
+        lr: float | str = "auto",
         lr_schedule: str | None = "auto",
         optimizer: type = torch.optim.Adam,
         device: str = "auto",
@@ -792,6 +798,12 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             )
         ]
 
+    def _lr(self) -> float:
+        """The peak learning rate: ``lr``, or what ``lr="auto"`` picks for ``X``."""
+        if self.lr != "auto":
+            return float(self.lr)
+        return AUTO_LR_IMAGES if len(self.input_shape_) == 3 else AUTO_LR_ROWS
+
     def _schedule_callbacks(self) -> list:
         """The learning-rate schedule ``lr_schedule`` asks for, as named callbacks."""
         images = len(self.input_shape_) == 3
@@ -830,7 +842,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "criterion__mining": self.mining,
             "criterion__distance": self.distance,
             "criterion__soft": self.soft,
-            "lr": self.lr,
+            "lr": self._lr(),
             "batch_size": self.batch_size,
             "samples_per_class": self.samples_per_class,
         }
@@ -855,7 +867,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             criterion__distance=self.distance,
             criterion__soft=self.soft,
             optimizer=self.optimizer,
-            lr=self.lr,
+            lr=self._lr(),
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             samples_per_class=self.samples_per_class,

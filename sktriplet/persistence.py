@@ -340,6 +340,29 @@ def _to_cpu(obj):
     return obj
 
 
+def _saved_with_average_pooling(params: dict, input_shape: tuple, weights: dict) -> bool:
+    """Whether the weights are of the default CNN as it was before ``"avgmax"``.
+
+    Before 29 November 2026 (during 0.1.0's development) the default
+    :class:`~sktriplet.networks.ConvEmbedder` averaged its last map, so its
+    head took as many inputs as the last block has channels (``"avgmax"``
+    takes twice as many). Such files name no ``module__pooling``; they load
+    with ``module__pooling="avg"``.
+    """
+    if params.get("module") is not None or len(input_shape) != 3:
+        return False
+    if "module__pooling" in params:
+        return False
+    head = weights.get("1.head.weight")
+    channels = params.get("module__channels", (32, 64, 128))
+    return (
+        isinstance(head, torch.Tensor)
+        and head.ndim == 2
+        and len(channels) > 0
+        and head.shape[1] == channels[-1]
+    )
+
+
 def _version() -> str:
     from sktriplet import __version__
 
@@ -488,6 +511,9 @@ def load(path: str | os.PathLike, *, device: str = "cpu"):
         setattr(estimator, key, value)
     estimator.input_shape_ = input_shape
     X0 = np.zeros((2, *input_shape), dtype=np.float32)
+    if _saved_with_average_pooling(params, input_shape, state["module"]):
+        # Files from before ConvEmbedder's default became pooling="avgmax".
+        estimator.set_params(module__pooling="avg")
     with torch.random.fork_rng(devices=[]):
         body = estimator._build_module(X0)
         net = estimator._make_net(body, net_config.get("seed"), device)
@@ -499,7 +525,8 @@ def load(path: str | os.PathLike, *, device: str = "cpu"):
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ModelFileError(
             f"{name!r}: the saved weights do not fit the network that its config "
-            f"describes ({exc}). Was the module's code changed since saving?"
+            f"describes ({exc}). Was the module's code changed since saving? (saved by "
+            f"sktriplet {config.get('sktriplet_version', '?')}, loaded by {_version()})"
         ) from None
     net.history = History(net_config.get("history") or [])
     if isinstance(state.get("rng_state"), torch.Tensor):

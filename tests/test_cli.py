@@ -168,15 +168,21 @@ def test_npz_with_renamed_keys_and_verbose_table(tmp_path, capsys, digits):
     np.testing.assert_array_equal(np.load(out_path), est.transform(X[:160]))
 
 
-@pytest.mark.parametrize(("flag", "expected"), [("global", "global"), ("none", None)])
-def test_scaling_option_reaches_the_estimator(tmp_path, capsys, digits, flag, expected):
+def _fit_saved(tmp_path, capsys, digits, *flags):
+    """``sktriplet fit`` on 160 digits with extra flags; the saved estimator."""
     X, y = digits
     data = tmp_path / "d.npz"
     np.savez(data, X=X[:160], y=y[:160])
     model = tmp_path / "m.sktriplet"
-    code, _, err = _run(capsys, "fit", data, "-o", model, "--scaling", flag, *FAST)
+    code, _, err = _run(capsys, "fit", data, "-o", model, *flags, *FAST)
     assert code == 0, err
-    est = sktriplet.load(model)
+    return sktriplet.load(model)
+
+
+@pytest.mark.parametrize(("flag", "expected"), [("global", "global"), ("none", None)])
+def test_scaling_option_reaches_the_estimator(tmp_path, capsys, digits, flag, expected):
+    X, y = digits
+    est = _fit_saved(tmp_path, capsys, digits, "--scaling", flag)
     assert est.scaling == expected
     want = sktriplet.TripletEmbedder(**{**est.get_params(), "scaling": expected}).fit(
         X[:160], y[:160]
@@ -345,3 +351,21 @@ def test_console_script_entry_point():
     (entry,) = [e for e in scripts if e.name == "sktriplet"]
     assert entry.value == "sktriplet.cli:main"
     assert entry.load() is main
+
+
+@pytest.mark.parametrize(("flag", "expected"), [("auto", "auto"), ("0.0005", 5e-4)])
+def test_lr_option_reaches_the_estimator(tmp_path, capsys, digits, flag, expected):
+    est = _fit_saved(tmp_path, capsys, digits, "--lr", flag)
+    assert est.lr == expected
+    assert est.net_.lr == (1e-3 if expected == "auto" else expected)
+
+
+@pytest.mark.parametrize("flag", ["fast", "0", "-1"])
+def test_bad_lr_option_is_a_usage_error(tmp_path, capsys, digits, flag):
+    X, y = digits
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X[:160], y=y[:160])
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(data), "-o", str(tmp_path / "m"), "--lr", flag])
+    assert exc.value.code == 2
+    assert "--lr" in capsys.readouterr().err

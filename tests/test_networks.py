@@ -1,4 +1,4 @@
-"""The default networks: shapes and the skip path of ``MLPEmbedder``."""
+"""The default networks: shapes, the skip path of ``MLPEmbedder``, pooling of ``ConvEmbedder``."""
 
 import numpy as np
 import pytest
@@ -80,3 +80,70 @@ def test_estimator_routes_skip_to_the_default_mlp():
     off = TripletEmbedder(max_epochs=0, random_state=0, device="cpu", module__skip=False).fit(X, y)
     assert isinstance(on.net_.module_[1].skip, torch.nn.Linear)
     assert off.net_.module_[1].skip is None
+
+
+@pytest.mark.parametrize("pooling", ["avgmax", "avg", "max"])
+def test_conv_embedder_global_pooling_matches_numpy(pooling):
+    # Reference: the last feature map pooled in numpy (mean and/or max per
+    # channel), then the head's affine map and L2 normalisation by hand.
+    from sktriplet.networks import ConvEmbedder
+
+    torch.manual_seed(0)
+    net = ConvEmbedder(in_channels=2, n_components=5, image_size=(12, 10), pooling=pooling)
+    net.eval()
+    x = torch.rand(3, 2, 12, 10)
+    with torch.no_grad():
+        out = net(x).numpy().astype(np.float64)
+        fmap = net.features(x).numpy().astype(np.float64)
+    parts = {"avg": [fmap.mean(axis=(2, 3))], "max": [fmap.max(axis=(2, 3))]}
+    parts["avgmax"] = parts["avg"] + parts["max"]
+    pooled = np.concatenate(parts[pooling], axis=1)
+    assert net.head.in_features == pooled.shape[1] == fmap.shape[1] * len(parts[pooling])
+    W = net.head.weight.detach().numpy().astype(np.float64)
+    b = net.head.bias.detach().numpy().astype(np.float64)
+    ref = pooled @ W.T + b
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_conv_embedder_rejects_unknown_pooling():
+    from sktriplet.networks import ConvEmbedder
+
+    expected = r"pooling must be one of 'avgmax', 'avg', 'max'; got 'mean'"
+    with pytest.raises(ValueError, match=expected):
+        ConvEmbedder(in_channels=1, pooling="mean")
+
+
+def test_estimator_routes_pooling_to_the_default_cnn():
+    from sktriplet import TripletEmbedder
+
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 255, (8, 16, 16), dtype=np.uint8), np.repeat([0, 1], 4)
+    default = TripletEmbedder(max_epochs=0, random_state=0, device="cpu").fit(X, y)
+    avg = TripletEmbedder(max_epochs=0, random_state=0, device="cpu", module__pooling="avg")
+    avg.fit(X, y)
+    assert default.net_.module_[1].pooling == "avgmax"
+    assert avg.net_.module_[1].pooling == "avg"
+    assert avg.net_.module_[1].head.in_features * 2 == default.net_.module_[1].head.in_features
+
+
+@pytest.mark.parametrize(
+    ("size", "min_size", "final"),
+    [(28, 8, 14), (28, 4, 7), (32, 8, 8), (32, 4, 4), (8, 4, 4), (8, 8, 8), (105, 4, 13)],
+)
+def test_conv_embedder_pools_while_the_map_stays_min_size(size, min_size, final):
+    # Known map sizes: three blocks, each halving (floor) only when the
+    # result is still >= min_size.
+    from sktriplet.networks import ConvEmbedder
+
+    net = ConvEmbedder(in_channels=1, image_size=(size, size), min_size=min_size).eval()
+    with torch.no_grad():
+        fmap = net.features(torch.rand(2, 1, size, size))
+    assert fmap.shape == (2, 128, final, final)
+
+
+def test_conv_embedder_rejects_min_size_below_one():
+    from sktriplet.networks import ConvEmbedder
+
+    with pytest.raises(ValueError, match="min_size must be at least 1; got 0"):
+        ConvEmbedder(in_channels=1, min_size=0)

@@ -420,3 +420,51 @@ def test_save_is_atomic_and_overwrites(fitted, tmp_path):
     assert zipfile.is_zipfile(path)
     assert sorted(os.listdir(tmp_path)) == ["m.sktriplet"]  # no temporary left
     assert sktriplet.load(path).n_components_ == 8
+
+
+def _image_embedder(**extra):
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 255, (16, 8, 8), dtype=np.uint8), np.repeat([0, 1], 8)
+    params = {k: v for k, v in CUSTOM.items() if k != "max_epochs"}
+    return X, TripletEmbedder(max_epochs=1, **params, **extra).fit(X, y)
+
+
+def test_files_of_the_average_pooling_default_cnn_still_load(tmp_path, monkeypatch):
+    # A file saved while the default CNN averaged its last map (no
+    # module__pooling in its parameters) loads with pooling="avg" and embeds
+    # exactly as before.
+    import functools
+
+    import sktriplet.estimator
+    from sktriplet.networks import ConvEmbedder
+
+    with monkeypatch.context() as m:
+        old_default = functools.partial(ConvEmbedder, pooling="avg")
+        m.setattr(sktriplet.estimator, "ConvEmbedder", old_default)
+        X, old = _image_embedder()
+        save(old, tmp_path / "old")
+    assert "module__pooling" not in old.get_params()
+    loaded = load(tmp_path / "old")
+    assert loaded.get_params()["module__pooling"] == "avg"
+    assert loaded.net_.module_[1].pooling == "avg"
+    np.testing.assert_array_equal(loaded.transform(X), old.transform(X))
+    # Today's files keep today's default.
+    X, new = _image_embedder()
+    save(new, tmp_path / "new")
+    assert load(tmp_path / "new").net_.module_[1].pooling == "avgmax"
+
+
+def test_weights_of_a_changed_default_network_give_a_clear_error(tmp_path, monkeypatch):
+    # A file whose weights no longer fit the rebuilt default network: load
+    # names the versions, not a bare torch size-mismatch traceback.
+    import functools
+
+    import sktriplet.estimator
+    from sktriplet.networks import ConvEmbedder
+
+    _, emb = _image_embedder()
+    save(emb, tmp_path / "m")
+    changed = functools.partial(ConvEmbedder, channels=(32, 64, 96))
+    monkeypatch.setattr(sktriplet.estimator, "ConvEmbedder", changed)
+    with pytest.raises(ModelFileError, match=r"(?s)do not fit .* \(saved by sktriplet .*loaded by"):
+        load(tmp_path / "m")

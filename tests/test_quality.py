@@ -48,6 +48,24 @@ def test_closed_set_retrieval_far_above_raw_pixels(closed_set_embedder, digits_s
     assert learned >= raw + 0.25
 
 
+def test_image_path_closed_set_retrieval_guard():
+    # The default CNN path (8x8 digit images, lr="auto" and the cosine
+    # schedule of images): 5 epochs with a fixed seed reached MAP@R 0.967 on
+    # the held-out 30 %, raw pixels 0.528 and the same fit on shuffled
+    # labels 0.186 (about 8 s on one loaded CPU thread).
+    from sktriplet.datasets import load_digit_images
+
+    X, y = load_digit_images()
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
+    emb = TripletEmbedder(max_epochs=5, random_state=0, device="cpu").fit(X_train, y_train)
+    raw = map_at_r(X_test.reshape(len(X_test), -1).astype(np.float64), y_test)
+    learned = emb.score(X_test, y_test)
+    assert learned >= 0.9
+    assert learned >= raw + 0.3
+
+
 def test_open_set_unseen_digits_regression_guard():
     # The known hard case: six training classes (0-5), evaluated on 6-9. The
     # defaults stay below raw pixels' MAP@R here (see docs/defaults.md); this

@@ -120,3 +120,34 @@ def test_cosine_schedule_survives_save_and_load(small_digits, tmp_path):
     loaded = load(tmp_path / "model")
     assert loaded.lr_schedule == "cosine"
     np.testing.assert_allclose(loaded.transform(X[:20]), emb.transform(X[:20]), atol=1e-6)
+
+
+def test_auto_lr_is_2e_3_for_images_and_1e_3_for_rows(small_digits):
+    # The learning rates the optimizer actually applies, batch by batch.
+    X, y = small_digits
+    rows_spy, images_spy = LrSpy(), LrSpy()
+    rows = TripletEmbedder(max_epochs=2, callbacks=[rows_spy], **FAST).fit(X, y)
+    images = TripletEmbedder(max_epochs=3, callbacks=[images_spy], **FAST)
+    images.fit(X.reshape(-1, 8, 8), y)
+    assert rows.lr == images.lr == "auto"  # the parameter is left as given
+    np.testing.assert_array_equal(lr_per_epoch(rows_spy), [1e-3, 1e-3])
+    np.testing.assert_allclose(lr_per_epoch(images_spy), expected_cosine(2e-3, 3), rtol=1e-12)
+    assert (rows.net_.lr, images.net_.lr) == (1e-3, 2e-3)
+
+
+def test_explicit_lr_overrides_auto_and_warm_start_switches_to_it(small_digits):
+    X, y = small_digits
+    spy = LrSpy()
+    emb = TripletEmbedder(max_epochs=2, warm_start=True, callbacks=[spy], **FAST).fit(X, y)
+    emb.set_params(lr=5e-4).fit(X, y)
+    emb.set_params(lr="auto").fit(X, y)
+    np.testing.assert_array_equal(lr_per_epoch(spy), [1e-3] * 2 + [5e-4] * 2 + [1e-3] * 2)
+
+
+@pytest.mark.parametrize("bad", ["fast", 0.0, -1e-3])
+def test_bad_lr_is_rejected_before_fitting(small_digits, bad):
+    X, y = small_digits
+    emb = TripletEmbedder(max_epochs=1, lr=bad, **FAST)
+    with pytest.raises(ValueError, match="'lr' parameter"):
+        emb.fit(X, y)
+    assert not hasattr(emb, "net_")
