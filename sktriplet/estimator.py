@@ -798,15 +798,19 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             )
         ]
 
+    def _fitted_on_images(self) -> bool:
+        """Whether ``fit`` got images (``(C, H, W)`` samples) rather than rows."""
+        return len(self.input_shape_) == 3
+
     def _lr(self) -> float:
         """The peak learning rate: ``lr``, or what ``lr="auto"`` picks for ``X``."""
         if self.lr != "auto":
             return float(self.lr)
-        return AUTO_LR_IMAGES if len(self.input_shape_) == 3 else AUTO_LR_ROWS
+        return AUTO_LR_IMAGES if self._fitted_on_images() else AUTO_LR_ROWS
 
     def _schedule_callbacks(self) -> list:
         """The learning-rate schedule ``lr_schedule`` asks for, as named callbacks."""
-        images = len(self.input_shape_) == 3
+        images = self._fitted_on_images()
         if self.lr_schedule == "cosine" or (self.lr_schedule == "auto" and images):
             from sktriplet.schedules import CosineLR
 
@@ -815,7 +819,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _augmenter(self):
         """The training-batch augmentation ``augment`` asks for, or ``None``."""
-        images = len(self.input_shape_) == 3
+        images = self._fitted_on_images()
         if callable(self.augment):
             return self.augment
         if self.augment is True and not images:

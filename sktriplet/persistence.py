@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import io
 import json
 import os
@@ -353,8 +354,11 @@ def _saved_with_average_pooling(params: dict, input_shape: tuple, weights: dict)
         return False
     if "module__pooling" in params:
         return False
+    from sktriplet.networks import ConvEmbedder
+
     head = weights.get("1.head.weight")
-    channels = params.get("module__channels", (32, 64, 128))
+    default_channels = inspect.signature(ConvEmbedder).parameters["channels"].default
+    channels = params.get("module__channels", default_channels)
     return (
         isinstance(head, torch.Tensor)
         and head.ndim == 2
