@@ -422,11 +422,11 @@ def test_save_is_atomic_and_overwrites(fitted, tmp_path):
     assert sktriplet.load(path).n_components_ == 8
 
 
-def _image_embedder(**extra):
+def _image_embedder():
     rng = np.random.default_rng(0)
     X, y = rng.integers(0, 255, (16, 8, 8), dtype=np.uint8), np.repeat([0, 1], 8)
     params = {k: v for k, v in CUSTOM.items() if k != "max_epochs"}
-    return X, TripletEmbedder(max_epochs=1, **params, **extra).fit(X, y)
+    return X, TripletEmbedder(max_epochs=1, **params).fit(X, y)
 
 
 def test_files_of_the_average_pooling_default_cnn_still_load(tmp_path, monkeypatch):
