@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from sktriplet.index import ExactIndex, FaissIndex, HNSWIndex
+from sktriplet.evaluation.index import ExactIndex, FaissIndex, HNSWIndex
 
 
 def rss_bytes() -> int:

@@ -2,8 +2,8 @@
 
 Times ``TripletEmbedder.fit`` per epoch against a plain PyTorch training loop
 that uses the same network (a copy of the estimator's ``net_.module_``), the
-same PK batches (:class:`sktriplet.sampling.PKSampler` with the same seed),
-the same loss (:class:`sktriplet.losses.TripletLoss`) and the same optimizer
+same PK batches (:class:`sktriplet.training.sampling.PKSampler` with the same seed),
+the same loss (:class:`sktriplet.triplets.losses.TripletLoss`) and the same optimizer
 (Adam), and ``transform`` throughput against the raw module's forward pass
 under ``torch.inference_mode`` in batches of the same size, outputs
 concatenated into one numpy array. Two workloads:
@@ -32,8 +32,8 @@ import torch
 from skorch.callbacks import Callback
 
 from sktriplet import TripletEmbedder
-from sktriplet.losses import TripletLoss
-from sktriplet.sampling import PKSampler
+from sktriplet.training.sampling import PKSampler
+from sktriplet.triplets.losses import TripletLoss
 
 
 def tabular_data(n: int, n_features: int = 64, n_classes: int = 64, seed: int = 0):

@@ -22,7 +22,7 @@ def child(n: int, dim: int, device: str) -> dict:
     import numpy as np
     import torch
 
-    from sktriplet.metrics import map_at_r, retrieval_scores
+    from sktriplet.evaluation.metrics import map_at_r, retrieval_scores
 
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(100, dim))

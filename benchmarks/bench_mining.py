@@ -78,7 +78,7 @@ def loss_fn(method: str, margin: float = 0.2):
         )
         loss = losses.TripletMarginLoss(margin=margin)
         return lambda e, y: loss(e, y, miner(e, y))
-    from sktriplet.losses import triplet_loss
+    from sktriplet.triplets.losses import triplet_loss
 
     return lambda e, y: triplet_loss(e, y, margin=margin, mining=method)
 

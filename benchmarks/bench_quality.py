@@ -22,7 +22,7 @@ measured on the held-out classes alone:
   defaults were not tuned on, with few images per class.
 
 Columns: MAP@R and P@1 (leave-one-out retrieval among the held-out samples,
-:mod:`sktriplet.metrics`), for Omniglot also 20-way one-shot accuracy (2000
+:mod:`sktriplet.evaluation.metrics`), for Omniglot also 20-way one-shot accuracy (2000
 random episodes: 20 unseen characters, one support and one query drawing each,
 query labelled by its nearest support; the same episodes for every method), and
 the wall time of fit + embedding. Mean +- std over the seeds.
@@ -72,7 +72,7 @@ import torch
 from torch.nn import functional as F
 
 from sktriplet import TripletEmbedder
-from sktriplet.metrics import retrieval_scores
+from sktriplet.evaluation.metrics import retrieval_scores
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from sktriplet import TripletEmbedder
-from sktriplet.estimator import TRANSFORM_BATCH_SIZE
+from sktriplet.embedder import TRANSFORM_BATCH_SIZE
 
 MB = 2**20
 PAGE = os.sysconf("SC_PAGE_SIZE")

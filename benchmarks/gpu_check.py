@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def check_losses(sizes: list[int]) -> list[str]:
-    from sktriplet.losses import triplet_loss
+    from sktriplet.triplets.losses import triplet_loss
 
     failures = []
     print("| B | labels | mining | precision | CPU loss | GPU loss | max abs grad diff | ok |")

@@ -92,26 +92,26 @@ sphinx_gallery_conf = {
 #: Public modules in the order of the API reference; any other public module
 #: found in the package is appended, so a new one cannot be forgotten.
 API_MODULES = [
-    "sktriplet.losses",
-    "sktriplet.mining",
-    "sktriplet.distances",
-    "sktriplet.sampling",
+    "sktriplet.triplets.losses",
+    "sktriplet.triplets.mining",
+    "sktriplet.triplets.distances",
+    "sktriplet.training.sampling",
     "sktriplet.networks",
-    "sktriplet.callbacks",
-    "sktriplet.metrics",
-    "sktriplet.scoring",
-    "sktriplet.neighbors",
-    "sktriplet.index",
-    "sktriplet.persistence",
-    "sktriplet.export",
+    "sktriplet.training.callbacks",
+    "sktriplet.evaluation.metrics",
+    "sktriplet.evaluation.scoring",
+    "sktriplet.evaluation.neighbors",
+    "sktriplet.evaluation.index",
+    "sktriplet.io.persistence",
+    "sktriplet.io.export",
     "sktriplet.datasets",
-    "sktriplet.plotting",
-    "sktriplet.augment",
-    "sktriplet.distributed",
+    "sktriplet.evaluation.plotting",
+    "sktriplet.vision.augment",
+    "sktriplet.training.distributed",
 ]
 #: Modules with no API of their own to list (the estimator is top level, the
 #: command line has its own page).
-NOT_IN_API = {"sktriplet.estimator", "sktriplet.cli", "sktriplet.__main__"}
+NOT_IN_API = {"sktriplet.embedder", "sktriplet.cli", "sktriplet.__main__"}
 
 
 def _module_all(path: Path) -> tuple[list[str], str]:

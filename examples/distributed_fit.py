@@ -31,7 +31,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from sktriplet import TripletEmbedder
-from sktriplet.distributed import init_distributed
+from sktriplet.training.distributed import init_distributed
 
 rank, world_size = init_distributed()
 torch.set_num_threads(1)  # one CPU thread per process: no oversubscription

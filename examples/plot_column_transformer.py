@@ -27,7 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from sktriplet import TripletEmbedder
-from sktriplet.plotting import plot_embedding
+from sktriplet.evaluation.plotting import plot_embedding
 
 rng = np.random.default_rng(0)
 n = 1500

@@ -4,11 +4,11 @@ Embedding map: seen and unseen digits
 
 Train a :class:`~sktriplet.TripletEmbedder` on scikit-learn's 8x8 digits
 0-6 only, then draw a 2-D map of the embeddings of held-out digits with
-:func:`sktriplet.plotting.plot_embedding`. Digits 7, 8 and 9 were never
+:func:`sktriplet.evaluation.plotting.plot_embedding`. Digits 7, 8 and 9 were never
 seen in training; they are drawn as triangles. Clusters of their own would
 mean the embedding carries over to new classes, which is what a nearest-neighbour
 search over unseen identities needs. Raw pixels are shown for comparison,
-and :func:`sktriplet.plotting.plot_history` shows how training went.
+and :func:`sktriplet.evaluation.plotting.plot_history` shows how training went.
 """
 
 # %%
@@ -20,8 +20,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from sktriplet import TripletEmbedder
-from sktriplet.metrics import map_at_r
-from sktriplet.plotting import plot_embedding, plot_history
+from sktriplet.evaluation.metrics import map_at_r
+from sktriplet.evaluation.plotting import plot_embedding, plot_history
 
 X, y = load_digits(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)

@@ -24,7 +24,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from sktriplet import TripletEmbedder
-from sktriplet.scoring import make_retrieval_scorer
+from sktriplet.evaluation.scoring import make_retrieval_scorer
 
 X, y = load_digits(return_X_y=True)
 margins = [0.05, 0.1, 0.2, 0.5, 1.0]

@@ -4,7 +4,7 @@ Nearest neighbours of MNIST digits
 
 Train the default convolutional network of :class:`~sktriplet.TripletEmbedder`
 on 28x28 MNIST digits and look at what a nearest-neighbour search returns:
-:func:`sktriplet.plotting.plot_neighbors` shows each query beside its
+:func:`sktriplet.evaluation.plotting.plot_neighbors` shows each query beside its
 nearest gallery images, wrong matches framed in red, for raw pixels and for
 the learnt embedding.
 
@@ -21,8 +21,8 @@ from sklearn.model_selection import train_test_split
 
 from sktriplet import TripletEmbedder
 from sktriplet.datasets import load_mnist_sample
-from sktriplet.metrics import precision_at_k
-from sktriplet.plotting import plot_neighbors
+from sktriplet.evaluation.metrics import precision_at_k
+from sktriplet.evaluation.plotting import plot_neighbors
 
 X, y = load_mnist_sample()  # uint8 images (5000, 28, 28)
 X_train, X_test, y_train, y_test = train_test_split(

@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sktriplet import TripletEmbedder
 from sktriplet.datasets import open_set_split
-from sktriplet.metrics import map_at_r
+from sktriplet.evaluation.metrics import map_at_r
 
 X, y = load_digits(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)

@@ -1,17 +1,23 @@
 """sktriplet: deep metric learning with triplet loss for scikit-learn."""
 
-from sktriplet.estimator import TripletEmbedder
-from sktriplet.export import export_onnx, export_program, export_torchscript
-from sktriplet.losses import TripletLoss, triplet_loss
-from sktriplet.neighbors import (
+from sktriplet import _aliases
+
+_aliases.install()
+
+# ruff: noqa: E402
+
+from sktriplet.embedder import TripletEmbedder
+from sktriplet.evaluation.neighbors import (
     OpenSetKNeighborsClassifier,
     calibrate_pair_threshold,
     calibrate_threshold,
     pair_distances,
     verify_pairs,
 )
-from sktriplet.persistence import load, save
-from sktriplet.sampling import PKSampler
+from sktriplet.io.export import export_onnx, export_program, export_torchscript
+from sktriplet.io.persistence import load, save
+from sktriplet.training.sampling import PKSampler
+from sktriplet.triplets.losses import TripletLoss, triplet_loss
 
 __version__ = "0.1.0"
 

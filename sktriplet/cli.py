@@ -349,7 +349,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Print retrieval scores of the model's embeddings."""
-    from sktriplet.metrics import retrieval_scores
+    from sktriplet.evaluation.metrics import retrieval_scores
 
     out = _check_output(args.output, (".json", ".csv"), "metrics") if args.output else None
     estimator = _load_model(args.model, args.device)
@@ -468,8 +468,8 @@ def _learning_rate(text: str) -> float | str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sktriplet`` command."""
     from sktriplet import __version__
-    from sktriplet.distances import DISTANCES
-    from sktriplet.mining import MINING_STRATEGIES
+    from sktriplet.triplets.distances import DISTANCES
+    from sktriplet.triplets.mining import MINING_STRATEGIES
 
     parser = argparse.ArgumentParser(
         prog=PROG,

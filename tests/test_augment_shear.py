@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from sktriplet.augment import RandomAffine
+from sktriplet.vision.augment import RandomAffine
 
 
 def test_shear_slants_a_vertical_line_about_the_centre():

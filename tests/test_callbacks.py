@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from sktriplet import TripletEmbedder
-from sktriplet.callbacks import CollapseWarning
-from sktriplet.metrics import retrieval_scores
+from sktriplet.evaluation.metrics import retrieval_scores
+from sktriplet.training.callbacks import CollapseWarning
 
 FAST = {"batch_size": 64, "samples_per_class": 4, "random_state": 0}
 
@@ -148,8 +148,8 @@ def test_grid_search_with_class_disjoint_folds(small_digits):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
-    from sktriplet.metrics import map_at_r
-    from sktriplet.scoring import make_retrieval_scorer
+    from sktriplet.evaluation.metrics import map_at_r
+    from sktriplet.evaluation.scoring import make_retrieval_scorer
 
     X, y = small_digits
     margins = [0.05, 0.5]

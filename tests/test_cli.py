@@ -11,7 +11,7 @@ import pytest
 
 import sktriplet
 from sktriplet.cli import main
-from sktriplet.metrics import retrieval_scores
+from sktriplet.evaluation.metrics import retrieval_scores
 
 try:
     from PIL import Image

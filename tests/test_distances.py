@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sktriplet.distances import gather_distances, paired_distances, pairwise_distances
+from sktriplet.triplets.distances import gather_distances, paired_distances, pairwise_distances
 
 DISTANCES = ["sqeuclidean", "euclidean", "cosine"]
 

@@ -21,14 +21,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from sktriplet import TripletEmbedder
-from sktriplet.distributed import (
+from sktriplet.training.distributed import (
     DistributedTripletLoss,
     ShardedPKSampler,
     all_gather_batch,
     is_distributed,
 )
-from sktriplet.losses import triplet_loss
-from sktriplet.sampling import PKSampler
+from sktriplet.training.sampling import PKSampler
+from sktriplet.triplets.losses import triplet_loss
 
 WORLD_SIZE = 2
 CASES = [
@@ -73,7 +73,7 @@ def _digits():
 
 # ------------------------------------------------------------------ worker
 def _worker(out: Path) -> None:
-    from sktriplet.distributed import init_distributed
+    from sktriplet.training.distributed import init_distributed
 
     torch.set_num_threads(1)
     rank, world = init_distributed()
@@ -198,7 +198,9 @@ def test_distributed_fit_unpickles_and_warm_starts_in_one_process(ranks):
     X_train, y_train, X_test, _ = _digits()
     est = pickle.loads(ranks[0]["pickle"])
     assert type(est.net_).__name__ == "DistributedTripletNet"
-    np.testing.assert_array_equal(est.transform(X_test[:5]), ranks[0]["default_Z"])
+    # The workers run one thread, this process torch's default: equal up to
+    # the rounding of a differently blocked matrix product.
+    np.testing.assert_allclose(est.transform(X_test[:5]), ranks[0]["default_Z"], atol=1e-6)
     est.set_params(warm_start=True, max_epochs=1).fit(X_train, y_train)
     assert len(est.net_.history) == FIT["max_epochs"] + 1
     assert not np.array_equal(est.transform(X_test[:5]), ranks[0]["default_Z"])

@@ -52,7 +52,7 @@ def test_string_labels(small_digits):
 
 
 def test_score_is_map_at_r_of_transform(fitted, small_digits):
-    from sktriplet.metrics import map_at_r
+    from sktriplet.evaluation.metrics import map_at_r
 
     X, y = small_digits
     assert fitted.score(X, y) == pytest.approx(map_at_r(fitted.transform(X), y))

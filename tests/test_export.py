@@ -10,8 +10,8 @@ from sklearn.pipeline import make_pipeline
 
 from sktriplet import TripletEmbedder
 from sktriplet.datasets import load_digit_images
-from sktriplet.export import export_onnx, export_program, export_torchscript
-from sktriplet.neighbors import OpenSetKNeighborsClassifier
+from sktriplet.evaluation.neighbors import OpenSetKNeighborsClassifier
+from sktriplet.io.export import export_onnx, export_program, export_torchscript
 
 ATOL = 1e-5
 

@@ -15,8 +15,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Callback
 
 from sktriplet import TripletEmbedder
-from sktriplet._net import ArrayDataset, TripletNet
-from sktriplet.losses import TripletLoss
+from sktriplet.training.net import ArrayDataset, TripletNet
+from sktriplet.triplets.losses import TripletLoss
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 FAST = dict(max_epochs=4, batch_size=64, lr=3e-3, random_state=0)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from sktriplet.index import ExactIndex, FaissIndex, HNSWIndex, make_index
-from sktriplet.neighbors import OpenSetKNeighborsClassifier
+from sktriplet.evaluation.index import ExactIndex, FaissIndex, HNSWIndex, make_index
+from sktriplet.evaluation.neighbors import OpenSetKNeighborsClassifier
 
 SCIPY = {"sqeuclidean": "sqeuclidean", "euclidean": "euclidean", "cosine": "cosine"}
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sktriplet.losses import TripletLoss, triplet_loss
-from sktriplet.mining import semihard_triplets
+from sktriplet.triplets.losses import TripletLoss, triplet_loss
+from sktriplet.triplets.mining import semihard_triplets
 
 from .reference import reference_loss
 

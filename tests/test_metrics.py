@@ -1,4 +1,4 @@
-"""Tests of sktriplet.metrics against independent brute-force references."""
+"""Tests of sktriplet.evaluation.metrics against independent brute-force references."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sktriplet import metrics
-from sktriplet.metrics import (
+from sktriplet.evaluation.metrics import (
     equal_error_rate,
     map_at_r,
     precision_at_k,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sktriplet import losses, mining
-from sktriplet.mining import ClassTable, hard_triplets, semihard_triplets
+from sktriplet.triplets.mining import ClassTable, hard_triplets, semihard_triplets
 
 from .reference import reference_loss
 
@@ -181,7 +181,7 @@ def test_losses_with_large_classes_match_brute_force(mining, dtype):
 _MEMORY_SCRIPT = textwrap.dedent(
     """
     import json, resource, torch
-    from sktriplet.losses import triplet_loss
+    from sktriplet.triplets.losses import triplet_loss
     torch.set_num_threads(1)
     batch = {batch}
     labels = torch.arange(batch // 8).repeat_interleave(8)

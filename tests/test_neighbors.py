@@ -18,8 +18,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sktriplet import TripletEmbedder
-from sktriplet.metrics import tar_at_far
-from sktriplet.neighbors import (
+from sktriplet.evaluation.metrics import tar_at_far
+from sktriplet.evaluation.neighbors import (
     OpenSetKNeighborsClassifier,
     calibrate_pair_threshold,
     calibrate_threshold,

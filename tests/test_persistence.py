@@ -18,7 +18,7 @@ from torch import nn
 
 import sktriplet
 from sktriplet import TripletEmbedder, load, save
-from sktriplet.persistence import ModelFileError
+from sktriplet.io.persistence import ModelFileError
 
 FAST = {
     "max_epochs": 2,
@@ -435,12 +435,12 @@ def test_files_of_the_average_pooling_default_cnn_still_load(tmp_path, monkeypat
     # exactly as before.
     import functools
 
-    import sktriplet.estimator
+    import sktriplet.embedder
     from sktriplet.networks import ConvEmbedder
 
     with monkeypatch.context() as m:
         old_default = functools.partial(ConvEmbedder, pooling="avg")
-        m.setattr(sktriplet.estimator, "ConvEmbedder", old_default)
+        m.setattr(sktriplet.embedder, "ConvEmbedder", old_default)
         X, old = _image_embedder()
         save(old, tmp_path / "old")
     assert "module__pooling" not in old.get_params()
@@ -459,12 +459,12 @@ def test_weights_of_a_changed_default_network_give_a_clear_error(tmp_path, monke
     # names the versions, not a bare torch size-mismatch traceback.
     import functools
 
-    import sktriplet.estimator
+    import sktriplet.embedder
     from sktriplet.networks import ConvEmbedder
 
     _, emb = _image_embedder()
     save(emb, tmp_path / "m")
     changed = functools.partial(ConvEmbedder, channels=(32, 64, 96))
-    monkeypatch.setattr(sktriplet.estimator, "ConvEmbedder", changed)
+    monkeypatch.setattr(sktriplet.embedder, "ConvEmbedder", changed)
     with pytest.raises(ModelFileError, match=r"(?s)do not fit .* \(saved by sktriplet .*loaded by"):
         load(tmp_path / "m")

@@ -10,7 +10,7 @@ import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 from sktriplet import TripletEmbedder  # noqa: E402
-from sktriplet.plotting import (  # noqa: E402
+from sktriplet.evaluation.plotting import (  # noqa: E402
     SEEN_MARKER,
     UNSEEN_MARKER,
     plot_embedding,

@@ -9,7 +9,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from sktriplet import TripletEmbedder
-from sktriplet.losses import triplet_loss
+from sktriplet.triplets.losses import triplet_loss
 
 DTYPES = {
     "float64": torch.float64,

@@ -14,7 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from sktriplet import TripletEmbedder
 from sktriplet.datasets import open_set_split
-from sktriplet.metrics import map_at_r, precision_at_k
+from sktriplet.evaluation.metrics import map_at_r, precision_at_k
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_untrained_default_mlp_ranks_like_standardised_input():
 
 
 def test_augment_auto_moves_only_images_of_16_pixels_or_more():
-    from sktriplet.augment import RandomAffine
+    from sktriplet.vision.augment import RandomAffine
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 4)
@@ -132,7 +132,7 @@ def test_augment_auto_moves_only_images_of_16_pixels_or_more():
 def test_random_affine_without_motion_is_identity():
     import torch
 
-    from sktriplet.augment import RandomAffine
+    from sktriplet.vision.augment import RandomAffine
 
     images = torch.rand(3, 2, 12, 10)
     still = RandomAffine(max_shift=0, max_rotation=0, max_scale=0)(images)

@@ -3,7 +3,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from sktriplet.sampling import PKSampler
+from sktriplet.training.sampling import PKSampler
 
 
 def _labels(seed=0, n_classes=12, low=1, high=30):

@@ -7,7 +7,7 @@ import pytest
 from skorch.callbacks import Callback
 
 from sktriplet import TripletEmbedder
-from sktriplet.schedules import CosineLR, cosine_factor
+from sktriplet.training.schedules import CosineLR, cosine_factor
 
 FAST = {"batch_size": 64, "samples_per_class": 4, "random_state": 0, "n_components": 8}
 

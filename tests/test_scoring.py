@@ -1,4 +1,4 @@
-"""Tests of sktriplet.scoring with stand-in embedders and model selection."""
+"""Tests of sktriplet.evaluation.scoring with stand-in embedders and model selection."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sktriplet.scoring import RetrievalScorer, make_retrieval_scorer
+from sktriplet.evaluation.scoring import RetrievalScorer, make_retrieval_scorer
 
 from .test_metrics import reference_scores
 

@@ -49,7 +49,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from .distances import check_distance
+from sktriplet.triplets.distances import check_distance
 
 __all__ = [
     "equal_error_rate",
@@ -427,7 +427,7 @@ default=None
 default=None
         Labels of ``gallery``; required exactly when ``gallery`` is given.
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance used to rank the gallery (see :mod:`sktriplet.distances`).
+        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
     block_size : int, default=None
         Number of queries whose distances are computed at once. ``None``
         picks it so that a block's distance matrix takes about 32 MB.
@@ -462,7 +462,7 @@ default=None
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.metrics import precision_at_k
+    >>> from sktriplet.evaluation.metrics import precision_at_k
     >>> X = np.array([[0.0], [0.1], [0.3], [1.0], [1.1]])
     >>> y = np.array([0, 0, 1, 1, 1])
     >>> precision_at_k(X, y, k=2)
@@ -510,7 +510,7 @@ default=None
 default=None
         Labels of ``gallery``; required exactly when ``gallery`` is given.
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance used to rank the gallery (see :mod:`sktriplet.distances`).
+        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
     block_size : int, default=None
         Number of queries whose distances are computed at once. ``None``
         picks it so that a block's distance matrix takes about 32 MB.
@@ -550,7 +550,7 @@ default=None
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.metrics import recall_at_k
+    >>> from sktriplet.evaluation.metrics import recall_at_k
     >>> X = np.array([[0.0], [0.1], [0.3], [1.0], [1.1]])
     >>> y = np.array([0, 0, 1, 1, 1])
     >>> recall_at_k(X, y, k=1)
@@ -596,7 +596,7 @@ default=None
 default=None
         Labels of ``gallery``; required exactly when ``gallery`` is given.
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance used to rank the gallery (see :mod:`sktriplet.distances`).
+        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
     block_size : int, default=None
         Number of queries whose distances are computed at once. ``None``
         picks it so that a block's distance matrix takes about 32 MB.
@@ -629,7 +629,7 @@ default=None
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.metrics import r_precision
+    >>> from sktriplet.evaluation.metrics import r_precision
     >>> X = np.array([[0.0], [0.1], [0.3], [1.0], [1.1]])
     >>> y = np.array([0, 0, 1, 1, 1])
     >>> r_precision(X, y)
@@ -680,7 +680,7 @@ default=None
 default=None
         Labels of ``gallery``; required exactly when ``gallery`` is given.
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance used to rank the gallery (see :mod:`sktriplet.distances`).
+        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
     block_size : int, default=None
         Number of queries whose distances are computed at once. ``None``
         picks it so that a block's distance matrix takes about 32 MB.
@@ -724,7 +724,7 @@ default=None
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.metrics import map_at_r
+    >>> from sktriplet.evaluation.metrics import map_at_r
     >>> X = np.array([[0.0], [0.1], [0.3], [1.0], [1.1]])
     >>> y = np.array([0, 0, 1, 1, 1])
     >>> map_at_r(X, y)
@@ -779,7 +779,7 @@ default=None
 default=None
         Labels of ``gallery``; required exactly when ``gallery`` is given.
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance used to rank the gallery (see :mod:`sktriplet.distances`).
+        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
     block_size : int, default=None
         Number of queries whose distances are computed at once. ``None``
         picks it so that a block's distance matrix takes about 32 MB.
@@ -812,7 +812,7 @@ default=None
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.metrics import retrieval_scores
+    >>> from sktriplet.evaluation.metrics import retrieval_scores
     >>> X = np.array([[0.0], [0.1], [0.3], [1.0], [1.1], [5.0]])
     >>> y = np.array([0, 0, 1, 1, 1, 2])
     >>> scores = retrieval_scores(X, y, k=(1, 2))
@@ -945,7 +945,7 @@ def tar_at_far(distances: npt.ArrayLike, is_same: npt.ArrayLike, far: float = 1e
 
     Examples
     --------
-    >>> from sktriplet.metrics import tar_at_far
+    >>> from sktriplet.evaluation.metrics import tar_at_far
     >>> d = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     >>> same = [True, True, False, True, False, False]
     >>> tar_at_far(d, same, far=0.0)
@@ -994,7 +994,7 @@ def equal_error_rate(distances: npt.ArrayLike, is_same: npt.ArrayLike) -> float:
 
     Examples
     --------
-    >>> from sktriplet.metrics import equal_error_rate
+    >>> from sktriplet.evaluation.metrics import equal_error_rate
     >>> equal_error_rate([0.1, 0.2, 0.3, 0.4], [True, True, False, False])
     0.0
     >>> equal_error_rate([0.1, 0.2, 0.3, 0.4], [True, False, True, False])
@@ -1043,7 +1043,7 @@ def verification_scores(
 
     Examples
     --------
-    >>> from sktriplet.metrics import verification_scores
+    >>> from sktriplet.evaluation.metrics import verification_scores
     >>> d = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     >>> same = [True, True, False, True, False, False]
     >>> verification_scores(d, same, far=(0.0, 0.5))

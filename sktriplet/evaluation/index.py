@@ -1,7 +1,7 @@
 """Nearest-neighbour indexes over a gallery of embeddings.
 
 Every index has the same small interface, used by
-:class:`~sktriplet.neighbors.OpenSetKNeighborsClassifier`:
+:class:`~sktriplet.evaluation.neighbors.OpenSetKNeighborsClassifier`:
 
 ``add(X)``
     Append the rows of ``X`` to the gallery (row ``i`` of the ``j``-th call
@@ -12,7 +12,7 @@ Every index has the same small interface, used by
     Number of gallery rows.
 
 Distances are in the units of the ``distance`` name used everywhere in
-sktriplet (:mod:`sktriplet.distances`): ``"sqeuclidean"``, ``"euclidean"`` or
+sktriplet (:mod:`sktriplet.triplets.distances`): ``"sqeuclidean"``, ``"euclidean"`` or
 ``"cosine"`` (``1 - cos``).
 
 :class:`ExactIndex` (the default) searches exhaustively with scikit-learn's
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from sktriplet.distances import check_distance
+from sktriplet.triplets.distances import check_distance
 
 __all__ = ["ALGORITHMS", "ExactIndex", "FaissIndex", "HNSWIndex", "make_index"]
 
@@ -99,7 +99,7 @@ class ExactIndex(_BaseIndex):
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.index import ExactIndex
+    >>> from sktriplet.evaluation.index import ExactIndex
     >>> index = ExactIndex(distance="euclidean")
     >>> index.add(np.array([[0.0, 0.0], [3.0, 4.0]]))
     >>> index.search(np.array([[3.0, 3.0]]), k=2)
@@ -191,7 +191,7 @@ class FaissIndex(_BaseIndex):
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.index import FaissIndex
+    >>> from sktriplet.evaluation.index import FaissIndex
     >>> index = FaissIndex(factory="Flat")  # doctest: +SKIP
     """
 
@@ -313,7 +313,7 @@ class HNSWIndex(_BaseIndex):
 
     Examples
     --------
-    >>> from sktriplet.index import HNSWIndex
+    >>> from sktriplet.evaluation.index import HNSWIndex
     >>> index = HNSWIndex(distance="cosine")  # doctest: +SKIP
     """
 
@@ -448,7 +448,7 @@ def make_index(algorithm: str = "brute", distance: str = "sqeuclidean", **params
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.index import make_index
+    >>> from sktriplet.evaluation.index import make_index
     >>> index = make_index("brute", distance="cosine")
     >>> index.add(np.eye(3))
     >>> index.search(np.array([[1.0, 0.1, 0.0]]), k=1)[1]

@@ -52,7 +52,7 @@ FORMAT_VERSION = 1
 _MEMBERS = ("config.json", "weights.pt", "sha256.json")
 _PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _ALLOWED_BASES = (nn.Module, torch.optim.Optimizer)
-_ESTIMATOR = "sktriplet.estimator:TripletEmbedder"
+_ESTIMATOR = "sktriplet.embedder:TripletEmbedder"
 
 
 class ModelFileError(ValueError):
@@ -243,7 +243,7 @@ def save(estimator, path: str | os.PathLike) -> None:
     >>> bool((load(path).transform(X[:5]) == emb.transform(X[:5])).all())
     True
     """
-    from sktriplet.estimator import TripletEmbedder
+    from sktriplet.embedder import TripletEmbedder
 
     if not isinstance(estimator, TripletEmbedder):
         raise TypeError(
@@ -462,7 +462,7 @@ def load(path: str | os.PathLike, *, device: str = "cpu"):
     >>> load(path).n_components_
     8
     """
-    from sktriplet.estimator import ROUTED_PREFIXES, TripletEmbedder, _resolve_device
+    from sktriplet.embedder import ROUTED_PREFIXES, TripletEmbedder, _resolve_device
 
     config, weights = _read(path)
     name = os.fspath(path)

@@ -44,7 +44,7 @@ class RandomAffine:
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.augment import RandomAffine
+    >>> from sktriplet.vision.augment import RandomAffine
     >>> _ = torch.manual_seed(0)
     >>> images = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
     >>> RandomAffine()(images).shape

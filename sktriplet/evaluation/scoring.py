@@ -1,6 +1,6 @@
 """Scikit-learn scorers built on the retrieval metrics.
 
-:func:`make_retrieval_scorer` turns a metric of :mod:`sktriplet.metrics` into
+:func:`make_retrieval_scorer` turns a metric of :mod:`sktriplet.evaluation.metrics` into
 a ``scorer(estimator, X, y)`` callable for ``GridSearchCV(scoring=...)``,
 ``cross_validate`` and the like. The estimator only needs a ``transform``
 method (an embedder, or a :class:`~sklearn.pipeline.Pipeline` ending in one);
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import metrics
-from .distances import check_distance
+from sktriplet.evaluation import metrics
+from sktriplet.triplets.distances import check_distance
 
 __all__ = ["RETRIEVAL_METRICS", "RetrievalScorer", "make_retrieval_scorer"]
 
@@ -128,7 +128,7 @@ def make_retrieval_scorer(
     ----------
     metric : {"map_at_r", "r_precision", "precision_at_k", "recall_at_k"}, \
 default="map_at_r"
-        The metric of :mod:`sktriplet.metrics` to compute.
+        The metric of :mod:`sktriplet.evaluation.metrics` to compute.
     k : int, default=None
         Number of neighbours for ``"precision_at_k"`` and ``"recall_at_k"``;
         ``None`` means 1. Not accepted by the other metrics.
@@ -157,13 +157,13 @@ default="map_at_r"
 
     See Also
     --------
-    sktriplet.metrics.map_at_r : The default metric.
-    sktriplet.metrics.retrieval_scores : Every metric at once, on any split.
+    sktriplet.evaluation.metrics.map_at_r : The default metric.
+    sktriplet.evaluation.metrics.retrieval_scores : Every metric at once, on any split.
 
     Notes
     -----
     Samples whose label no other sample of the scored split shares are
-    skipped (see :mod:`sktriplet.metrics`); with stratified splits of
+    skipped (see :mod:`sktriplet.evaluation.metrics`); with stratified splits of
     classes having a few samples each, make sure every class keeps at least
     two samples per split.
 
@@ -171,7 +171,7 @@ default="map_at_r"
     --------
     >>> import numpy as np
     >>> from sklearn.decomposition import PCA
-    >>> from sktriplet.scoring import make_retrieval_scorer
+    >>> from sktriplet.evaluation.scoring import make_retrieval_scorer
     >>> X = np.array([[0.0, 0.0], [0.1, 0.0], [3.0, 1.0], [3.1, 1.0]])
     >>> y = np.array([0, 0, 1, 1])
     >>> scorer = make_retrieval_scorer("precision_at_k", k=1)

@@ -31,9 +31,9 @@ from skorch.utils import to_tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from sktriplet._net import TripletNet
-from sktriplet.losses import TripletLoss
-from sktriplet.sampling import PKSampler
+from sktriplet.training.net import TripletNet
+from sktriplet.training.sampling import PKSampler
+from sktriplet.triplets.losses import TripletLoss
 
 __all__ = [
     "DistributedTripletLoss",
@@ -199,7 +199,7 @@ def all_gather_batch(
 
 
 class DistributedTripletLoss(TripletLoss):
-    """:class:`~sktriplet.losses.TripletLoss` over the batch of all processes.
+    """:class:`~sktriplet.triplets.losses.TripletLoss` over the batch of all processes.
 
     Each process calls it with its own shard; it all-gathers embeddings and
     labels (:func:`all_gather_batch`) and returns the loss of the global
@@ -210,14 +210,14 @@ class DistributedTripletLoss(TripletLoss):
     Parameters
     ----------
     margin, mining, distance, soft, record_stats
-        As for :class:`~sktriplet.losses.TripletLoss`.
+        As for :class:`~sktriplet.triplets.losses.TripletLoss`.
     grad_scale : float or None, default=None
         See :func:`all_gather_batch`.
 
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.distributed import DistributedTripletLoss
+    >>> from sktriplet.training.distributed import DistributedTripletLoss
     >>> criterion = DistributedTripletLoss(mining="hard")
     >>> emb = torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
     >>> criterion(emb, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).ndim  # one process
@@ -239,7 +239,7 @@ class DistributedTripletLoss(TripletLoss):
         self.grad_scale = grad_scale
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Loss of the global batch (see :func:`sktriplet.losses.triplet_loss`)."""
+        """Loss of the global batch (see :func:`sktriplet.triplets.losses.triplet_loss`)."""
         embeddings, labels = all_gather_batch(embeddings, labels, grad_scale=self.grad_scale)
         return super().forward(embeddings, labels)
 
@@ -247,7 +247,7 @@ class DistributedTripletLoss(TripletLoss):
 class ShardedPKSampler:
     """The share of global PK batches that one process draws.
 
-    Every process builds the same :class:`~sktriplet.sampling.PKSampler` over
+    Every process builds the same :class:`~sktriplet.training.sampling.PKSampler` over
     the whole data set (same labels, same seed), which draws the global
     batches; each process keeps a contiguous slice of every batch, so the
     shards never overlap and their union is the global batch. Batches list
@@ -267,12 +267,12 @@ class ShardedPKSampler:
         Number of processes; ``None`` asks :mod:`torch.distributed`.
     **kwargs : dict
         ``samples_per_class``, ``n_batches``, ``random_state`` and ``epoch``
-        of :class:`~sktriplet.sampling.PKSampler`; ``random_state`` must be
+        of :class:`~sktriplet.training.sampling.PKSampler`; ``random_state`` must be
         the same int on every process.
 
     Examples
     --------
-    >>> from sktriplet.distributed import ShardedPKSampler
+    >>> from sktriplet.training.distributed import ShardedPKSampler
     >>> labels = [0, 0, 1, 1, 2, 2, 3, 3]
     >>> shards = [ShardedPKSampler(labels, batch_size=8, samples_per_class=2,
     ...                            rank=r, world_size=2, random_state=0) for r in (0, 1)]
@@ -306,7 +306,7 @@ class ShardedPKSampler:
 
     @property
     def epoch(self) -> int:
-        """Number of the next epoch (as for :class:`~sktriplet.sampling.PKSampler`)."""
+        """Number of the next epoch (as for :class:`~sktriplet.training.sampling.PKSampler`)."""
         return self.sampler.epoch
 
     def __len__(self) -> int:
@@ -320,10 +320,10 @@ class ShardedPKSampler:
 
 
 class DistributedTripletNet(TripletNet):
-    """:class:`~sktriplet._net.TripletNet` for a process group: global mining.
+    """:class:`~sktriplet.training.net.TripletNet` for a process group: global mining.
 
     :class:`~sktriplet.TripletEmbedder` builds this net in place of a
-    :class:`~sktriplet._net.TripletNet` when :func:`is_distributed` is true.
+    :class:`~sktriplet.training.net.TripletNet` when :func:`is_distributed` is true.
     During ``fit`` the module runs inside
     :class:`~torch.nn.parallel.DistributedDataParallel` (which broadcasts
     rank 0's weights at the start and averages gradients), each process
@@ -335,7 +335,7 @@ class DistributedTripletNet(TripletNet):
     Parameters
     ----------
     *args, **kwargs
-        As for :class:`~sktriplet._net.TripletNet`; ``batch_size`` is per
+        As for :class:`~sktriplet.training.net.TripletNet`; ``batch_size`` is per
         process.
     """
 

@@ -56,7 +56,7 @@ class PKSampler:
 
     Examples
     --------
-    >>> from sktriplet.sampling import PKSampler
+    >>> from sktriplet.training.sampling import PKSampler
     >>> sampler = PKSampler([0, 0, 0, 1, 1, 1, 2, 2], batch_size=4,
     ...                     samples_per_class=2, random_state=0)
     >>> len(sampler)

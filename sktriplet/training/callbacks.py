@@ -5,7 +5,7 @@ warns when training collapses; :class:`RetrievalValidation` scores retrieval
 on held-out data before training and after every epoch, stops early and
 restores the best weights (which may be the ones training started from).
 Both work with any skorch ``NeuralNet`` whose criterion is a
-:class:`sktriplet.losses.TripletLoss`.
+:class:`sktriplet.triplets.losses.TripletLoss`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from sktriplet._net import StopTraining
+from sktriplet.training.net import StopTraining
 
 __all__ = ["CollapseWarning", "MiningStats", "RetrievalValidation"]
 
@@ -51,9 +51,9 @@ class MiningStats(Callback):
 
     Examples
     --------
-    >>> from sktriplet.callbacks import MiningStats
+    >>> from sktriplet.training.callbacks import MiningStats
     >>> MiningStats(collapse_patience=5)  # doctest: +ELLIPSIS
-    <sktriplet.callbacks.MiningStats object at ...>
+    <sktriplet.training.callbacks.MiningStats object at ...>
     """
 
     def __init__(self, collapse_spread: float = 1e-3, collapse_patience: int = 3) -> None:
@@ -125,7 +125,7 @@ class RetrievalValidation(Callback):
 
     After every epoch the held-out samples are embedded (eval mode, no
     gradient) and scored leave-one-out with
-    :func:`sktriplet.metrics.retrieval_scores`; the history gets
+    :func:`sktriplet.evaluation.metrics.retrieval_scores`; the history gets
     ``valid_map_at_r``, ``valid_r_precision`` and ``valid_precision_at_1``,
     and ``valid_map_at_r_best`` marks the best epoch so far. At the end of
     training the weights of the best epoch are restored.
@@ -193,7 +193,7 @@ class RetrievalValidation(Callback):
         return np.concatenate(parts)
 
     def _scores(self, net) -> dict[str, float]:
-        from sktriplet.metrics import retrieval_scores
+        from sktriplet.evaluation.metrics import retrieval_scores
 
         scores = retrieval_scores(self._embed(net), self.y, k=1, distance=self.distance)
         return {k: float(scores[k]) for k in ("map_at_r", "r_precision", "precision_at_1")}

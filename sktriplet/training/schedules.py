@@ -41,7 +41,7 @@ def cosine_factor(epoch: int, max_epochs: int, warmup_epochs: int = 0) -> float:
 
     Examples
     --------
-    >>> from sktriplet.schedules import cosine_factor
+    >>> from sktriplet.training.schedules import cosine_factor
     >>> [round(cosine_factor(e, 4), 3) for e in range(4)]
     [1.0, 0.854, 0.5, 0.146]
     """
@@ -70,7 +70,7 @@ class CosineLR(Callback):
     --------
     >>> from sklearn.datasets import load_digits
     >>> from sktriplet import TripletEmbedder
-    >>> from sktriplet.schedules import CosineLR
+    >>> from sktriplet.training.schedules import CosineLR
     >>> X, y = load_digits(return_X_y=True)
     >>> emb = TripletEmbedder(max_epochs=3, lr=0.01, lr_schedule=None,
     ...                       callbacks=[CosineLR()], random_state=0).fit(X[:300], y[:300])

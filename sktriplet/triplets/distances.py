@@ -96,7 +96,7 @@ def pairwise_distances(
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.distances import pairwise_distances
+    >>> from sktriplet.triplets.distances import pairwise_distances
     >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
     >>> pairwise_distances(x, distance="euclidean")
     tensor([[0., 5.],
@@ -177,7 +177,7 @@ def paired_distances(
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.distances import paired_distances
+    >>> from sktriplet.triplets.distances import paired_distances
     >>> a = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
     >>> paired_distances(a, torch.tensor([[3.0, 4.0], [1.0, 1.0]]))
     tensor([25.,  0.])
@@ -229,7 +229,7 @@ def gather_distances(
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.distances import gather_distances, pairwise_distances
+    >>> from sktriplet.triplets.distances import gather_distances, pairwise_distances
     >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 0.0]], requires_grad=True)
     >>> d = pairwise_distances(x.detach(), distance="euclidean")
     >>> v = gather_distances(x, d, torch.tensor([[1], [2], [0]]), distance="euclidean")

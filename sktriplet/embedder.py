@@ -1,7 +1,7 @@
 """`TripletEmbedder`: the scikit-learn face of triplet training.
 
 The estimator is thin glue: it validates input, builds the network and a
-:class:`~sktriplet._net.TripletNet` (skorch) in ``fit`` and keeps it as
+:class:`~sktriplet.training.net.TripletNet` (skorch) in ``fit`` and keeps it as
 ``net_``; the loss, mining, batches and networks live in their own modules.
 """
 
@@ -28,12 +28,12 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, check_array, check_is_fitted, validate_data
 from torch import nn
 
-from sktriplet._net import ArrayDataset, TrainingDivergedError, TripletNet
-from sktriplet.callbacks import MiningStats, RetrievalValidation
-from sktriplet.distances import DISTANCES
-from sktriplet.losses import TripletLoss
-from sktriplet.mining import MINING_STRATEGIES
 from sktriplet.networks import ConvEmbedder, MLPEmbedder, Standardize
+from sktriplet.training.callbacks import MiningStats, RetrievalValidation
+from sktriplet.training.net import ArrayDataset, TrainingDivergedError, TripletNet
+from sktriplet.triplets.distances import DISTANCES
+from sktriplet.triplets.losses import TripletLoss
+from sktriplet.triplets.mining import MINING_STRATEGIES
 
 __all__ = ["TripletEmbedder"]
 
@@ -206,7 +206,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     Training draws class-balanced batches (``batch_size // samples_per_class``
     classes, ``samples_per_class`` samples each) and mines triplets on each
-    batch's distance matrix (see :func:`sktriplet.losses.triplet_loss`).
+    batch's distance matrix (see :func:`sktriplet.triplets.losses.triplet_loss`).
 
     Parameters
     ----------
@@ -244,7 +244,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         ``lr * 0.5 * (1 + cos(pi * (e - 1) / (max_epochs - 1)))`` in the
         epochs ``e = 1, ..., max_epochs - 1`` (counting from 0), from ``lr``
         down to a small fraction of it
-        (:class:`sktriplet.schedules.CosineLR`, one step per epoch, recorded as
+        (:class:`sktriplet.training.schedules.CosineLR`, one step per epoch, recorded as
         ``lr`` in ``net_.history``). ``"constant"`` and
         ``None`` keep ``lr``. ``"auto"`` is ``"cosine"`` for images and
         ``"constant"`` for 2-D ``X``. A warm-started fit runs the schedule
@@ -296,7 +296,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Light augmentation of the training batches (never of ``transform``):
         ``"auto"`` and ``True`` move every training image by a random shift of
         up to 2 pixels, rotation of up to 10 degrees and scaling of up to 10 %
-        (:class:`sktriplet.augment.RandomAffine`); ``"auto"`` does so for
+        (:class:`sktriplet.vision.augment.RandomAffine`); ``"auto"`` does so for
         images of at least 16x16 pixels only (smaller ones and 2-D ``X`` are
         left alone), ``True`` with 2-D ``X`` is an error, ``False`` turns it
         off. A callable is applied to each training
@@ -353,13 +353,13 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     See Also
     --------
     sklearn.neighbors.NeighborhoodComponentsAnalysis : Linear metric learning.
-    sktriplet.losses.triplet_loss : The loss, as a function.
+    sktriplet.triplets.losses.triplet_loss : The loss, as a function.
 
     Notes
     -----
     Inside a :mod:`torch.distributed` process group of several processes
     (``torchrun``), ``fit`` trains with global mining across the processes
-    (see :mod:`sktriplet.distributed`); ``batch_size`` is then per process.
+    (see :mod:`sktriplet.training.distributed`); ``batch_size`` is then per process.
 
     By default 2-D input is standardised per feature and images per channel
     (means and scales learnt in ``fit``, see ``scaling``) before reaching the
@@ -812,7 +812,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """The learning-rate schedule ``lr_schedule`` asks for, as named callbacks."""
         images = self._fitted_on_images()
         if self.lr_schedule == "cosine" or (self.lr_schedule == "auto" and images):
-            from sktriplet.schedules import CosineLR
+            from sktriplet.training.schedules import CosineLR
 
             return [("lr_schedule", CosineLR(warmup_epochs=1))]
         return []
@@ -829,7 +829,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             )
         big = images and min(self.input_shape_[1:]) >= AUTO_AUGMENT_MIN_SIZE
         if self.augment is True or (self.augment == "auto" and big):
-            from sktriplet.augment import RandomAffine
+            from sktriplet.vision.augment import RandomAffine
 
             return RandomAffine()
         return None
@@ -860,7 +860,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         return changed
 
     def _make_net(self, module: nn.Module, seed: int, device: str) -> TripletNet:
-        from sktriplet.distributed import DistributedTripletNet, is_distributed
+        from sktriplet.training.distributed import DistributedTripletNet, is_distributed
 
         net_class = DistributedTripletNet if is_distributed() else TripletNet
         return net_class(
@@ -1089,9 +1089,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Returns
         -------
         float
-            MAP@R (see :func:`sktriplet.metrics.map_at_r`).
+            MAP@R (see :func:`sktriplet.evaluation.metrics.map_at_r`).
         """
-        from sktriplet.metrics import map_at_r
+        from sktriplet.evaluation.metrics import map_at_r
 
         Z = self.transform(X)
         return float(map_at_r(Z, np.asarray(y), distance=self.distance))
@@ -1116,7 +1116,7 @@ def _progress_callbacks(verbose: int) -> list:
 
 def _broadcast_seed(seed: int) -> int:
     """Rank 0's seed on every process of a distributed fit (else ``seed``)."""
-    from sktriplet.distributed import broadcast_seed
+    from sktriplet.training.distributed import broadcast_seed
 
     return broadcast_seed(seed)
 

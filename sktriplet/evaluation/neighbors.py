@@ -11,7 +11,7 @@ is the same rule as a function).
 
 :func:`pair_distances`, :func:`verify_pairs` and
 :func:`calibrate_pair_threshold` answer the verification question "are these
-two samples of the same identity?"; :mod:`sktriplet.metrics` scores them
+two samples of the same identity?"; :mod:`sktriplet.evaluation.metrics` scores them
 (TAR@FAR, ROC AUC, EER).
 
 Vocabulary of the open-set rates (queries whose class is enrolled are
@@ -39,8 +39,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sktriplet.distances import DISTANCES, check_distance, pairwise_distances
-from sktriplet.index import ALGORITHMS, ExactIndex, make_index
+from sktriplet.evaluation.index import ALGORITHMS, ExactIndex, make_index
+from sktriplet.triplets.distances import DISTANCES, check_distance, pairwise_distances
 
 __all__ = [
     "OpenSetKNeighborsClassifier",
@@ -158,7 +158,7 @@ def calibrate_threshold(
 
     Examples
     --------
-    >>> from sktriplet.neighbors import calibrate_threshold
+    >>> from sktriplet.evaluation.neighbors import calibrate_threshold
     >>> d = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     >>> correct = [True, True, False, True, False, False]
     >>> known = [True, True, False, True, False, False]
@@ -254,7 +254,7 @@ def pair_distances(Z1, Z2, distance: str = "sqeuclidean") -> np.ndarray:
     Z1, Z2 : array-like of shape (n_pairs, n_features)
         Embeddings of the first and second sample of each pair.
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance (see :mod:`sktriplet.distances`).
+        Distance (see :mod:`sktriplet.triplets.distances`).
 
     Returns
     -------
@@ -263,7 +263,7 @@ def pair_distances(Z1, Z2, distance: str = "sqeuclidean") -> np.ndarray:
 
     Examples
     --------
-    >>> from sktriplet.neighbors import pair_distances
+    >>> from sktriplet.evaluation.neighbors import pair_distances
     >>> pair_distances([[0.0, 0.0], [1.0, 0.0]], [[3.0, 4.0], [0.0, 1.0]], "euclidean")
     array([5.        , 1.41421356])
     """
@@ -293,7 +293,7 @@ def verify_pairs(Z1, Z2, threshold: float, distance: str = "sqeuclidean") -> np.
         Largest distance accepted as "same" (e.g. from
         :func:`calibrate_pair_threshold`).
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance (see :mod:`sktriplet.distances`).
+        Distance (see :mod:`sktriplet.triplets.distances`).
 
     Returns
     -------
@@ -302,7 +302,7 @@ def verify_pairs(Z1, Z2, threshold: float, distance: str = "sqeuclidean") -> np.
 
     Examples
     --------
-    >>> from sktriplet.neighbors import verify_pairs
+    >>> from sktriplet.evaluation.neighbors import verify_pairs
     >>> verify_pairs([[0.0, 0.0], [1.0, 0.0]], [[0.1, 0.0], [0.0, 1.0]], threshold=0.5)
     array([ True, False])
     """
@@ -324,7 +324,7 @@ def calibrate_pair_threshold(
         Highest acceptable false accept rate (accepted "different" pairs /
         "different" pairs). The threshold is the one of highest true accept
         rate within it, the smallest such; its TAR equals
-        :func:`sktriplet.metrics.tar_at_far`. ``None``: the threshold of
+        :func:`sktriplet.evaluation.metrics.tar_at_far`. ``None``: the threshold of
         highest accuracy.
 
     Returns
@@ -341,7 +341,7 @@ def calibrate_pair_threshold(
 
     Examples
     --------
-    >>> from sktriplet.neighbors import calibrate_pair_threshold
+    >>> from sktriplet.evaluation.neighbors import calibrate_pair_threshold
     >>> d = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     >>> same = [True, True, False, True, False, False]
     >>> calibrate_pair_threshold(d, same, target_far=0.0)
@@ -412,7 +412,7 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
         Weight of each vote: equal, or the inverse of the distance (a
         neighbour at distance zero takes all the weight, as in scikit-learn).
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance between embeddings, as in :mod:`sktriplet.distances`. Use
+        Distance between embeddings, as in :mod:`sktriplet.triplets.distances`. Use
         the embedder's.
     unknown_label : int, str or "auto", default="auto"
         Label predicted for rejected queries. ``"auto"`` means ``-1`` when
@@ -426,7 +426,7 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
     algorithm : {"brute", "faiss", "hnsw"}, default="brute"
         Gallery search: exact, through scikit-learn's
         :class:`~sklearn.neighbors.NearestNeighbors`, or approximate through
-        the optional faiss or hnswlib packages (see :mod:`sktriplet.index`).
+        the optional faiss or hnswlib packages (see :mod:`sktriplet.evaluation.index`).
     index_params : dict, default=None
         Keyword arguments of the index (e.g. ``{"ef_search": 128}``).
 
@@ -476,7 +476,7 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.neighbors import OpenSetKNeighborsClassifier
+    >>> from sktriplet.evaluation.neighbors import OpenSetKNeighborsClassifier
     >>> gallery = np.array([[0.0, 0.0], [0.0, 0.1], [5.0, 5.0]])
     >>> clf = OpenSetKNeighborsClassifier(threshold=1.0).fit(gallery, ["a", "a", "b"])
     >>> clf.predict([[0.1, 0.0], [5.0, 4.5], [9.0, 0.0]])

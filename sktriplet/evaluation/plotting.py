@@ -1,7 +1,7 @@
 """Plots of embeddings, training histories and nearest neighbours.
 
 matplotlib is an optional dependency (``pip install "sktriplet[plot]"``); it
-is imported inside each function, so ``import sktriplet.plotting`` works
+is imported inside each function, so ``import sktriplet.evaluation.plotting`` works
 without it and the error says what to install.
 
 - :func:`plot_embedding`: a 2-D map of embeddings (PCA, t-SNE or UMAP),
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sktriplet.distances import check_distance, pairwise_distances
+from sktriplet.triplets.distances import check_distance, pairwise_distances
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
@@ -53,7 +53,7 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ImportError(
-            'sktriplet.plotting needs matplotlib: pip install "sktriplet[plot]"'
+            'sktriplet.evaluation.plotting needs matplotlib: pip install "sktriplet[plot]"'
         ) from exc
     return plt
 
@@ -163,7 +163,7 @@ def plot_embedding(
     >>> import matplotlib
     >>> matplotlib.use("Agg")
     >>> import numpy as np
-    >>> from sktriplet.plotting import plot_embedding
+    >>> from sktriplet.evaluation.plotting import plot_embedding
     >>> Z = np.random.default_rng(0).normal(size=(30, 8))
     >>> y = np.repeat([0, 1, 2], 10)
     >>> ax = plot_embedding(Z, y, unseen=[2])
@@ -269,7 +269,7 @@ def plot_history(
     --------
     >>> import matplotlib
     >>> matplotlib.use("Agg")
-    >>> from sktriplet.plotting import plot_history
+    >>> from sktriplet.evaluation.plotting import plot_history
     >>> history = [{"epoch": 1, "train_loss": 0.3, "train_active": 0.6},
     ...            {"epoch": 2, "train_loss": 0.2, "train_active": 0.4}]
     >>> fig = plot_history(history)
@@ -397,7 +397,7 @@ def plot_neighbors(
     >>> import matplotlib
     >>> matplotlib.use("Agg")
     >>> import numpy as np
-    >>> from sktriplet.plotting import plot_neighbors
+    >>> from sktriplet.evaluation.plotting import plot_neighbors
     >>> gallery = np.stack([np.full((4, 4), v) for v in (0.0, 0.1, 0.9, 1.0)])
     >>> fig = plot_neighbors(gallery[[0]], gallery, query_labels=[0],
     ...                      gallery_labels=[0, 1, 1, 1], n_neighbors=2)

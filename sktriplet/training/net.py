@@ -1,7 +1,7 @@
 """The skorch net that :class:`sktriplet.TripletEmbedder` owns.
 
 Triplet logic enters skorch only through its override points: the criterion
-is :class:`sktriplet.losses.TripletLoss`, ``get_iterator`` draws PK batches
+is :class:`sktriplet.triplets.losses.TripletLoss`, ``get_iterator`` draws PK batches
 for training, and ``get_loss`` refuses a non-finite loss before the optimizer
 steps. skorch's loop, callbacks, history and checkpointing stay as they are.
 
@@ -23,7 +23,7 @@ from skorch import NeuralNet
 from skorch.utils import TeeGenerator
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
-from sktriplet.sampling import PKSampler
+from sktriplet.training.sampling import PKSampler
 
 __all__ = ["ArrayDataset", "StopTraining", "TrainingDivergedError", "TripletNet"]
 
@@ -77,7 +77,7 @@ class TripletNet(NeuralNet):
     *args, **kwargs
         As for :class:`skorch.NeuralNet`.
     samples_per_class : int, default=8
-        ``K`` of the PK batches (see :class:`sktriplet.sampling.PKSampler`).
+        ``K`` of the PK batches (see :class:`sktriplet.training.sampling.PKSampler`).
     seed : int or None, default=None
         Seed of the PK batches; epoch ``e`` uses ``(seed, e)``.
     precision : {"32", "bf16", "16"}, default="32"
@@ -88,7 +88,7 @@ class TripletNet(NeuralNet):
         so that small float16 gradients do not flush to zero.
     augment : callable or None, default=None
         Applied to the input of every training batch (never at inference),
-        e.g. :class:`sktriplet.augment.RandomAffine` for images.
+        e.g. :class:`sktriplet.vision.augment.RandomAffine` for images.
 
     Attributes
     ----------

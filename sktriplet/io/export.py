@@ -102,7 +102,7 @@ def export_torchscript(estimator: Any, path: str | os.PathLike, *, dtype: str = 
     --------
     >>> import numpy as np, torch
     >>> from sktriplet import TripletEmbedder
-    >>> from sktriplet.export import export_torchscript
+    >>> from sktriplet.io.export import export_torchscript
     >>> rng = np.random.default_rng(0)
     >>> X, y = rng.normal(size=(40, 5)).astype(np.float32), np.repeat([0, 1], 20)
     >>> emb = TripletEmbedder(n_components=4, max_epochs=1, device="cpu").fit(X, y)
@@ -183,7 +183,7 @@ def export_onnx(
 
     Examples
     --------
-    >>> from sktriplet.export import export_onnx
+    >>> from sktriplet.io.export import export_onnx
     >>> export_onnx(emb, "embedder.onnx")  # doctest: +SKIP
     >>> import onnxruntime as ort  # doctest: +SKIP
     >>> sess = ort.InferenceSession("embedder.onnx")  # doctest: +SKIP

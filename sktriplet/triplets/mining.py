@@ -7,7 +7,7 @@ Nothing here builds a ``B x B x B`` tensor: memory is ``O(B^2)`` in the batch
 size ``B``, with work split into blocks of rows of at most ``block_elements``
 numbers.
 
-The mining rules are those of :func:`sktriplet.losses.triplet_loss`:
+The mining rules are those of :func:`sktriplet.triplets.losses.triplet_loss`:
 
 ``"semihard"``
     For every ordered positive pair ``(a, p)``, the negative ``n`` with the
@@ -18,7 +18,7 @@ The mining rules are those of :func:`sktriplet.losses.triplet_loss`:
     Per anchor, the farthest positive and the nearest negative (batch-hard,
     Hermans et al. 2017).
 ``"all"``
-    Every valid triplet (handled in :mod:`sktriplet.losses` without
+    Every valid triplet (handled in :mod:`sktriplet.triplets.losses` without
     enumerating the triplets).
 
 How semi-hard mining stays fast: positive pairs are held in a padded
@@ -106,7 +106,7 @@ def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.mining import label_masks
+    >>> from sktriplet.triplets.mining import label_masks
     >>> positive, negative = label_masks(torch.tensor([0, 0, 1]))
     >>> positive.int().tolist()
     [[0, 1, 0], [1, 0, 0], [0, 0, 0]]
@@ -257,7 +257,7 @@ def semihard_triplets(
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.mining import semihard_triplets
+    >>> from sktriplet.triplets.mining import semihard_triplets
     >>> d = torch.tensor([[0.0, 1.0, 0.5, 2.0],
     ...                   [1.0, 0.0, 3.0, 0.2],
     ...                   [0.5, 3.0, 0.0, 1.0],
@@ -528,7 +528,7 @@ def hard_triplets(
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.mining import hard_triplets
+    >>> from sktriplet.triplets.mining import hard_triplets
     >>> d = torch.tensor([[0.0, 1.0, 0.5, 2.0],
     ...                   [1.0, 0.0, 3.0, 0.2],
     ...                   [0.5, 3.0, 0.0, 1.0],

@@ -13,8 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from sktriplet.distances import check_distance, gather_distances, pairwise_distances
-from sktriplet.mining import (
+from sktriplet.triplets.distances import check_distance, gather_distances, pairwise_distances
+from sktriplet.triplets.mining import (
     DEFAULT_BLOCK_ELEMENTS,
     ClassTable,
     check_mining,
@@ -78,7 +78,7 @@ def triplet_loss(
         - ``"all"``: batch-all; the mean of the non-zero terms over all valid
           triplets (with ``soft=True`` every term counts).
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance between embeddings (see :mod:`sktriplet.distances`).
+        Distance between embeddings (see :mod:`sktriplet.triplets.distances`).
     soft : bool, default=False
         Use the soft margin ``log1p(exp(d(a, p) - d(a, n)))`` in place of the
         hinge (``margin`` is then unused).
@@ -117,7 +117,7 @@ def triplet_loss(
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.losses import triplet_loss
+    >>> from sktriplet.triplets.losses import triplet_loss
     >>> emb = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]])
     >>> labels = torch.tensor([0, 0, 1, 1])
     >>> round(triplet_loss(emb, labels, margin=0.5).item(), 4)
@@ -330,7 +330,7 @@ class TripletLoss(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.losses import TripletLoss
+    >>> from sktriplet.triplets.losses import TripletLoss
     >>> criterion = TripletLoss(margin=0.2, mining="hard")
     >>> emb = torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
     >>> criterion(emb, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).ndim

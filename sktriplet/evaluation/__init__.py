@@ -1,0 +1,5 @@
+"""Evaluation and use of embeddings.
+
+Retrieval and verification metrics, scorers for model selection, neighbour
+indexes, open-set recognition and plotting.
+"""

@@ -1,0 +1,1 @@
+"""The input boundary: the only place that knows what ``X`` is."""

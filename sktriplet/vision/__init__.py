@@ -1,0 +1,1 @@
+"""Images: augmentation of training batches and image defaults."""
