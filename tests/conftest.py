@@ -1,7 +1,17 @@
-import numpy as np
-import pytest
-import torch
-from sklearn.datasets import load_digits
+import os
+
+# MKL picks its kernels by CPU; on some (e.g. AMD EPYC with AVX-512) the same
+# dot product rounds differently in different columns of one matrix product,
+# so two identical gallery rows can get distances one ulp apart and exact ties
+# (which the metrics break by index) stop being exact. The tests compare tie
+# order against brute-force references, so they ask MKL for its
+# CPU-independent, reproducible code path. Set before torch makes any MKL call.
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -427,7 +427,13 @@ def plot_neighbors(
     G = torch.as_tensor(np.asarray(G, dtype=np.float64))
     if Q.shape[0] != len(queries) or G.shape[0] != len(gallery):
         raise ValueError("there must be one embedding per query image and per gallery image.")
-    D = pairwise_distances(Q, G, distance=distance).numpy()
+    if distance == "cosine":
+        D = pairwise_distances(Q, G, distance=distance).numpy()
+    else:
+        # Explicit differences, not the matrix-product expansion: exact ties
+        # (equal images) stay exact on every CPU, so they rank by index.
+        D = torch.cdist(Q, G, compute_mode="donot_use_mm_for_euclid_dist").numpy()
+        D = D**2 if distance == "sqeuclidean" else D
     order = np.argsort(D, axis=1, kind="stable")[:, :n_neighbors]
     labelled = query_labels is not None and gallery_labels is not None
     if labelled:
