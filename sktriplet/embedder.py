@@ -1,17 +1,15 @@
 """`TripletEmbedder`: the scikit-learn face of triplet training.
 
-The estimator is thin glue: it validates input, builds the network and a
-:class:`~sktriplet.training.net.TripletNet` (skorch) in ``fit`` and keeps it as
-``net_``; the loss, mining, batches and networks live in their own modules.
+The estimator is thin glue: ``fit`` reads as inputs -> train -> finalise.
+:mod:`sktriplet.inputs` validates ``X`` and ``y`` and describes them with an
+:class:`~sktriplet.inputs.spec.InputSpec`; :mod:`sktriplet.training` builds
+the network from that spec and the parameters, trains it through a skorch
+net and returns the result; only then does the estimator record anything.
 """
 
 from __future__ import annotations
 
-import copy
-import importlib.util
-import inspect
 import numbers
-import warnings
 from typing import Any
 
 import numpy as np
@@ -22,56 +20,37 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import _num_samples, check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from sktriplet.networks import ConvEmbedder, MLPEmbedder, Standardize
-from sktriplet.training.callbacks import MiningStats, RetrievalValidation
-from sktriplet.training.net import ArrayDataset, TrainingDivergedError, TripletNet
+from sktriplet.inputs.spec import LAYOUTS, InputSpec
+from sktriplet.inputs.validation import all_finite, encode_labels, validate_fit, validate_transform
+from sktriplet.training.build import ROUTED_PREFIXES
+from sktriplet.training.fit import FitResult, train
+from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed
 from sktriplet.triplets.distances import DISTANCES
-from sktriplet.triplets.losses import TripletLoss
 from sktriplet.triplets.mining import MINING_STRATEGIES
 
 __all__ = ["TripletEmbedder"]
 
-#: Prefixes of the double-underscore parameters routed to inner objects.
-ROUTED_PREFIXES = ("module__", "optimizer__", "callbacks__")
-
-#: History keys recorded every epoch but left out of the ``verbose=1`` table.
-_QUIET_HISTORY_KEYS = [
-    "train_fallback",
-    "train_d_ap",
-    "train_d_an",
-    "train_spread",
-    "valid_r_precision",
-    "valid_map_at_r_best",
-    "valid_map_at_r_start",
-    "valid_r_precision_start",
-    "valid_precision_at_1_start",
-]
+#: Fitted attributes that only a fit with validation sets.
+_VALIDATION_ATTRIBUTES = ("best_epoch_", "best_validation_score_", "validation_indices_")
 
 
-def _callback_name(cb) -> str | None:
-    return cb[0] if isinstance(cb, tuple) else None
+def resolve_device(device: str) -> str:
+    """The torch device that ``device`` names (``"auto"``: a GPU when present).
 
+    Parameters
+    ----------
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
 
-#: ``augment="auto"`` moves images at least this many pixels high and wide
-#: (on 8x8 digits a 2-pixel shift is a quarter of the image and hurts).
-AUTO_AUGMENT_MIN_SIZE = 16
-
-#: ``lr="auto"``: the peak learning rate for images and for 2-D ``X``
-#: (see ``docs/defaults.md``).
-AUTO_LR_IMAGES = 2e-3
-AUTO_LR_ROWS = 1e-3
-
-#: Rows embedded at a time by ``transform`` (bounds its memory).
-TRANSFORM_BATCH_SIZE = 1024
-
-
-def _resolve_device(device: str) -> str:
+    Returns
+    -------
+    str
+        A device this machine has.
+    """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -92,23 +71,6 @@ def _resolve_device(device: str) -> str:
             "device(s); use device='cuda' or an index below that."
         )
     return device
-
-
-def _check_numeric_columns(X) -> None:
-    """Refuse a DataFrame with non-numeric columns, naming them and the fix."""
-    dtypes = getattr(X, "dtypes", None)
-    if not hasattr(dtypes, "items") or not hasattr(X, "columns"):
-        return  # not a pandas DataFrame
-    from pandas.api.types import is_numeric_dtype
-
-    bad = [(c, str(t)) for c, t in dtypes.items() if not is_numeric_dtype(t)]
-    if bad:
-        shown = ", ".join(f"{c!r} ({t})" for c, t in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        raise ValueError(
-            f"X has {len(bad)} non-numeric column(s): {shown}. TripletEmbedder needs "
-            "numbers; encode them first (e.g. OneHotEncoder or OrdinalEncoder in a "
-            "ColumnTransformer) or drop them."
-        )
 
 
 def _check_components(est: TripletEmbedder, fit_params: dict) -> None:
@@ -139,58 +101,11 @@ def _check_components(est: TripletEmbedder, fit_params: dict) -> None:
                 f"callbacks[{i}] is {cb!r} ({type(cb).__name__}); pass skorch callbacks "
                 "(skorch.callbacks.Callback instances) or (name, callback) pairs."
             )
-
-
-def _explain_non_numeric(exc: ValueError) -> None:
-    if "could not convert" in str(exc):
+    if est.batch_size < est.samples_per_class:
         raise ValueError(
-            f"X must be numeric ({exc}); encode string or categorical features first "
-            "(e.g. with OneHotEncoder or OrdinalEncoder)."
-        ) from exc
-
-
-def _check_finite_output(net: TripletNet, X: np.ndarray) -> None:
-    """Raise if the trained network embeds training samples to non-finite values."""
-    module = net.module_
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            out = module(torch.from_numpy(np.ascontiguousarray(X)).to(net.device))
-    finally:
-        module.train(was_training)
-    if not bool(torch.isfinite(out).all()):
-        raise TrainingDivergedError(
-            f"after {len(net.history)} epoch(s) the network maps training samples to "
-            f"non-finite embeddings: training diverged. Lower the learning rate (lr={net.lr} "
-            f"now, try lr={net.lr / 10:g}) or check the input for extreme values."
-        )
-
-
-def _all_finite(a: np.ndarray, block: int = 1 << 20) -> bool:
-    """Whether every entry of ``a`` is finite, in blocks of about ``block`` entries.
-
-    One vectorised pass, with a temporary of at most ``block`` booleans
-    instead of one of the array's size.
-    """
-    if a.dtype.kind != "f":
-        return True
-    flat = a.reshape(len(a), -1) if a.ndim else a.reshape(1, 1)
-    rows = max(1, block // max(1, flat.shape[1]))
-    return all(np.isfinite(flat[i : i + rows]).all() for i in range(0, len(flat), rows))
-
-
-def _check_finite(X: np.ndarray) -> None:
-    """Raise scikit-learn's error for NaN or infinity in ``X``."""
-    if not _all_finite(X):
-        check_array(X, dtype=None, input_name="X", ensure_min_samples=0)  # raises
-
-
-def _check_float32_range(X: np.ndarray) -> None:
-    if X.dtype == np.float64 and X.size and np.abs(X).max() > np.finfo(np.float32).max:
-        raise ValueError(
-            "X has values beyond the float32 range (|x| > 3.4e38), which the network "
-            "cannot represent; rescale X (e.g. with StandardScaler) first."
+            f"batch_size={est.batch_size} is smaller than samples_per_class="
+            f"{est.samples_per_class}; a batch must hold at least one class's "
+            "samples. Raise batch_size or lower samples_per_class."
         )
 
 
@@ -316,11 +231,24 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         passes the input as it is (as float32). With few training classes
         and pixel-like 2-D data, ``"global"`` with a brief, gentle training is
         the documented setting (``docs/defaults.md``, "The hard case").
+    image_layout : {"auto", "channels_first", "channels_last"}, default="auto"
+        Layout of 4-D image arrays. ``"auto"`` reads ``(N, H, W, C)`` arrays
+        whose last axis has 1, 3 or 4 entries (grey, RGB, RGBA) and whose
+        second axis has not as channels-last (as images from PIL, OpenCV,
+        imageio and Keras come), and everything else as ``(N, C, H, W)``;
+        when both readings are possible (e.g. ``(N, 3, 8, 3)``) it reads
+        channels-first and warns. Channels-last images are transposed to
+        channels-first (a view, no copy) and give the same embeddings as the
+        transposed array. ``transform`` accepts either layout of the fitted
+        image shape.
     **kwargs : dict
-        ``module__*``, ``optimizer__*`` and ``callbacks__*`` parameters, routed
-        to the network's constructor, the optimizer and named callbacks (as in
-        skorch). They are ordinary parameters for ``get_params``,
-        ``set_params``, ``clone`` and ``GridSearchCV``.
+        ``module__*``, ``optimizer__*``, ``callbacks__*``,
+        ``iterator_train__*`` and ``iterator_valid__*`` parameters, routed to
+        the network's constructor, the optimizer, named callbacks and the
+        training / inference data loaders (as in skorch: e.g.
+        ``iterator_train__num_workers=2``, ``iterator_train__pin_memory=True``).
+        They are ordinary parameters for ``get_params``, ``set_params``,
+        ``clone`` and ``GridSearchCV``.
 
     Attributes
     ----------
@@ -335,6 +263,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Column names, when ``X`` was a DataFrame with string column names.
     input_shape_ : tuple of int
         Shape of one sample: ``(n_features,)`` or ``(C, H, W)``.
+    input_spec_ : sktriplet.inputs.spec.InputSpec
+        What ``fit`` was given: the kind of input, the sample shape, dtype,
+        feature names and image layout.
     n_components_ : int
         Width of the embedding.
     device_ : str
@@ -421,6 +352,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "precision": [StrOptions({"32", "bf16", "16"})],
         "augment": [StrOptions({"auto"}), "boolean", callable],
         "scaling": [StrOptions({"feature", "global"}), None],
+        "image_layout": [StrOptions(set(LAYOUTS))],
     }
 
     def __init__(
@@ -449,6 +381,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         precision: str = "32",
         augment: str | bool | Any = "auto",
         scaling: str | None = "feature",
+        image_layout: str = "auto",
         **kwargs: Any,
     ) -> None:
         self.margin = margin
@@ -474,21 +407,19 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.precision = precision
         self.augment = augment
         self.scaling = scaling
+        self.image_layout = image_layout
         for key, value in kwargs.items():
             setattr(self, key, value)
 
     # ------------------------------------------------------------------ params
-    def _routed(self, prefix: str | None = None) -> dict[str, Any]:
-        """The keyword parameters beyond the signature (all, or one prefix's)."""
+    def _routed(self) -> dict[str, Any]:
+        """The keyword parameters beyond the signature (``module__*``, ...)."""
         named = set(self._get_param_names())
-        items = {
+        return {
             k: v
             for k, v in vars(self).items()
             if k not in named and not k.startswith("_") and not k.endswith("_")
         }
-        if prefix is None:
-            return items
-        return {k[len(prefix) :]: v for k, v in items.items() if k.startswith(prefix)}
 
     def _check_routed(self) -> None:
         unknown = [k for k in self._routed() if not k.startswith(ROUTED_PREFIXES)]
@@ -544,369 +475,21 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _n_features_out(self) -> int:
         return self.n_components_
 
-    # -------------------------------------------------------------- input data
-    def _validate_X(self, X, *, reset: bool, y=None):
-        """Validate ``X`` (and ``y`` when fitting); return numpy arrays."""
-        if isinstance(X, torch.Tensor):
-            X = X.detach().cpu().numpy()
-        ndim = getattr(X, "ndim", None)
-        if ndim is None and not hasattr(X, "iloc"):
-            try:
-                ndim = np.asarray(X).ndim
-            except ValueError:
-                raise ValueError(
-                    "X is ragged: its rows (or images) do not all have the same length; "
-                    "pass a 2-D array of equal-length rows or images of one shape."
-                ) from None
-        if ndim is not None and ndim >= 3:
-            return self._validate_images(X, reset=reset, y=y)
-        _check_numeric_columns(X)
-        if reset:
-            try:
-                X, y = validate_data(
-                    self, X, y, dtype=[np.float32, np.float64], ensure_min_samples=2
-                )
-            except ValueError as exc:
-                _explain_non_numeric(exc)
-                if "inconsistent numbers of samples" not in str(exc):
-                    raise
-                raise ValueError(
-                    f"X has {_num_samples(X)} samples but y has {_num_samples(y)}; pass "
-                    "one label per sample."
-                ) from None
-            self.input_shape_ = (X.shape[1],)
-        else:
-            try:
-                # NaN/inf are checked below in one vectorised pass (sklearn's
-                # check costs ~3x as much; it still words the error).
-                X = validate_data(
-                    self, X, reset=False, dtype=[np.float32, np.float64], ensure_all_finite=False
-                )
-                _check_finite(X)
-            except ValueError as exc:
-                _explain_non_numeric(exc)
-                raise
-            if len(self.input_shape_) != 1:
-                raise ValueError(
-                    f"TripletEmbedder was fitted on images of shape {self.input_shape_} "
-                    f"but X is 2-D with shape {X.shape}; pass images of that shape."
-                )
-        _check_float32_range(X)
-        X = X.astype(np.float32, copy=False)
-        return X if y is None else (X, y)
-
-    def _validate_images(self, X, *, reset: bool, y=None):
-        if X.ndim > 4:
-            raise ValueError(
-                f"X has {X.ndim} dimensions; images must be (n_samples, H, W) or "
-                "(n_samples, C, H, W)."
-            )
-        X = check_array(
-            X,
-            allow_nd=True,
-            dtype=None if np.asarray(X).dtype == np.uint8 else np.float32,
-            ensure_min_samples=2 if reset else 1,
-            input_name="X",
-        )
-        if X.dtype != np.uint8:
-            X = X.astype(np.float32, copy=False)
-        if X.ndim == 3:
-            X = X[:, None]
-        shape = tuple(int(s) for s in X.shape[1:])
-        if 0 in shape:
-            raise ValueError(
-                f"X has images of shape {shape} (as (C, H, W)) with an empty dimension; "
-                "pass images with at least one channel and one pixel."
-            )
-        if reset and X.ndim == 4 and shape[2] in (1, 3, 4) and shape[0] > 4:
-            warnings.warn(
-                f"X has images of shape {shape} read as (C, H, W), i.e. {shape[0]} "
-                f"channels of {shape[1]}x{shape[2]} pixels; if they are channels-last "
-                "(n_samples, H, W, C), pass X.transpose(0, 3, 1, 2).",
-                UserWarning,
-                stacklevel=4,
-            )
-        if reset:
-            if y is None:
-                raise ValueError(
-                    "TripletEmbedder requires y to be passed, but the target y is None."
-                )
-            self.input_shape_ = shape
-            self.n_features_in_ = int(np.prod(shape))
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
-            y = np.asarray(y)
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = y.ravel()
-            if len(y) != len(X):
-                raise ValueError(
-                    f"X has {len(X)} samples but y has {len(y)}; pass one label per sample."
-                )
-            return X, y
-        check_is_fitted(self)
-        if len(self.input_shape_) == 1:
-            raise ValueError(
-                f"X has images of shape {shape} (as (C, H, W)) but TripletEmbedder was "
-                f"fitted on 2-D X with {self.input_shape_[0]} features; pass X of shape "
-                f"(n_samples, {self.input_shape_[0]})."
-            )
-        if shape != self.input_shape_:
-            raise ValueError(
-                f"X has images of shape {shape} (as (C, H, W)) but TripletEmbedder was "
-                f"fitted on images of shape {self.input_shape_}; resize them to match."
-            )
-        return X
-
-    @staticmethod
-    def _encode_labels(y) -> tuple[np.ndarray, np.ndarray]:
-        kind = type_of_target(y, input_name="y", raise_unknown=True)
-        if kind not in ("binary", "multiclass"):
-            raise ValueError(
-                f"TripletEmbedder needs class labels, but y is {kind!r} (e.g. "
-                "continuous values); pass one discrete class label per sample."
-            )
-        classes, codes = np.unique(y, return_inverse=True)
-        counts = np.bincount(codes)
-        if len(classes) < 2:
-            raise ValueError(
-                f"y has 1 class ({classes[0]!r}); triplet training needs at least "
-                "2 classes so that every anchor has negatives."
-            )
-        if counts.max() < 2:
-            raise ValueError(
-                "every class in y has a single sample; at least one class needs 2 or "
-                "more samples to form positive pairs."
-            )
-        return classes, codes.astype(np.int64)
-
-    # --------------------------------------------------------------- building
-    def _build_module(self, X: np.ndarray) -> nn.Module:
-        module = self.module
-        kwargs = self._routed("module__")
-        if isinstance(module, nn.Module):
-            if kwargs:
-                raise ValueError(
-                    "module__* parameters need module to be a class, not an instance; "
-                    f"got {sorted(kwargs)} with an instance of {type(module).__name__}."
-                )
-            body = copy.deepcopy(module)
-        else:
-            if module is None:
-                module = MLPEmbedder if X.ndim == 2 else ConvEmbedder
-            sig = inspect.signature(module)
-            sized = {
-                "n_features": X.shape[1] if X.ndim == 2 else int(np.prod(X.shape[1:])),
-                "in_channels": X.shape[1] if X.ndim == 4 else None,
-                "image_size": tuple(X.shape[2:]) if X.ndim == 4 else None,
-                "n_components": self.n_components,
-            }
-            accepts_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
-            for name, value in sized.items():
-                if (
-                    value is not None
-                    and name not in kwargs
-                    and (name in sig.parameters or (accepts_any and name == "n_components"))
-                ):
-                    kwargs[name] = value
-            try:
-                body = module(**kwargs)
-            except TypeError as exc:
-                raise TypeError(
-                    f"could not build module {getattr(module, '__name__', module)} with "
-                    f"arguments {sorted(kwargs)}: {exc}. Check the module__* parameters "
-                    "against its constructor."
-                ) from exc
-        mean, scale = _input_scaling(X, self.scaling)
-        return nn.Sequential(Standardize(mean, scale), body)
-
-    def _check_module_output(self, net: TripletNet, X: np.ndarray) -> int:
-        module = net.module_
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                sample = torch.from_numpy(np.ascontiguousarray(X[:2])).to(net.device)
-                try:
-                    out = module(sample)
-                except Exception as exc:
-                    shape = tuple(sample.shape[1:])
-                    raise ValueError(
-                        f"the module failed on samples of shape {shape}: "
-                        f"{type(exc).__name__}: {exc}. Build it for inputs of shape "
-                        f"(batch, {', '.join(map(str, shape))}) (a module class receives "
-                        "n_features, in_channels and image_size when its constructor "
-                        "takes them)."
-                    ) from exc
-        finally:
-            module.train(was_training)
-        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 2:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"the module must return a 2-D tensor (batch, n_components); for a "
-                f"batch of 2 it returned {shape}."
-            )
-        if out.shape[1] != self.n_components:
-            raise ValueError(
-                f"the module returns embeddings of width {out.shape[1]} but "
-                f"n_components={self.n_components}; set n_components={out.shape[1]} "
-                "or change the module."
-            )
-        return int(out.shape[1])
-
-    def _split_validation(
-        self, X: np.ndarray, codes: np.ndarray, seed: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Boolean mask of the samples held out for validation (or ``None``)."""
-        if self.validation_fraction is None:
-            return None
-        rng = np.random.default_rng([seed, 1])
-        counts = np.bincount(codes)
-        if self.validation_split == "class":
-            candidates = rng.permutation(np.flatnonzero(counts >= 2))
-            n_valid = int(round(self.validation_fraction * len(counts)))
-            n_valid = min(max(n_valid, 2), len(candidates) - 2)
-            if n_valid < 2:
-                raise ValueError(
-                    f"validation_split='class' needs at least 4 classes with 2 or more "
-                    f"samples (2 to validate, 2 to train); y has {len(candidates)}. Use "
-                    "validation_split='sample' or validation_fraction=None."
-                )
-            held = np.isin(codes, candidates[:n_valid])
-        else:
-            held = np.zeros(len(codes), dtype=bool)
-            for c in np.flatnonzero(counts >= 4):
-                members = rng.permutation(np.flatnonzero(codes == c))
-                take = min(max(int(round(self.validation_fraction * len(members))), 2),
-                           len(members) - 2)
-                held[members[:take]] = True
-            if not held.any():
-                raise ValueError(
-                    "validation_split='sample' needs classes with at least 4 samples "
-                    "(2 to validate, 2 to train); use validation_fraction=None."
-                )
-        return held
-
-    def _validation_callbacks(self, X_valid, y_valid) -> list:
-        if X_valid is None:
-            return []
-        return [
-            (
-                "retrieval_validation",
-                RetrievalValidation(
-                    X_valid, y_valid, distance=self.distance, patience=self.n_iter_no_change
-                ),
-            )
-        ]
-
-    def _fitted_on_images(self) -> bool:
-        """Whether ``fit`` got images (``(C, H, W)`` samples) rather than rows."""
-        return len(self.input_shape_) == 3
-
-    def _lr(self) -> float:
-        """The peak learning rate: ``lr``, or what ``lr="auto"`` picks for ``X``."""
-        if self.lr != "auto":
-            return float(self.lr)
-        return AUTO_LR_IMAGES if self._fitted_on_images() else AUTO_LR_ROWS
-
-    def _schedule_callbacks(self) -> list:
-        """The learning-rate schedule ``lr_schedule`` asks for, as named callbacks."""
-        images = self._fitted_on_images()
-        if self.lr_schedule == "cosine" or (self.lr_schedule == "auto" and images):
-            from sktriplet.training.schedules import CosineLR
-
-            return [("lr_schedule", CosineLR(warmup_epochs=1))]
-        return []
-
-    def _augmenter(self):
-        """The training-batch augmentation ``augment`` asks for, or ``None``."""
-        images = self._fitted_on_images()
-        if callable(self.augment):
-            return self.augment
-        if self.augment is True and not images:
-            raise ValueError(
-                f"augment=True needs images, but X is 2-D with {self.input_shape_[0]} "
-                "features; use augment='auto' or augment=False for tabular data."
-            )
-        big = images and min(self.input_shape_[1:]) >= AUTO_AUGMENT_MIN_SIZE
-        if self.augment is True or (self.augment == "auto" and big):
-            from sktriplet.vision.augment import RandomAffine
-
-            return RandomAffine()
-        return None
-
-    def _changed_training_params(self, net: TripletNet) -> dict[str, Any]:
-        """Net parameters that differ from this estimator's (for ``warm_start``).
-
-        The loss, learning rate and batch shape follow the current parameters;
-        the network and the optimizer's state carry over. skorch updates
-        ``lr`` in place, so Adam's moments survive.
-        """
-        wanted = {
-            "criterion__margin": self.margin,
-            "criterion__mining": self.mining,
-            "criterion__distance": self.distance,
-            "criterion__soft": self.soft,
-            "lr": self._lr(),
-            "batch_size": self.batch_size,
-            "samples_per_class": self.samples_per_class,
-        }
-        changed = {k: v for k, v in wanted.items() if getattr(net, k, None) != v}
-        # skorch re-creates the optimizer whenever criterion parameters are
-        # set; the criterion has no weights, so update it in place instead.
-        for key in [k for k in changed if k.startswith("criterion__")]:
-            value = changed.pop(key)
-            setattr(net, key, value)
-            setattr(net.criterion_, key[len("criterion__") :], value)
-        return changed
-
-    def _make_net(self, module: nn.Module, seed: int, device: str) -> TripletNet:
-        from sktriplet.training.distributed import DistributedTripletNet, is_distributed
-
-        net_class = DistributedTripletNet if is_distributed() else TripletNet
-        return net_class(
-            module=module,
-            criterion=TripletLoss,
-            criterion__margin=self.margin,
-            criterion__mining=self.mining,
-            criterion__distance=self.distance,
-            criterion__soft=self.soft,
-            optimizer=self.optimizer,
-            lr=self._lr(),
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            samples_per_class=self.samples_per_class,
-            seed=seed,
-            precision=self.precision,
-            augment=self._augmenter(),
-            train_split=None,
-            callbacks=[
-                ("mining_stats", MiningStats()),
-                *self._schedule_callbacks(),
-                *_progress_callbacks(self.verbose),
-                *list(self.callbacks or []),
-            ],
-            device=device,
-            verbose=self.verbose,
-            **{f"optimizer__{k}": v for k, v in self._routed("optimizer__").items()},
-            **{
-                "callbacks__print_log__keys_ignored": _QUIET_HISTORY_KEYS,
-                **{f"callbacks__{k}": v for k, v in self._routed("callbacks__").items()},
-            },
-        )
-
     # -------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, **fit_params: Any) -> TripletEmbedder:
+    def fit(self, X, y=None, **fit_params: Any) -> TripletEmbedder:
         """Train the embedding network on labelled samples.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), (n_samples, H, W) or (n_samples, C, H, W)
-            Training samples: feature rows (array or DataFrame) or images.
+        X : array-like of shape (n_samples, n_features) or images
+            Training samples: feature rows (array or DataFrame) or images
+            ``(n_samples, H, W)``, ``(n_samples, C, H, W)`` or
+            ``(n_samples, H, W, C)`` (see ``image_layout``).
         y : array-like of shape (n_samples,)
             Class labels (any hashable values, e.g. ints or strings).
         **fit_params : dict
-            Passed on to skorch's ``fit`` (and so to the module's ``forward``).
+            Refused: the network takes only the batch of samples.
 
         Returns
         -------
@@ -915,99 +498,47 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         self._check_routed()
         _check_components(self, fit_params)
-        if self.batch_size < self.samples_per_class:
-            raise ValueError(
-                f"batch_size={self.batch_size} is smaller than samples_per_class="
-                f"{self.samples_per_class}; a batch must hold at least one class's "
-                "samples. Raise batch_size or lower samples_per_class."
-            )
-        device = _resolve_device(self.device)
-        warm = self.warm_start and hasattr(self, "net_")
-        previous = {
-            k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")
-        }
-        warm_snapshot = None
-        try:
-            X, y = self._validate_X(X, reset=True, y=y)
-            y = np.asarray(y)
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = y.ravel()
-            classes, codes = self._encode_labels(y)
-            if warm and self.input_shape_ != previous["input_shape_"]:
-                raise ValueError(
-                    f"warm_start=True but X has samples of shape {self.input_shape_}, "
-                    f"while the fitted network takes {previous['input_shape_']}."
-                )
-            rng = check_random_state(self.random_state)
-            seed = int(rng.randint(np.iinfo(np.int32).max))
-            seed = _broadcast_seed(seed)  # the same on every process when distributed
-            cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
-            with torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(seed)
-                held = self._split_validation(X, codes, seed)
-                if held is None:
-                    X_train, y_train, X_valid, y_valid = X, codes, None, None
-                else:
-                    X_train, y_train = X[~held], codes[~held]
-                    X_valid, y_valid = X[held], codes[held]
-                if warm:
-                    net = previous["net_"]
-                    if getattr(net, "rng_state_", None) is not None:
-                        # Continue the torch random stream (dropout) where the last
-                        # epoch ended: a resumed fit then equals an uninterrupted one.
-                        torch.set_rng_state(net.rng_state_)
-                    warm_snapshot = net.snapshot()
-                    net.set_params(
-                        seed=seed,
-                        max_epochs=self.max_epochs,
-                        precision=self.precision,
-                        **self._changed_training_params(net),
-                    )
-                    net.callbacks = (
-                        [
-                            cb
-                            for cb in net.callbacks
-                            if _callback_name(cb) not in ("retrieval_validation", "lr_schedule")
-                        ]
-                        + self._schedule_callbacks()
-                        + self._validation_callbacks(X_valid, y_valid)
-                    )
-                    net.initialize_callbacks()
-                    net.partial_fit(ArrayDataset(X_train, y_train), None, **fit_params)
-                else:
-                    net = self._make_net(self._build_module(X), seed, device)
-                    net.callbacks = list(net.callbacks) + self._validation_callbacks(
-                        X_valid, y_valid
-                    )
-                    net.initialize()
-                    self.n_components_ = self._check_module_output(net, X)
-                    net.partial_fit(ArrayDataset(X_train, y_train), None, **fit_params)
-                _check_finite_output(net, X_train[:TRANSFORM_BATCH_SIZE])
-        except BaseException:
-            # Leave the estimator as it was before this call.
-            if warm_snapshot is not None:
-                previous["net_"].restore(warm_snapshot)
-            for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
-                delattr(self, key)
-            for key, value in previous.items():
-                setattr(self, key, value)
-            raise
-        self.net_ = net
-        self.classes_ = (
-            np.unique(np.concatenate([previous["classes_"], classes])) if warm else classes
-        )
-        self.n_components_ = previous["n_components_"] if warm else self.n_components_
-        self.device_ = device
-        validation = dict(net.callbacks_).get("retrieval_validation")
-        if validation is not None and validation.best_score_ > -np.inf:
-            self.best_epoch_ = validation.best_epoch_
-            self.best_validation_score_ = validation.best_score_
-            self.validation_indices_ = np.flatnonzero(held)
-        else:
-            for key in ("best_epoch_", "best_validation_score_", "validation_indices_"):
-                if hasattr(self, key):
-                    delattr(self, key)
+        device = resolve_device(self.device)
+        X, y, spec = validate_fit(self, X, y, image_layout=self.image_layout)
+        classes, codes = encode_labels(y)
+        warm = self._warm_net(spec)
+        result = train(self.get_params(deep=False), spec, X, codes, device=device, warm=warm)
+        self._finalise(result, spec, classes, device, warm=warm is not None)
         return self
+
+    def _warm_net(self, spec: InputSpec):
+        """The fitted net and width to continue from (``warm_start``), or ``None``."""
+        if not (self.warm_start and hasattr(self, "net_")):
+            return None
+        if spec.sample_shape != self.input_spec_.sample_shape:
+            raise ValueError(
+                f"warm_start=True but X has samples of shape {spec.sample_shape}, "
+                f"while the fitted network takes {self.input_spec_.sample_shape}."
+            )
+        return self.net_, self.n_components_
+
+    def _finalise(
+        self, result: FitResult, spec: InputSpec, classes: np.ndarray, device: str, *, warm: bool
+    ) -> None:
+        """Record what training produced (training has succeeded)."""
+        self.net_ = result.net
+        self.classes_ = np.unique(np.concatenate([self.classes_, classes])) if warm else classes
+        self.n_components_ = result.n_components
+        self.device_ = device
+        self.input_spec_ = spec
+        self.input_shape_ = spec.sample_shape
+        self.n_features_in_ = spec.n_features
+        if spec.feature_names is not None:
+            self.feature_names_in_ = np.asarray(spec.feature_names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        for key in _VALIDATION_ATTRIBUTES:
+            if hasattr(self, key):
+                delattr(self, key)
+        if result.best_epoch is not None:
+            self.best_epoch_ = result.best_epoch
+            self.best_validation_score_ = result.best_score
+            self.validation_indices_ = np.flatnonzero(result.held)
 
     # -------------------------------------------------------------- transform
     def transform(self, X) -> np.ndarray:
@@ -1024,24 +555,13 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             The embeddings (a DataFrame after ``set_output(transform="pandas")``).
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        return self._embed(X)
-
-    def _embed(self, X: np.ndarray) -> np.ndarray:
-        module = self.net_.module_
-        module.eval()
-        out = np.empty((len(X), self.n_components_), dtype=np.float32)
-        device = self.net_.device
-        with torch.inference_mode():
-            for start in range(0, len(X), TRANSFORM_BATCH_SIZE):
-                chunk = X[start : start + TRANSFORM_BATCH_SIZE]
-                if not (chunk.flags.c_contiguous and chunk.flags.writeable):
-                    chunk = np.array(chunk)  # no copy for the usual in-memory array
-                emb = module(torch.from_numpy(chunk).to(device, non_blocking=True))
-                out[start : start + len(chunk)] = emb.float().cpu().numpy()
+        X = validate_transform(self, X, self.input_spec_)
+        out = embed(
+            self.net_.module_, X, device=self.net_.device, n_components=self.n_components_
+        )
         # One vectorised check at the end instead of a device sync and an
         # extra pass per batch (see benchmarks/bench_fit.py).
-        if not _all_finite(out):
+        if not all_finite(out):
             bad = ~np.isfinite(out).all(axis=1)
             start = int(np.argmax(bad)) // TRANSFORM_BATCH_SIZE * TRANSFORM_BATCH_SIZE
             stop = min(start + TRANSFORM_BATCH_SIZE, len(X))
@@ -1062,7 +582,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         y : array-like of shape (n_samples,)
             Class labels.
         **fit_params : dict
-            Passed on to :meth:`fit`.
+            Passed on to :meth:`fit` (which refuses them).
 
         Returns
         -------
@@ -1095,64 +615,3 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         Z = self.transform(X)
         return float(map_at_r(Z, np.asarray(y), distance=self.distance))
-
-
-def _progress_callbacks(verbose: int) -> list:
-    """A batch progress bar for ``verbose >= 2`` (skorch's, over tqdm)."""
-    if verbose < 2:
-        return []
-    if importlib.util.find_spec("tqdm") is None:
-        warnings.warn(
-            "verbose=2 shows a progress bar over batches, which needs tqdm "
-            "(pip install tqdm); showing the per-epoch table only.",
-            UserWarning,
-            stacklevel=4,
-        )
-        return []
-    from skorch.callbacks import ProgressBar
-
-    return [("progress_bar", ProgressBar())]
-
-
-def _broadcast_seed(seed: int) -> int:
-    """Rank 0's seed on every process of a distributed fit (else ``seed``)."""
-    from sktriplet.training.distributed import broadcast_seed
-
-    return broadcast_seed(seed)
-
-
-def _input_scaling(X: np.ndarray, scaling: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of the input standardisation that ``scaling`` asks for.
-
-    Shapes ``(n_features,)`` for 2-D ``X`` and ``(C, 1, 1)`` for images;
-    ``"global"`` repeats one scale, the root mean square of the centred values.
-    """
-    if X.ndim == 2:
-        mean = X.mean(axis=0, dtype=np.float64)
-        scale = X.std(axis=0, dtype=np.float64)
-    else:
-        axes = (0, 2, 3)
-        mean = X.mean(axis=axes, dtype=np.float64)
-        scale = (
-            np.sqrt(np.maximum((X.astype(np.float64) ** 2).mean(axis=axes) - mean**2, 0.0))
-            if X.nbytes < 2**28
-            else _chunked_channel_std(X, mean)
-        )
-    if scaling is None:
-        mean, scale = np.zeros_like(mean), np.ones_like(scale)
-    elif scaling == "global":
-        # Every feature (channel) weighs the same in the mean of the variances.
-        common = float(np.sqrt(np.mean(scale**2)))
-        scale = np.full_like(scale, common if common > 1e-12 else 1.0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    if X.ndim != 2:
-        mean, scale = mean[:, None, None], scale[:, None, None]
-    return mean, scale
-
-
-def _chunked_channel_std(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    total = np.zeros(X.shape[1])
-    for start in range(0, len(X), 4096):
-        chunk = X[start : start + 4096].astype(np.float64) - mean[:, None, None]
-        total += (chunk**2).sum(axis=(0, 2, 3))
-    return np.sqrt(total / (len(X) * X.shape[2] * X.shape[3]))

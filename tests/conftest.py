@@ -30,3 +30,7 @@ def digits():
 def small_digits(digits):
     X, y = digits
     return X[:400], y[:400]
+
+
+# tests/data holds files and the script that wrote them, not tests.
+collect_ignore = ["data"]

@@ -15,7 +15,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Callback
 
 from sktriplet import TripletEmbedder
-from sktriplet.training.net import ArrayDataset, TripletNet
+from sktriplet.inputs.datasets import ArrayDataset
+from sktriplet.training.net import TripletNet
 from sktriplet.triplets.losses import TripletLoss
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

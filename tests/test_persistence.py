@@ -375,6 +375,9 @@ def _resign(path, config):
         lambda c: c["fitted"].update(classes_={"__ndarray__": [1], "dtype": "V8"}),
         lambda c: c["fitted"].update(classes_={"__ndarray__": [1], "dtype": "no-such-dtype"}),
         lambda c: c["fitted"].update(input_shape_="abc"),
+        lambda c: c["input_spec"].update(sample_shape="abc"),
+        lambda c: c["input_spec"].update(kind="sound"),
+        lambda c: c["fitted"].update(input_shape_={"__tuple__": [3]}),
         lambda c: c["params"].update(margin={"__unknown__": 1}),
         lambda c: c["params"].update(module={"__class__": "not a path"}),
         lambda c: c["params"].update(module={"__class__": "no_such_package_xyz:Net"}),
@@ -387,6 +390,9 @@ def _resign(path, config):
         "void-dtype",
         "bad-dtype",
         "input-shape",
+        "spec-shape",
+        "spec-kind",
+        "shape-mismatch",
         "unknown-tag",
         "bad-path",
         "missing-package",
@@ -435,12 +441,12 @@ def test_files_of_the_average_pooling_default_cnn_still_load(tmp_path, monkeypat
     # exactly as before.
     import functools
 
-    import sktriplet.embedder
+    import sktriplet.training.build
     from sktriplet.networks import ConvEmbedder
 
     with monkeypatch.context() as m:
         old_default = functools.partial(ConvEmbedder, pooling="avg")
-        m.setattr(sktriplet.embedder, "ConvEmbedder", old_default)
+        m.setattr(sktriplet.training.build, "ConvEmbedder", old_default)
         X, old = _image_embedder()
         save(old, tmp_path / "old")
     assert "module__pooling" not in old.get_params()
@@ -459,12 +465,12 @@ def test_weights_of_a_changed_default_network_give_a_clear_error(tmp_path, monke
     # names the versions, not a bare torch size-mismatch traceback.
     import functools
 
-    import sktriplet.embedder
+    import sktriplet.training.build
     from sktriplet.networks import ConvEmbedder
 
     _, emb = _image_embedder()
     save(emb, tmp_path / "m")
     changed = functools.partial(ConvEmbedder, channels=(32, 64, 96))
-    monkeypatch.setattr(sktriplet.embedder, "ConvEmbedder", changed)
+    monkeypatch.setattr(sktriplet.training.build, "ConvEmbedder", changed)
     with pytest.raises(ModelFileError, match=r"(?s)do not fit .* \(saved by sktriplet .*loaded by"):
         load(tmp_path / "m")

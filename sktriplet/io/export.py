@@ -67,8 +67,8 @@ def _module_and_example(estimator: Any, dtype: str) -> tuple[nn.Module, torch.Te
     if dtype not in _DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; use one of {list(_DTYPES)}.")
     emb = _fitted_embedder(estimator)
-    shape = tuple(emb.input_shape_)
-    if dtype == "uint8" and len(shape) == 1:
+    spec = emb.input_spec_
+    if dtype == "uint8" and not spec.is_image:
         raise ValueError(
             "dtype='uint8' is for image models; this one takes feature rows, export "
             "it with dtype='float32'."
@@ -76,7 +76,7 @@ def _module_and_example(estimator: Any, dtype: str) -> tuple[nn.Module, torch.Te
     module = copy.deepcopy(emb.net_.module_).cpu().eval()
     for p in module.parameters():
         p.requires_grad_(False)
-    example = torch.zeros((2, *shape), dtype=_DTYPES[dtype])
+    example = torch.zeros((2, *spec.sample_shape), dtype=_DTYPES[dtype])
     return module, example, emb
 
 

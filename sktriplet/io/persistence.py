@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
 import io
 import json
 import os
@@ -44,6 +43,8 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
 from torch import nn
 
+from sktriplet.inputs.spec import InputSpec
+
 __all__ = ["FORMAT_VERSION", "ModelFileError", "load", "save"]
 
 #: Version of the file layout written by :func:`save`.
@@ -53,6 +54,8 @@ _MEMBERS = ("config.json", "weights.pt", "sha256.json")
 _PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _ALLOWED_BASES = (nn.Module, torch.optim.Optimizer)
 _ESTIMATOR = "sktriplet.embedder:TripletEmbedder"
+#: Where 0.1.0 defined the estimator (its files name this path).
+_ESTIMATOR_010 = "sktriplet.estimator:TripletEmbedder"
 
 
 class ModelFileError(ValueError):
@@ -284,7 +287,7 @@ def save(estimator, path: str | os.PathLike) -> None:
         )
     fitted = {}
     for name, value in vars(estimator).items():
-        if not name.endswith("_") or name.startswith("_") or name == "net_":
+        if not name.endswith("_") or name.startswith("_") or name in ("net_", "input_spec_"):
             continue
         try:
             fitted[name] = _encode(value)
@@ -304,6 +307,7 @@ def save(estimator, path: str | os.PathLike) -> None:
         "params": params,
         "dropped_params": dropped,
         "fitted": fitted,
+        "input_spec": estimator.input_spec_.to_dict(),
         "net": {"seed": getattr(net, "seed", None), "history": _plain(list(net.history))},
     }
     state = {
@@ -341,30 +345,68 @@ def _to_cpu(obj):
     return obj
 
 
-def _saved_with_average_pooling(params: dict, input_shape: tuple, weights: dict) -> bool:
-    """Whether the weights are of the default CNN as it was before ``"avgmax"``.
+def _network_variants(params: dict[str, Any], spec: InputSpec) -> list[dict[str, Any]]:
+    """The parameter sets a file's weights may fit, the saved ones first.
 
     Before 29 November 2026 (during 0.1.0's development) the default
-    :class:`~sktriplet.networks.ConvEmbedder` averaged its last map, so its
-    head took as many inputs as the last block has channels (``"avgmax"``
-    takes twice as many). Such files name no ``module__pooling``; they load
-    with ``module__pooling="avg"``.
+    :class:`~sktriplet.networks.ConvEmbedder` averaged its last map
+    (``pooling="avg"``); such files name no ``module__pooling`` and their
+    weights do not fit today's default (``"avgmax"``), so they are tried
+    with ``module__pooling="avg"`` next.
     """
-    if params.get("module") is not None or len(input_shape) != 3:
-        return False
-    if "module__pooling" in params:
-        return False
-    from sktriplet.networks import ConvEmbedder
+    variants = [params]
+    if params.get("module") is None and spec.is_image and "module__pooling" not in params:
+        variants.append({**params, "module__pooling": "avg"})
+    return variants
 
-    head = weights.get("1.head.weight")
-    default_channels = inspect.signature(ConvEmbedder).parameters["channels"].default
-    channels = params.get("module__channels", default_channels)
-    return (
-        isinstance(head, torch.Tensor)
-        and head.ndim == 2
-        and len(channels) > 0
-        and head.shape[1] == channels[-1]
-    )
+
+def _rebuild_net(params, spec, state, seed, device, name, config):
+    """The net the config describes, with the saved weights; and the params that fit."""
+    from sktriplet.training.build import build_network
+    from sktriplet.training.factory import make_net
+
+    errors = []
+    for variant in _network_variants(params, spec):
+        with torch.random.fork_rng(devices=[]):
+            net = make_net(variant, spec, build_network(spec, variant), seed, device)
+            net.initialize()
+        try:
+            net.module_.load_state_dict(state["module"], strict=True)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            errors.append(exc)
+            continue
+        try:
+            if isinstance(state.get("optimizer"), dict):
+                net.optimizer_.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            errors.append(exc)
+            break
+        return net, variant
+    raise ModelFileError(
+        f"{name!r}: the saved weights do not fit the network that its config "
+        f"describes ({errors[0]}). Was the module's code changed since saving? (saved by "
+        f"sktriplet {config.get('sktriplet_version', '?')}, loaded by {_version()})"
+    ) from None
+
+
+def _spec(config: dict, fitted: dict, name: str) -> InputSpec:
+    """The saved input spec (files of 0.1.0 have only ``input_shape_``)."""
+    try:
+        if isinstance(config.get("input_spec"), dict):
+            spec = InputSpec.from_dict(config["input_spec"])
+        else:
+            spec = InputSpec.from_input_shape(
+                fitted["input_shape_"], fitted.get("feature_names_in_")
+            )
+        shape = tuple(int(s) for s in fitted.get("input_shape_", spec.sample_shape))
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"{name!r}: config.json has no valid input spec.") from None
+    if shape != spec.sample_shape:
+        raise ModelFileError(
+            f"{name!r}: config.json is inconsistent: input_shape_ {shape} but the input "
+            f"spec says {spec.sample_shape}."
+        )
+    return spec
 
 
 def _version() -> str:
@@ -462,7 +504,8 @@ def load(path: str | os.PathLike, *, device: str = "cpu"):
     >>> load(path).n_components_
     8
     """
-    from sktriplet.embedder import ROUTED_PREFIXES, TripletEmbedder, _resolve_device
+    from sktriplet.embedder import TripletEmbedder, resolve_device
+    from sktriplet.training.build import ROUTED_PREFIXES
 
     config, weights = _read(path)
     name = os.fspath(path)
@@ -487,7 +530,7 @@ def load(path: str | os.PathLike, *, device: str = "cpu"):
             f"{name!r}: config.json is malformed ({type(exc).__name__}: {exc})."
         ) from None
     estimator_class = TripletEmbedder
-    if config.get("estimator", _ESTIMATOR) != _ESTIMATOR:
+    if config.get("estimator", _ESTIMATOR) not in (_ESTIMATOR, _ESTIMATOR_010):
         estimator_class = _resolve(config["estimator"], check=False)
         if not (isinstance(estimator_class, type) and issubclass(estimator_class, TripletEmbedder)):
             raise ModelFileError(
@@ -505,33 +548,17 @@ def load(path: str | os.PathLike, *, device: str = "cpu"):
     if params.get("module") is not None and not issubclass(params["module"], nn.Module):
         raise ModelFileError(f"{name!r}: module is not a torch.nn.Module subclass.")
     estimator.set_params(**params)
-    device = _resolve_device(device)
-    try:
-        input_shape = tuple(int(s) for s in fitted["input_shape_"])
-    except (KeyError, TypeError, ValueError):
-        raise ModelFileError(f"{name!r}: config.json has no valid input_shape_.") from None
-    # Fitted attributes first: building the network may read them.
+    device = resolve_device(device)
+    spec = _spec(config, fitted, name)
     for key, value in fitted.items():
         setattr(estimator, key, value)
-    estimator.input_shape_ = input_shape
-    X0 = np.zeros((2, *input_shape), dtype=np.float32)
-    if _saved_with_average_pooling(params, input_shape, state["module"]):
-        # Files from before ConvEmbedder's default became pooling="avgmax".
-        estimator.set_params(module__pooling="avg")
-    with torch.random.fork_rng(devices=[]):
-        body = estimator._build_module(X0)
-        net = estimator._make_net(body, net_config.get("seed"), device)
-        net.initialize()
-    try:
-        net.module_.load_state_dict(state["module"], strict=True)
-        if isinstance(state.get("optimizer"), dict):
-            net.optimizer_.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ModelFileError(
-            f"{name!r}: the saved weights do not fit the network that its config "
-            f"describes ({exc}). Was the module's code changed since saving? (saved by "
-            f"sktriplet {config.get('sktriplet_version', '?')}, loaded by {_version()})"
-        ) from None
+    estimator.input_spec_ = spec
+    estimator.input_shape_ = spec.sample_shape
+    net, used = _rebuild_net(
+        estimator.get_params(deep=False), spec, state, net_config.get("seed"), device, name, config
+    )
+    if "module__pooling" in used and "module__pooling" not in params:
+        estimator.set_params(module__pooling=used["module__pooling"])
     net.history = History(net_config.get("history") or [])
     if isinstance(state.get("rng_state"), torch.Tensor):
         net.rng_state_ = state["rng_state"]

@@ -181,16 +181,9 @@ class RetrievalValidation(Callback):
         return self
 
     def _embed(self, net) -> np.ndarray:
-        module = net.module_
-        was_training = module.training
-        module.eval()
-        parts = []
-        with torch.inference_mode():
-            for start in range(0, len(self.X), self.batch_size):
-                batch = torch.from_numpy(np.array(self.X[start : start + self.batch_size]))
-                parts.append(module(batch.to(net.device)).float().cpu().numpy())
-        module.train(was_training)
-        return np.concatenate(parts)
+        from sktriplet.training.inference import embed
+
+        return embed(net.module_, self.X, device=net.device, batch_size=self.batch_size)
 
     def _scores(self, net) -> dict[str, float]:
         from sktriplet.evaluation.metrics import retrieval_scores

@@ -29,7 +29,6 @@ import torch
 import torch.distributed as dist
 from skorch.utils import to_tensor
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from sktriplet.training.net import TripletNet
 from sktriplet.training.sampling import PKSampler
@@ -381,13 +380,13 @@ class DistributedTripletNet(TripletNet):
         if not training or not is_distributed():
             return super().get_iterator(dataset, training=training)
         sampler = ShardedPKSampler(
-            dataset.y,
+            dataset.labels,
             batch_size=self.batch_size * dist.get_world_size(),
             samples_per_class=self.samples_per_class,
             random_state=self.seed,
             epoch=len(self.history),
         )
-        return DataLoader(dataset, sampler=sampler, batch_size=None)
+        return self.batch_loader(dataset, sampler, training=True)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """Loss of the all-gathered global batch while training."""

@@ -17,15 +17,14 @@ import math
 import warnings
 from typing import Any
 
-import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.utils import TeeGenerator
-from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+from torch.utils.data import BatchSampler, SequentialSampler
 
 from sktriplet.training.sampling import PKSampler
 
-__all__ = ["ArrayDataset", "StopTraining", "TrainingDivergedError", "TripletNet"]
+__all__ = ["StopTraining", "TrainingDivergedError", "TripletNet"]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -38,35 +37,6 @@ class StopTraining(KeyboardInterrupt):
     skorch ends ``fit`` normally on a ``KeyboardInterrupt``; this subclass
     marks a planned stop (early stopping), which keeps the weights as they are.
     """
-
-
-class ArrayDataset(Dataset):
-    """Samples and integer labels held as arrays, indexed a batch at a time.
-
-    ``dataset[indices]`` returns ``(X[indices], y[indices])`` as tensors, so a
-    data loader given a batch sampler fetches each batch with one fancy index.
-
-    Parameters
-    ----------
-    X : numpy.ndarray
-        Samples, first axis indexing them.
-    y : numpy.ndarray of shape (n_samples,), default=None
-        Integer labels; zeros when ``None``.
-    """
-
-    def __init__(self, X: np.ndarray, y: np.ndarray | None = None) -> None:
-        self.X = X
-        self.y = np.zeros(len(X), dtype=np.int64) if y is None else y
-
-    def __len__(self) -> int:
-        """Number of samples."""
-        return len(self.X)
-
-    def __getitem__(self, index):
-        """Return ``(X[index], y[index])`` as tensors."""
-        return torch.from_numpy(np.asarray(self.X[index])), torch.from_numpy(
-            np.asarray(self.y[index])
-        )
 
 
 class TripletNet(NeuralNet):
@@ -179,18 +149,52 @@ class TripletNet(NeuralNet):
         return step
 
     def get_iterator(self, dataset, training=False):
-        """PK batches for training, plain sequential batches otherwise."""
+        """PK batches for training, plain sequential batches otherwise.
+
+        The loader is skorch's ``iterator_train`` / ``iterator_valid`` class
+        with the ``iterator_train__*`` / ``iterator_valid__*`` parameters
+        (``num_workers``, ``pin_memory``, ``persistent_workers``,
+        ``collate_fn``, ...), as in skorch; only the batches are ours.
+        """
         if training:
-            sampler = PKSampler(
-                dataset.y,
+            batches = PKSampler(
+                dataset.labels,
                 batch_size=self.batch_size,
                 samples_per_class=self.samples_per_class,
                 random_state=self.seed,
                 epoch=len(self.history),
             )
         else:
-            sampler = BatchSampler(SequentialSampler(dataset), self.batch_size, drop_last=False)
-        return DataLoader(dataset, sampler=sampler, batch_size=None)
+            batches = BatchSampler(SequentialSampler(dataset), self.batch_size, drop_last=False)
+        return self.batch_loader(dataset, batches, training=training)
+
+    def batch_loader(self, dataset, batches, training=False):
+        """A data loader over ``dataset`` that yields the given batches of indices.
+
+        Parameters
+        ----------
+        dataset : torch.utils.data.Dataset
+            A dataset whose ``fetches_batches`` is true is indexed with a
+            whole batch at a time; any other one sample at a time, and the
+            samples are collated.
+        batches : iterable of list of int
+            The batches (a batch sampler).
+        training : bool, default=False
+            Use the ``iterator_train`` settings, else ``iterator_valid``.
+
+        Returns
+        -------
+        torch.utils.data.DataLoader
+            The loader (skorch's iterator class with its routed parameters).
+        """
+        name = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(name)
+        for key in ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last"):
+            kwargs.pop(key, None)  # the batches are given
+        if getattr(dataset, "fetches_batches", False):
+            # One fancy index per batch: no per-sample fetch and no collation.
+            return getattr(self, name)(dataset, sampler=batches, batch_size=None, **kwargs)
+        return getattr(self, name)(dataset, batch_sampler=batches, **kwargs)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """Triplet loss of the batch; raise if it is not finite while training."""
@@ -292,3 +296,4 @@ def _cpu_copy(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_cpu_copy(v) for v in obj)
     return obj
+

@@ -1,0 +1,249 @@
+"""Build the embedding network from an input spec and the estimator's parameters.
+
+:func:`build_network` is the one way a network comes to be: ``fit`` calls it
+with input statistics learnt from the training data, :func:`sktriplet.load`
+with none (the saved weights then fill the standardisation buffers), and
+export works on what either built. It reads only an
+:class:`~sktriplet.inputs.spec.InputSpec` and a plain dict of parameters (what
+``TripletEmbedder.get_params(deep=False)`` returns), never an estimator.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sktriplet.inputs.spec import InputSpec
+from sktriplet.networks import ConvEmbedder, MLPEmbedder, Standardize
+
+__all__ = [
+    "ROUTED_PREFIXES",
+    "build_network",
+    "check_network_output",
+    "input_statistics",
+    "routed",
+]
+
+#: Prefixes of the double-underscore parameters routed to inner objects.
+ROUTED_PREFIXES = ("module__", "optimizer__", "callbacks__", "iterator_train__", "iterator_valid__")
+
+#: Images of more bytes than this get their per-channel statistics in blocks
+#: (no float64 copy of the whole array).
+_STATS_BYTES = 2**28
+
+
+def routed(params: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The routed parameters of one prefix, with the prefix removed.
+
+    Parameters
+    ----------
+    params : dict
+        Estimator parameters (``get_params(deep=False)``).
+    prefix : str
+        For example ``"module__"``.
+
+    Returns
+    -------
+    dict
+        ``{"hidden_units": ...}`` for ``{"module__hidden_units": ...}``.
+
+    Examples
+    --------
+    >>> from sktriplet.training.build import routed
+    >>> routed({"module__depth": 2, "lr": 0.1}, "module__")
+    {'depth': 2}
+    """
+    return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+def input_statistics(
+    X: np.ndarray, spec: InputSpec, scaling: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of the input standardisation that ``scaling`` asks for.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        Training samples, ``(N, n_features)`` or ``(N, C, H, W)``.
+    spec : InputSpec
+        What they are.
+    scaling : {"feature", "global"} or None
+        ``"feature"``: per feature (images: per channel); ``"global"``: the
+        same centring, one common scale (the root mean square of the centred
+        values); ``None``: identity.
+
+    Returns
+    -------
+    mean, scale : numpy.ndarray
+        Shapes ``(n_features,)`` for rows and ``(C, 1, 1)`` for images.
+    """
+    if not spec.is_image:
+        mean = X.mean(axis=0, dtype=np.float64)
+        scale = X.std(axis=0, dtype=np.float64)
+    else:
+        mean = X.mean(axis=(0, 2, 3), dtype=np.float64)
+        scale = _channel_std(X, mean)
+    if scaling is None:
+        mean, scale = np.zeros_like(mean), np.ones_like(scale)
+    elif scaling == "global":
+        # Every feature (channel) weighs the same in the mean of the variances.
+        common = float(np.sqrt(np.mean(scale**2)))
+        scale = np.full_like(scale, common if common > 1e-12 else 1.0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    if spec.is_image:
+        mean, scale = mean[:, None, None], scale[:, None, None]
+    return mean, scale
+
+
+def _channel_std(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    if X.nbytes < _STATS_BYTES:
+        axes = (0, 2, 3)
+        return np.sqrt(np.maximum((X.astype(np.float64) ** 2).mean(axis=axes) - mean**2, 0.0))
+    total = np.zeros(X.shape[1])
+    for start in range(0, len(X), 4096):
+        chunk = X[start : start + 4096].astype(np.float64) - mean[:, None, None]
+        total += (chunk**2).sum(axis=(0, 2, 3))
+    return np.sqrt(total / (len(X) * X.shape[2] * X.shape[3]))
+
+
+def _placeholder_statistics(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of the right shape, for a network whose weights are loaded next."""
+    shape = (spec.channels, 1, 1) if spec.is_image else (spec.n_features,)
+    return np.zeros(shape), np.ones(shape)
+
+
+def _sized_kwargs(module: type, spec: InputSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """The ``module__*`` arguments plus the sizes the constructor takes."""
+    kwargs = routed(params, "module__")
+    sig = inspect.signature(module)
+    sized = {
+        "n_features": spec.n_features,
+        "in_channels": spec.channels,
+        "image_size": spec.image_size,
+        "n_components": params["n_components"],
+    }
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    for name, value in sized.items():
+        if (
+            value is not None
+            and name not in kwargs
+            and (name in sig.parameters or (accepts_any and name == "n_components"))
+        ):
+            kwargs[name] = value
+    return kwargs
+
+
+def _build_body(spec: InputSpec, params: dict[str, Any]) -> nn.Module:
+    module = params.get("module")
+    if isinstance(module, nn.Module):
+        kwargs = routed(params, "module__")
+        if kwargs:
+            raise ValueError(
+                "module__* parameters need module to be a class, not an instance; "
+                f"got {sorted(kwargs)} with an instance of {type(module).__name__}."
+            )
+        return copy.deepcopy(module)
+    if module is None:
+        module = ConvEmbedder if spec.is_image else MLPEmbedder
+    kwargs = _sized_kwargs(module, spec, params)
+    try:
+        return module(**kwargs)
+    except TypeError as exc:
+        raise TypeError(
+            f"could not build module {getattr(module, '__name__', module)} with "
+            f"arguments {sorted(kwargs)}: {exc}. Check the module__* parameters "
+            "against its constructor."
+        ) from exc
+
+
+def build_network(
+    spec: InputSpec,
+    params: dict[str, Any],
+    statistics: tuple[np.ndarray, np.ndarray] | None = None,
+) -> nn.Sequential:
+    """The network: input standardisation, then the embedding module.
+
+    Parameters
+    ----------
+    spec : InputSpec
+        The samples the network takes; sizes the default networks and any
+        module class whose constructor takes ``n_features``,
+        ``in_channels`` or ``image_size``.
+    params : dict
+        The estimator's parameters (``module``, ``module__*``,
+        ``n_components``, ...).
+    statistics : tuple of numpy.ndarray, default=None
+        ``(mean, scale)`` of the standardisation (see
+        :func:`input_statistics`); ``None`` builds placeholders of the right
+        shape, for weights that are loaded next.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        ``Sequential(Standardize(mean, scale), module)``.
+
+    Examples
+    --------
+    >>> from sktriplet.inputs.spec import InputSpec
+    >>> from sktriplet.training.build import build_network
+    >>> net = build_network(InputSpec("rows", (64,)), {"module": None, "n_components": 8})
+    >>> type(net[1]).__name__
+    'MLPEmbedder'
+    """
+    body = _build_body(spec, params)
+    mean, scale = _placeholder_statistics(spec) if statistics is None else statistics
+    return nn.Sequential(Standardize(mean, scale), body)
+
+
+def check_network_output(module: nn.Module, sample: torch.Tensor, n_components: int) -> int:
+    """Run the network on a batch of two samples; check and return the embedding width.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network, on the device of ``sample``.
+    sample : torch.Tensor
+        Two samples.
+    n_components : int
+        The width the estimator asks for.
+
+    Returns
+    -------
+    int
+        The embedding width.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            try:
+                out = module(sample)
+            except Exception as exc:
+                shape = tuple(sample.shape[1:])
+                raise ValueError(
+                    f"the module failed on samples of shape {shape}: "
+                    f"{type(exc).__name__}: {exc}. Build it for inputs of shape "
+                    f"(batch, {', '.join(map(str, shape))}) (a module class receives "
+                    "n_features, in_channels and image_size when its constructor "
+                    "takes them)."
+                ) from exc
+    finally:
+        module.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(sample):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"the module must return a 2-D tensor (batch, n_components); for a "
+            f"batch of {len(sample)} it returned {shape}."
+        )
+    if out.shape[1] != n_components:
+        raise ValueError(
+            f"the module returns embeddings of width {out.shape[1]} but "
+            f"n_components={n_components}; set n_components={out.shape[1]} "
+            "or change the module."
+        )
+    return int(out.shape[1])

@@ -1,0 +1,224 @@
+"""Make the skorch net that trains a network, from the estimator's parameters.
+
+The training policy lives here: the learning rate and schedule that
+``lr="auto"`` and ``lr_schedule="auto"`` resolve to, the augmentation that
+``augment`` asks for, the callbacks every fit gets, and which net class runs
+(:class:`~sktriplet.training.net.TripletNet`, or its distributed subclass
+inside a process group). Like :mod:`sktriplet.training.build`, it reads an
+:class:`~sktriplet.inputs.spec.InputSpec` and a plain dict of parameters, so
+``fit`` and :func:`sktriplet.load` make the same net.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from typing import Any
+
+from torch import nn
+
+from sktriplet.inputs.spec import InputSpec
+from sktriplet.training.build import routed
+from sktriplet.training.callbacks import MiningStats, RetrievalValidation
+from sktriplet.training.net import TripletNet
+from sktriplet.triplets.losses import TripletLoss
+
+__all__ = [
+    "AUTO_AUGMENT_MIN_SIZE",
+    "AUTO_LR_IMAGES",
+    "AUTO_LR_ROWS",
+    "augmenter",
+    "changed_training_params",
+    "make_net",
+    "resolve_lr",
+    "schedule_callbacks",
+    "validation_callbacks",
+]
+
+#: ``augment="auto"`` moves images at least this many pixels high and wide
+#: (on 8x8 digits a 2-pixel shift is a quarter of the image and hurts).
+AUTO_AUGMENT_MIN_SIZE = 16
+
+#: ``lr="auto"``: the peak learning rate for images and for 2-D ``X``
+#: (see ``docs/defaults.md``).
+AUTO_LR_IMAGES = 2e-3
+AUTO_LR_ROWS = 1e-3
+
+#: History keys recorded every epoch but left out of the ``verbose=1`` table.
+QUIET_HISTORY_KEYS = [
+    "train_fallback",
+    "train_d_ap",
+    "train_d_an",
+    "train_spread",
+    "valid_r_precision",
+    "valid_map_at_r_best",
+    "valid_map_at_r_start",
+    "valid_r_precision_start",
+    "valid_precision_at_1_start",
+]
+
+
+def resolve_lr(params: dict[str, Any], spec: InputSpec) -> float:
+    """The peak learning rate: ``lr``, or what ``lr="auto"`` picks for the input.
+
+    Parameters
+    ----------
+    params : dict
+        Estimator parameters.
+    spec : InputSpec
+        The fitted input.
+
+    Returns
+    -------
+    float
+        The learning rate.
+    """
+    if params["lr"] != "auto":
+        return float(params["lr"])
+    return AUTO_LR_IMAGES if spec.is_image else AUTO_LR_ROWS
+
+
+def schedule_callbacks(params: dict[str, Any], spec: InputSpec) -> list:
+    """The learning-rate schedule ``lr_schedule`` asks for, as named callbacks."""
+    schedule = params["lr_schedule"]
+    if schedule == "cosine" or (schedule == "auto" and spec.is_image):
+        from sktriplet.training.schedules import CosineLR
+
+        return [("lr_schedule", CosineLR(warmup_epochs=1))]
+    return []
+
+
+def augmenter(params: dict[str, Any], spec: InputSpec):
+    """The training-batch augmentation ``augment`` asks for, or ``None``."""
+    augment = params["augment"]
+    if callable(augment):
+        return augment
+    if augment is True and not spec.is_image:
+        raise ValueError(
+            f"augment=True needs images, but X is 2-D with {spec.n_features} "
+            "features; use augment='auto' or augment=False for tabular data."
+        )
+    big = spec.is_image and min(spec.image_size) >= AUTO_AUGMENT_MIN_SIZE
+    if augment is True or (augment == "auto" and big):
+        from sktriplet.vision.augment import RandomAffine
+
+        return RandomAffine()
+    return None
+
+
+def validation_callbacks(params: dict[str, Any], X_valid, y_valid) -> list:
+    """Retrieval validation on held-out data (none when nothing is held out)."""
+    if X_valid is None:
+        return []
+    validation = RetrievalValidation(
+        X_valid, y_valid, distance=params["distance"], patience=params["n_iter_no_change"]
+    )
+    return [("retrieval_validation", validation)]
+
+
+def _progress_callbacks(verbose: int) -> list:
+    """A batch progress bar for ``verbose >= 2`` (skorch's, over tqdm)."""
+    if verbose < 2:
+        return []
+    if importlib.util.find_spec("tqdm") is None:
+        warnings.warn(
+            "verbose=2 shows a progress bar over batches, which needs tqdm "
+            "(pip install tqdm); showing the per-epoch table only.",
+            UserWarning,
+            stacklevel=5,
+        )
+        return []
+    from skorch.callbacks import ProgressBar
+
+    return [("progress_bar", ProgressBar())]
+
+
+def _routed_net_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``optimizer__*``, ``callbacks__*`` and ``iterator_*__*`` as skorch names them."""
+    out = {f"optimizer__{k}": v for k, v in routed(params, "optimizer__").items()}
+    out["callbacks__print_log__keys_ignored"] = QUIET_HISTORY_KEYS
+    out.update({f"callbacks__{k}": v for k, v in routed(params, "callbacks__").items()})
+    for prefix in ("iterator_train__", "iterator_valid__"):
+        out.update({f"{prefix}{k}": v for k, v in routed(params, prefix).items()})
+    return out
+
+
+def make_net(
+    params: dict[str, Any], spec: InputSpec, module: nn.Module, seed: int | None, device: str
+) -> TripletNet:
+    """The (uninitialised) skorch net that trains ``module``.
+
+    Parameters
+    ----------
+    params : dict
+        Estimator parameters (``get_params(deep=False)``).
+    spec : InputSpec
+        The fitted input (for ``"auto"`` policies).
+    module : torch.nn.Module
+        The network (see :func:`sktriplet.training.build.build_network`).
+    seed : int or None
+        Seed of the PK batches.
+    device : str
+        A resolved torch device.
+
+    Returns
+    -------
+    TripletNet
+        A :class:`~sktriplet.training.net.TripletNet`, or a
+        ``DistributedTripletNet`` inside a process group of several processes.
+    """
+    from sktriplet.training.distributed import DistributedTripletNet, is_distributed
+
+    net_class = DistributedTripletNet if is_distributed() else TripletNet
+    return net_class(
+        module=module,
+        criterion=TripletLoss,
+        criterion__margin=params["margin"],
+        criterion__mining=params["mining"],
+        criterion__distance=params["distance"],
+        criterion__soft=params["soft"],
+        optimizer=params["optimizer"],
+        lr=resolve_lr(params, spec),
+        max_epochs=params["max_epochs"],
+        batch_size=params["batch_size"],
+        samples_per_class=params["samples_per_class"],
+        seed=seed,
+        precision=params["precision"],
+        augment=augmenter(params, spec),
+        train_split=None,
+        callbacks=[
+            ("mining_stats", MiningStats()),
+            *schedule_callbacks(params, spec),
+            *_progress_callbacks(params["verbose"]),
+            *list(params["callbacks"] or []),
+        ],
+        device=device,
+        verbose=params["verbose"],
+        **_routed_net_params(params),
+    )
+
+
+def changed_training_params(net: TripletNet, params: dict[str, Any], spec: InputSpec) -> dict:
+    """Net parameters that differ from the estimator's (for ``warm_start``).
+
+    The loss, learning rate and batch shape follow the current parameters;
+    the network and the optimizer's state carry over. skorch updates ``lr``
+    in place, so Adam's moments survive. The criterion has no weights, so it
+    is updated in place here (skorch would re-create the optimizer whenever a
+    criterion parameter is set); the rest is returned for ``net.set_params``.
+    """
+    wanted = {
+        "criterion__margin": params["margin"],
+        "criterion__mining": params["mining"],
+        "criterion__distance": params["distance"],
+        "criterion__soft": params["soft"],
+        "lr": resolve_lr(params, spec),
+        "batch_size": params["batch_size"],
+        "samples_per_class": params["samples_per_class"],
+    }
+    changed = {k: v for k, v in wanted.items() if getattr(net, k, None) != v}
+    for key in [k for k in changed if k.startswith("criterion__")]:
+        value = changed.pop(key)
+        setattr(net, key, value)
+        setattr(net.criterion_, key[len("criterion__") :], value)
+    return changed

@@ -1,0 +1,217 @@
+"""Train a network on validated data: split, build or continue, train, check.
+
+:func:`train` is everything ``TripletEmbedder.fit`` does between validating
+its input and storing the result: it draws the seed, holds out validation
+data, builds a fresh network (or continues a warm-started one), runs skorch's
+loop and checks the trained network's output. It returns a :class:`FitResult`
+and assigns nothing to the estimator, so a failed fit leaves the estimator as
+it was; a warm-started net that fails is rolled back to its state before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from sktriplet.inputs.datasets import ArrayDataset
+from sktriplet.inputs.spec import InputSpec
+from sktriplet.training.build import build_network, check_network_output, input_statistics
+from sktriplet.training.factory import (
+    changed_training_params,
+    make_net,
+    schedule_callbacks,
+    validation_callbacks,
+)
+from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed
+from sktriplet.training.net import TrainingDivergedError, TripletNet
+
+__all__ = ["FitResult", "draw_seed", "split_validation", "train"]
+
+#: Callbacks a warm-started fit replaces with its own.
+_PER_FIT_CALLBACKS = ("retrieval_validation", "lr_schedule")
+
+
+@dataclass
+class FitResult:
+    """What :func:`train` produced.
+
+    Attributes
+    ----------
+    net : TripletNet
+        The trained skorch net.
+    n_components : int
+        Width of the embedding.
+    held : numpy.ndarray of bool or None
+        Which samples were held out for validation.
+    best_epoch, best_score : int or None, float or None
+        With validation: the epoch whose weights were kept and its MAP@R.
+    """
+
+    net: TripletNet
+    n_components: int
+    held: np.ndarray | None = None
+    best_epoch: int | None = None
+    best_score: float | None = None
+
+
+def draw_seed(random_state: Any) -> int:
+    """The seed of a fit, drawn from ``random_state`` (the same on every process)."""
+    from sklearn.utils import check_random_state
+
+    from sktriplet.training.distributed import broadcast_seed
+
+    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    return broadcast_seed(seed)
+
+
+def split_validation(
+    codes: np.ndarray, fraction: float | None, split: str, seed: int
+) -> np.ndarray | None:
+    """Boolean mask of the samples held out for validation (or ``None``).
+
+    Parameters
+    ----------
+    codes : numpy.ndarray of int
+        Class codes of the training samples.
+    fraction : float or None
+        ``validation_fraction``.
+    split : {"class", "sample"}
+        Hold out whole classes, or a stratified fraction of each class.
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    numpy.ndarray of bool or None
+        ``True`` for held-out samples.
+    """
+    if fraction is None:
+        return None
+    rng = np.random.default_rng([seed, 1])
+    counts = np.bincount(codes)
+    if split == "class":
+        candidates = rng.permutation(np.flatnonzero(counts >= 2))
+        n_valid = min(max(int(round(fraction * len(counts))), 2), len(candidates) - 2)
+        if n_valid < 2:
+            raise ValueError(
+                f"validation_split='class' needs at least 4 classes with 2 or more "
+                f"samples (2 to validate, 2 to train); y has {len(candidates)}. Use "
+                "validation_split='sample' or validation_fraction=None."
+            )
+        return np.isin(codes, candidates[:n_valid])
+    held = np.zeros(len(codes), dtype=bool)
+    for c in np.flatnonzero(counts >= 4):
+        members = rng.permutation(np.flatnonzero(codes == c))
+        take = min(max(int(round(fraction * len(members))), 2), len(members) - 2)
+        held[members[:take]] = True
+    if not held.any():
+        raise ValueError(
+            "validation_split='sample' needs classes with at least 4 samples "
+            "(2 to validate, 2 to train); use validation_fraction=None."
+        )
+    return held
+
+
+def _check_finite_output(net: TripletNet, X: np.ndarray) -> None:
+    """Raise if the trained network embeds training samples to non-finite values."""
+    out = embed(net.module_, X, device=net.device)
+    if not np.isfinite(out).all():
+        raise TrainingDivergedError(
+            f"after {len(net.history)} epoch(s) the network maps training samples to "
+            f"non-finite embeddings: training diverged. Lower the learning rate (lr={net.lr} "
+            f"now, try lr={net.lr / 10:g}) or check the input for extreme values."
+        )
+
+
+def _fresh(params, spec, X, X_train, y_train, valid, seed, device) -> tuple[TripletNet, int]:
+    statistics = input_statistics(X, spec, params["scaling"])
+    net = make_net(params, spec, build_network(spec, params, statistics), seed, device)
+    net.callbacks = list(net.callbacks) + validation_callbacks(params, *valid)
+    net.initialize()
+    sample = torch.from_numpy(np.ascontiguousarray(X[:2])).to(net.device)
+    n_components = check_network_output(net.module_, sample, params["n_components"])
+    net.partial_fit(ArrayDataset(X_train, y_train), None)
+    return net, n_components
+
+
+def _continue(net: TripletNet, params, spec, X_train, y_train, valid, seed) -> None:
+    if getattr(net, "rng_state_", None) is not None:
+        # Continue the torch random stream (dropout) where the last epoch
+        # ended: a resumed fit then equals an uninterrupted one.
+        torch.set_rng_state(net.rng_state_)
+    net.set_params(
+        seed=seed,
+        max_epochs=params["max_epochs"],
+        precision=params["precision"],
+        **changed_training_params(net, params, spec),
+    )
+    kept = [
+        cb for cb in net.callbacks if not (isinstance(cb, tuple) and cb[0] in _PER_FIT_CALLBACKS)
+    ]
+    net.callbacks = kept + schedule_callbacks(params, spec) + validation_callbacks(params, *valid)
+    net.initialize_callbacks()
+    net.partial_fit(ArrayDataset(X_train, y_train), None)
+
+
+def train(
+    params: dict[str, Any],
+    spec: InputSpec,
+    X: np.ndarray,
+    codes: np.ndarray,
+    *,
+    device: str,
+    warm: tuple[TripletNet, int] | None = None,
+) -> FitResult:
+    """Train a network on validated samples and integer class codes.
+
+    Parameters
+    ----------
+    params : dict
+        Estimator parameters (``get_params(deep=False)``).
+    spec : InputSpec
+        What ``X`` is.
+    X : numpy.ndarray
+        Validated samples.
+    codes : numpy.ndarray of int
+        Class codes, one per sample.
+    device : str
+        A resolved torch device.
+    warm : tuple of (TripletNet, int), default=None
+        A fitted net to continue training and its embedding width
+        (``warm_start``); on failure it is restored to its state before.
+
+    Returns
+    -------
+    FitResult
+        The trained net and what the estimator records from it.
+    """
+    seed = draw_seed(params["random_state"])
+    cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    snapshot = warm[0].snapshot() if warm is not None else None
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            held = split_validation(
+                codes, params["validation_fraction"], params["validation_split"], seed
+            )
+            train_mask = slice(None) if held is None else ~held
+            valid = (None, None) if held is None else (X[held], codes[held])
+            X_train, y_train = X[train_mask], codes[train_mask]
+            if warm is None:
+                net, width = _fresh(params, spec, X, X_train, y_train, valid, seed, device)
+            else:
+                net, width = warm
+                _continue(net, params, spec, X_train, y_train, valid, seed)
+            _check_finite_output(net, X_train[:TRANSFORM_BATCH_SIZE])
+    except BaseException:
+        if snapshot is not None:
+            warm[0].restore(snapshot)
+        raise
+    result = FitResult(net, width, held)
+    validation = dict(net.callbacks_).get("retrieval_validation")
+    if validation is not None and validation.best_score_ > -np.inf:
+        result.best_epoch, result.best_score = validation.best_epoch_, validation.best_score_
+    return result

@@ -1,0 +1,90 @@
+"""The one eval-mode forward loop: embed samples batch by batch, without gradients.
+
+``transform``, validation during training and the checks after training all
+embed through :func:`embed`, so batching, device transfer and the train/eval
+mode switch live in one place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["TRANSFORM_BATCH_SIZE", "embed"]
+
+#: Samples embedded at a time (bounds the memory of ``transform``).
+TRANSFORM_BATCH_SIZE = 1024
+
+
+def _batches(X, batch_size: int):
+    """Contiguous numpy batches of an array (views where possible)."""
+    for start in range(0, len(X), batch_size):
+        chunk = X[start : start + batch_size]
+        if not (chunk.flags.c_contiguous and chunk.flags.writeable):
+            chunk = np.array(chunk)  # no copy for the usual in-memory array
+        yield torch.from_numpy(chunk)
+
+
+def embed(
+    module: nn.Module,
+    X,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = TRANSFORM_BATCH_SIZE,
+    n_components: int | None = None,
+) -> np.ndarray:
+    """Embed samples with ``module`` in eval mode, restoring its mode after.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network, already on ``device``.
+    X : numpy.ndarray or iterable of torch.Tensor
+        Samples (batched here), or an iterable of ready batches (e.g. a
+        ``DataLoader`` over a dataset that yields tensors or ``(X, y)``).
+    device : str or torch.device, default="cpu"
+        Where to run.
+    batch_size : int, default=1024
+        Samples per forward pass (for arrays).
+    n_components : int, default=None
+        Width of the output, to preallocate it (arrays only).
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n_samples, width)
+        The embeddings, in float32 whatever the network computes in.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sktriplet.training.inference import embed
+    >>> embed(torch.nn.Linear(3, 2, bias=False), np.ones((5, 3), np.float32)).shape
+    (5, 2)
+    """
+    was_training = module.training
+    module.eval()
+    batches = _batches(X, batch_size) if isinstance(X, np.ndarray) else X
+    out = None
+    if isinstance(X, np.ndarray) and n_components is not None:
+        out = np.empty((len(X), n_components), dtype=np.float32)
+    parts, filled = [], 0
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                if isinstance(batch, (tuple, list)):
+                    batch = batch[0]
+                emb = module(batch.to(device, non_blocking=True)).float().cpu().numpy()
+                if out is not None:
+                    out[filled : filled + len(emb)] = emb
+                else:
+                    parts.append(emb)
+                filled += len(emb)
+    finally:
+        module.train(was_training)
+    if out is not None:
+        return out
+    if not parts:
+        width = n_components if n_components is not None else 0
+        return np.empty((0, width), dtype=np.float32)
+    return np.concatenate(parts)
