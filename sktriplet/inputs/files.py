@@ -90,7 +90,8 @@ def as_paths(X) -> np.ndarray | None:
             f"({type(values[bad]).__name__}) while X[{int(np.flatnonzero(flags)[0])}] is a "
             "path; pass only paths (one image file per sample) or only numbers."
         )
-    paths = np.array([os.fsdecode(v) for v in values], dtype=object)
+    paths = np.empty(len(values), dtype=object)
+    paths[:] = [str(os.fsdecode(v)) for v in values]
     empty = np.flatnonzero(paths == "")
     if empty.size:
         raise ValueError(
@@ -105,7 +106,8 @@ def _column_values(X) -> np.ndarray | None:
     if hasattr(X, "iloc") and hasattr(X, "columns"):  # pandas DataFrame
         if X.shape[1] == 1:
             return X.iloc[:, 0].to_numpy(dtype=object)
-        if any(X[c].map(_is_path).all() for c in X.columns if X[c].dtype == object):
+        text = [c for c in X.columns if getattr(X[c].dtype, "kind", "O") in "OSU"]
+        if any(X[c].map(_is_path).all() for c in text):
             raise ValueError(
                 f"X is a DataFrame with {X.shape[1]} columns and file paths in some; pass "
                 "the one column of paths, e.g. X['path'] or X[['path']]."
