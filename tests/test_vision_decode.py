@@ -123,18 +123,22 @@ def test_16_bit_32_bit_and_float_are_scaled_to_8_bits(tmp_path):
     Image.fromarray(x16).save(tmp_path / "g16.png")
     assert Image.open(tmp_path / "g16.png").mode.startswith("I")
     # round(x / 257) computed by hand
-    np.testing.assert_array_equal(decode_image(tmp_path / "g16.png", channels=1)[0],
-                                  [[0, 0, 1, 1, 117, 255]])
-    np.testing.assert_array_equal(decode_image(tmp_path / "g16.png", channels=3)[2],
-                                  [[0, 0, 1, 1, 117, 255]])
+    np.testing.assert_array_equal(
+        decode_image(tmp_path / "g16.png", channels=1)[0], [[0, 0, 1, 1, 117, 255]]
+    )
+    np.testing.assert_array_equal(
+        decode_image(tmp_path / "g16.png", channels=3)[2], [[0, 0, 1, 1, 117, 255]]
+    )
     x32 = np.array([[-5, 0, 257, 65535, 70000]], np.int32)
     Image.fromarray(x32, "I").save(tmp_path / "g32.tif")
-    np.testing.assert_array_equal(decode_image(tmp_path / "g32.tif", channels=1)[0],
-                                  [[0, 0, 1, 255, 255]])
+    np.testing.assert_array_equal(
+        decode_image(tmp_path / "g32.tif", channels=1)[0], [[0, 0, 1, 255, 255]]
+    )
     xf = np.array([[-1.0, 0.0, 0.5, 1.0, 3.0, np.nan]], np.float32)
     Image.fromarray(xf, "F").save(tmp_path / "f.tif")
-    np.testing.assert_array_equal(decode_image(tmp_path / "f.tif", channels=1)[0],
-                                  [[0, 0, 128, 255, 255, 0]])
+    np.testing.assert_array_equal(
+        decode_image(tmp_path / "f.tif", channels=1)[0], [[0, 0, 128, 255, 255, 0]]
+    )
 
 
 def exif_with_orientation(value):
@@ -239,7 +243,13 @@ def test_is_grey_image_reads_the_mode(tmp_path):
     colour_palette = Image.new("P", (3, 3))
     colour_palette.putpalette([1, 2, 3] * 256)
     colour_palette.save(tmp_path / "pc.png")
-    got = {n: is_grey_image(tmp_path / n) for n in ["l.png", "i16.png", "rgb.png", "pg.png",
-                                                     "pc.png"]}
-    assert got == {"l.png": True, "i16.png": True, "rgb.png": False, "pg.png": True,
-                   "pc.png": False}
+    got = {
+        n: is_grey_image(tmp_path / n) for n in ["l.png", "i16.png", "rgb.png", "pg.png", "pc.png"]
+    }
+    assert got == {
+        "l.png": True,
+        "i16.png": True,
+        "rgb.png": False,
+        "pg.png": True,
+        "pc.png": False,
+    }

@@ -243,9 +243,7 @@ class RandomResizedCrop:
             drawn.append(flipped)
             return box
 
-        image = decode_image(
-            path, channels=channels, size=self.image_size, crop=crop, draft=draft
-        )
+        image = decode_image(path, channels=channels, size=self.image_size, crop=crop, draft=draft)
         if drawn and drawn[0]:
             image = np.ascontiguousarray(image[:, :, ::-1])
         return image
