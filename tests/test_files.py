@@ -206,6 +206,9 @@ def test_bad_file_raises_or_is_replaced_by_one_of_its_class(photo_folder):
     strict = ImageFileDataset(paths, labels, image_size=8, channels=3)
     with pytest.raises(ImageFileError, match=re.escape(paths[-1])):
         strict[len(paths) - 1]
+    loader = DataLoader(strict, batch_size=4, num_workers=1)  # the worker's error, re-raised
+    with pytest.raises(ImageFileError, match=re.escape(paths[-1])):
+        list(loader)
     lenient = ImageFileDataset(paths, labels, image_size=8, channels=3, on_error="skip")
     with pytest.warns(UserWarning, match=re.escape(paths[-1])):
         image, label = lenient[len(paths) - 1]
