@@ -163,6 +163,10 @@ def test_dataset_decodes_lazily_to_uint8_tensors(photo_folder):
         np.testing.assert_array_equal(batch_labels, labels[[3, 0, 3]])
     unlabelled = ImageFileDataset(paths, image_size=8, channels=3)
     np.testing.assert_array_equal(unlabelled.y, np.zeros(len(paths)))
+    assert [unlabelled.path(i) for i in range(len(paths))] == paths
+    assert len(ImageFileDataset([], image_size=8, channels=3)) == 0
+    odd = ["caf\u00e9 \U0001f697.png", "\udcff.png"]  # non-ASCII and undecodable bytes
+    assert [ImageFileDataset(odd, image_size=8, channels=3).path(i) for i in (0, 1)] == odd
 
 
 def test_dataset_through_a_dataloader_with_workers_matches_in_process(photo_folder):

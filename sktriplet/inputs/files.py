@@ -225,7 +225,8 @@ class _PathTable:
     def __init__(self, paths: Sequence[str]) -> None:
         encoded = [os.fsencode(p) for p in paths]
         self.offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(b) for b in encoded], out=self.offsets[1:])
+        lengths = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded))
+        np.cumsum(lengths, out=self.offsets[1:])
         self.buffer = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
 
     def __len__(self) -> int:
@@ -438,8 +439,9 @@ def sample_channel_stats(
     Parameters
     ----------
     dataset : Dataset
-        ``dataset[i]`` returns ``(image (C, H, W), label)``, e.g.
-        :class:`ImageFileDataset`.
+        ``dataset[i]`` returns ``(image (C, H, W), label)``, e.g. an
+        :class:`ImageFileDataset` with ``train=False`` (statistics of the
+        images as ``transform`` sees them).
     max_samples : int, default=1000
         Most images read.
     random_state : int, default=0
