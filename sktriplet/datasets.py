@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["load_digit_images", "load_mnist_sample", "open_set_split"]
+from sktriplet.vision.folders import list_image_folder
+
+__all__ = ["list_image_folder", "load_digit_images", "load_mnist_sample", "open_set_split"]
 
 
 def load_digit_images() -> tuple[np.ndarray, np.ndarray]:
