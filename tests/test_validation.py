@@ -421,7 +421,8 @@ def test_bad_transform_input(fitted, X_bad, exc, match):
             IMAGES[:3, :4],
             re.escape(
                 "X has images of shape (1, 4, 6) (as (C, H, W)) but TripletEmbedder was fitted "
-                "on images of shape (1, 6, 6); resize them to match."
+                "on images of shape (1, 6, 6) (as (C, H, W)); resize them to 6x6 pixels "
+                "with 1 channel(s)."
             ),
         ),
         (IMAGES[:3].reshape(3, -1), r"fitted on images of shape \(1, 6, 6\).*pass images"),
@@ -475,7 +476,33 @@ def test_fit_keyword_arguments_are_refused_before_training():
     assert not TrainingSpy.started and _fitted_attributes(est) == {}
 
 
-def test_channels_last_images_get_a_hint():
-    images = RNG.random((40, 6, 6, 3)).astype(np.float32)
-    with pytest.warns(UserWarning, match=r"read as \(C, H, W\).*X.transpose\(0, 3, 1, 2\)"):
-        TripletEmbedder(**FAST, module__channels=(4,)).fit(images, Y)
+def test_channels_last_images_train_like_their_channels_first_transpose():
+    images = (RNG.random((40, 10, 9, 3)) * 255).astype(np.uint8)
+    last = TripletEmbedder(**FAST, module__channels=(4,)).fit(images, Y)
+    first_images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    first = TripletEmbedder(**FAST, module__channels=(4,)).fit(first_images, Y)
+    assert last.input_shape_ == first.input_shape_ == (3, 10, 9)
+    assert last.input_spec_.layout == "channels_last"
+    np.testing.assert_array_equal(last.transform(images), first.transform(first_images))
+    # Either layout of the fitted shape is accepted by transform.
+    np.testing.assert_array_equal(last.transform(first_images), last.transform(images))
+
+
+def test_ambiguous_image_layout_warns_and_can_be_named():
+    images = RNG.random((40, 3, 8, 3)).astype(np.float32)  # (C,H,W) or (H,W,C)?
+    with pytest.warns(UserWarning, match="image_layout='channels_last'"):
+        est = TripletEmbedder(**FAST, module__channels=(4,)).fit(images, Y)
+    assert est.input_shape_ == (3, 8, 3)
+    named = TripletEmbedder(**FAST, module__channels=(4,), image_layout="channels_last")
+    assert named.fit(images, Y).input_shape_ == (3, 3, 8)
+
+
+def test_channels_last_rule_on_shapes():
+    from sktriplet.inputs.validation import resolve_layout
+
+    assert resolve_layout((5, 28, 28, 1), "auto") == "channels_last"
+    assert resolve_layout((5, 64, 64, 4), "auto") == "channels_last"
+    assert resolve_layout((5, 1, 28, 28), "auto") == "channels_first"
+    assert resolve_layout((5, 8, 8, 8), "auto") == "channels_first"
+    assert resolve_layout((5, 3, 3, 3), "auto") == "channels_first"  # same either way
+    assert resolve_layout((5, 3, 32, 32), "channels_last") == "channels_last"

@@ -37,6 +37,21 @@ def _is_path(value) -> bool:
     return isinstance(value, (str, bytes, os.PathLike))
 
 
+def _looks_like_file(value) -> bool:
+    """A path object, or a string with a directory separator or a file extension.
+
+    Used only where strings could also be a categorical feature (tables and
+    2-D arrays of several columns): ``"Paris"`` is a category,
+    ``"img/01.jpg"`` a file.
+    """
+    if isinstance(value, os.PathLike):
+        return True
+    if not isinstance(value, (str, bytes)):
+        return False
+    text = os.fsdecode(value)
+    return "/" in text or os.sep in text or os.path.splitext(text)[1] != ""
+
+
 def as_paths(X) -> np.ndarray | None:
     """``X`` as an array of file paths when it is a 1-D sequence of paths, else ``None``.
 
@@ -79,6 +94,8 @@ def as_paths(X) -> np.ndarray | None:
     if not flags.any():
         return None
     if values.ndim != 1:
+        if not all(_looks_like_file(v) for v in values[:, 0]):
+            return None  # strings as features (categories): the numeric check words it
         raise ValueError(
             f"X is an array of shape {values.shape} holding file paths; pass a 1-D "
             "sequence of paths (one per sample), e.g. X[:, 0] or X.ravel()."
@@ -107,7 +124,7 @@ def _column_values(X) -> np.ndarray | None:
         if X.shape[1] == 1:
             return X.iloc[:, 0].to_numpy(dtype=object)
         text = [c for c in X.columns if getattr(X[c].dtype, "kind", "O") in "OSU"]
-        if any(X[c].map(_is_path).all() for c in text):
+        if any(X[c].map(_looks_like_file).all() for c in text):
             raise ValueError(
                 f"X is a DataFrame with {X.shape[1]} columns and file paths in some; pass "
                 "the one column of paths, e.g. X['path'] or X[['path']]."

@@ -151,9 +151,11 @@ def resolve_layout(shape: tuple[int, ...], image_layout: str) -> str:
     if image_layout != "auto":
         return image_layout
     first, last = shape[1] in CHANNELS_LAST_SIZES, shape[3] in CHANNELS_LAST_SIZES
+    if 0 in shape[1:]:
+        return "channels_first"  # empty images are refused as they were given
     if last and not first:
         return "channels_last"
-    if last and first and shape[1] != shape[3]:
+    if last and first and not shape[1] == shape[2] == shape[3]:
         warnings.warn(
             f"X has images of shape {tuple(shape[1:])}, which can be read as (C, H, W) or "
             "as (H, W, C); reading them as (C, H, W). Pass image_layout='channels_last' "
@@ -322,8 +324,9 @@ def validate_fit(
 def _validate_transform_images(X, spec: InputSpec) -> np.ndarray:
     X = _as_image_array(X, min_samples=1)
     if not spec.is_image:
+        shape = tuple(int(s) for s in _channels_first(X, "channels_first").shape[1:])
         raise ValueError(
-            f"X has images of shape {tuple(X.shape[1:])} but TripletEmbedder was fitted on "
+            f"X has images of shape {shape} (as (C, H, W)) but TripletEmbedder was fitted on "
             f"{spec.describe()}; pass X of shape (n_samples, {spec.sample_shape[0]})."
         )
     c, h, w = spec.sample_shape

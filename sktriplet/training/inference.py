@@ -22,7 +22,9 @@ def _batches(X, batch_size: int):
     for start in range(0, len(X), batch_size):
         chunk = X[start : start + batch_size]
         if not (chunk.flags.c_contiguous and chunk.flags.writeable):
-            chunk = np.array(chunk)  # no copy for the usual in-memory array
+            # C order (not the view's): a channels-last view would otherwise
+            # reach the network as a channels-last tensor and take other kernels.
+            chunk = np.array(chunk, order="C")  # no copy for the usual in-memory array
         yield torch.from_numpy(chunk)
 
 
