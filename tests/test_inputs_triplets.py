@@ -215,3 +215,20 @@ def test_batch_sampler_covers_every_triplet_once_per_epoch_reproducibly():
     assert list(TripletBatchSampler(4, 3, shuffle=False)) == [[0, 1, 2], [3]]
     with pytest.raises(ValueError, match="batch_size=0 must be at least 1"):
         TripletBatchSampler(4, 0)
+
+
+def test_triplet_core_and_inputs_import_neither_sklearn_nor_skorch():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "sktriplet"
+    files = [*sorted((root / "triplets").glob("*.py")), root / "inputs" / "triplets.py"]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in {"sklearn", "skorch"}, (path, name)
