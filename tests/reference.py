@@ -61,3 +61,50 @@ def reference_loss(emb, labels, margin, mining, kind, soft) -> float:
                 if soft or t > 0:
                     terms.append(t)
     return sum(terms) / len(terms) if terms else 0.0
+
+
+def reference_triplet_choice(emb, triplets, mining, kind):
+    """The negative each explicit triplet uses (``None``: no candidate), by loops.
+
+    Candidates are the distinct given negatives, minus the triplet's own
+    anchor and positive (by index); ties go to the lowest index.
+    """
+    emb = np.asarray(emb, dtype=np.float64)
+    anchors, positives, negatives = (list(map(int, t)) for t in triplets)
+    pool = sorted(set(negatives))
+    chosen = []
+    for a, p, n in zip(anchors, positives, negatives, strict=True):
+        if mining == "none":
+            chosen.append(n)
+            continue
+        cands = [c for c in pool if c not in (a, p)]
+        if not cands:
+            chosen.append(None)
+            continue
+        d_ap = distance(emb[a], emb[p], kind)
+        dist = {c: distance(emb[a], emb[c], kind) for c in cands}
+        if mining == "hard":
+            best = min(dist.values())
+            chosen.append(next(c for c in cands if dist[c] == best))
+            continue
+        farther = [c for c in cands if dist[c] > d_ap]
+        if farther:
+            best = min(dist[c] for c in farther)
+            chosen.append(next(c for c in farther if dist[c] == best))
+        else:
+            worst = max(dist.values())
+            chosen.append(next(c for c in cands if dist[c] == worst))
+    return chosen
+
+
+def reference_triplet_loss(emb, triplets, margin, mining, kind, soft) -> float:
+    """Loss of explicit triplets ``(anchors, positives, negatives)``, by loops."""
+    emb = np.asarray(emb, dtype=np.float64)
+    chosen = reference_triplet_choice(emb, triplets, mining, kind)
+    terms = []
+    for a, p, n in zip(triplets[0], triplets[1], chosen, strict=True):
+        if n is None:
+            continue
+        x = distance(emb[int(a)], emb[int(p)], kind) - distance(emb[int(a)], emb[n], kind)
+        terms.append(term(x, margin, soft))
+    return sum(terms) / len(terms) if terms else 0.0

@@ -13,12 +13,23 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from sktriplet.triplets.distances import check_distance, gather_distances, pairwise_distances
+from sktriplet.triplets.distances import (
+    check_distance,
+    gather_distances,
+    paired_distances,
+    pairwise_distances,
+)
 from sktriplet.triplets.mining import (
     DEFAULT_BLOCK_ELEMENTS,
+    MINING_STRATEGIES,
+    TRIPLET_MINING_STRATEGIES,
     ClassTable,
+    IndexTriplets,
+    as_index_triplets,
     check_mining,
+    check_triplet_mining,
     hard_table,
+    mine_batch_negatives,
     semihard_table,
 )
 
@@ -40,15 +51,19 @@ def _hinge(x: torch.Tensor, margin: float, soft: bool) -> torch.Tensor:
 
 def triplet_loss(
     embeddings: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | None = None,
     *,
+    triplets: IndexTriplets | tuple | torch.Tensor | None = None,
     margin: float = 0.2,
-    mining: str = "semihard",
+    mining: str | None = None,
     distance: str = "sqeuclidean",
     soft: bool = False,
     return_stats: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Triplet loss of a batch of embeddings, with online mining.
+    """Triplet loss of a batch of embeddings, from labels or explicit triplets.
+
+    Give exactly one of ``labels`` (triplets are mined from the classes) and
+    ``triplets`` (anchor, positive and negative indices into the batch).
 
     Parameters
     ----------
@@ -56,15 +71,21 @@ def triplet_loss(
         One embedding per sample. They are used as given (the estimator's
         networks L2-normalise their output). float16 and bfloat16 inputs are
         computed in float32; float64 stays float64.
-    labels : torch.Tensor of shape (B,)
+    labels : torch.Tensor of shape (B,), default=None
         Class labels (any integer dtype).
+    triplets : tuple of three int tensors of shape (n_triplets,), or int \
+tensor of shape (n_triplets, 3), default=None
+        Explicit triplets ``(a, p, n)``: indices into ``embeddings`` of
+        anchors, positives and negatives (for example the output of
+        :func:`sktriplet.triplets.mining.mine_triplets`). See Notes.
     margin : float, default=0.2
         The margin ``alpha`` of ``max(d(a, p) - d(a, n) + alpha, 0)``. Its
         scale depends on ``distance``: on unit vectors ``sqeuclidean`` lies in
         ``[0, 4]``, ``euclidean`` and ``cosine`` in ``[0, 2]``. Unused when
         ``soft=True``.
-    mining : {"semihard", "hard", "all"}, default="semihard"
-        Which triplets enter the loss:
+    mining : {"semihard", "hard", "all", "none"}, default=None
+        Which triplets enter the loss. ``None`` means ``"semihard"`` with
+        ``labels`` and ``"none"`` with ``triplets``. With labels:
 
         - ``"semihard"``: for every ordered positive pair ``(a, p)``, the
           negative with the smallest ``d(a, n)`` strictly greater than
@@ -77,6 +98,10 @@ def triplet_loss(
           anchors that have at least one positive and one negative.
         - ``"all"``: batch-all; the mean of the non-zero terms over all valid
           triplets (with ``soft=True`` every term counts).
+
+        With ``triplets``: ``"none"`` (the given triplets), ``"semihard"``
+        or ``"hard"`` (each triplet's negative mined among the batch's given
+        negatives; see Notes).
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
         Distance between embeddings (see :mod:`sktriplet.triplets.distances`).
     soft : bool, default=False
@@ -107,6 +132,22 @@ def triplet_loss(
     strategy. Mining runs on the detached distance matrix; gradients flow
     through the distances of the chosen triplets.
 
+    With explicit triplets ``(a_i, p_i, n_i)``, ``i = 1 .. T``, the loss is
+    ``mean_i max(d(a_i, p_i) - d(a_i, n'_i) + margin, 0)`` (soft:
+    ``log1p(exp(d(a_i, p_i) - d(a_i, n'_i)))``), where ``n'_i`` is
+
+    - ``"none"``: ``n_i`` itself;
+    - ``"hard"``: the candidate nearest to ``a_i``;
+    - ``"semihard"``: the nearest candidate with ``d(a_i, c) > d(a_i, p_i)``,
+      or the farthest candidate if there is none;
+
+    and the candidates of triplet ``i`` are the distinct ``n_j`` of all the
+    triplets, except those equal (as indices) to ``a_i`` or ``p_i``. A
+    triplet left without a candidate is left out of the mean. No triplets
+    give ``0`` with a zero gradient. Memory is ``O(T x d)``, plus blocks of
+    at most ``2**24`` anchor-candidate distances when mining (see
+    :func:`sktriplet.triplets.mining.mine_batch_negatives`).
+
     References
     ----------
     .. [1] Schroff, Kalenichenko and Philbin, "FaceNet: A Unified Embedding
@@ -122,13 +163,34 @@ def triplet_loss(
     >>> labels = torch.tensor([0, 0, 1, 1])
     >>> round(triplet_loss(emb, labels, margin=0.5).item(), 4)
     0.05
+
+    The same batch with two explicit triplets, (0, 1, 2) and (2, 3, 0), each
+    with ``d(a, p) = 0.4`` and ``d(a, n) = 2``:
+
+    >>> t = (torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([2, 0]))
+    >>> round(triplet_loss(emb, triplets=t, margin=2.0).item(), 4)
+    0.4
     """
-    check_mining(mining)
     check_distance(distance)
     if embeddings.ndim != 2:
         raise ValueError(
             f"embeddings must be 2-D (batch, dim); got shape {tuple(embeddings.shape)}."
         )
+    if (labels is None) == (triplets is None):
+        raise ValueError(
+            "triplet_loss needs exactly one of labels (one class label per embedding) "
+            "and triplets=(anchor, positive, negative) (index tensors into the "
+            f"embeddings); got {'both' if triplets is not None else 'neither'}."
+        )
+    if triplets is not None:
+        mining = check_triplet_mining("none" if mining is None else mining)
+        return _explicit_loss(embeddings, triplets, margin, mining, distance, soft, return_stats)
+    if mining == "none":
+        raise ValueError(
+            'mining="none" applies only to explicit triplets (triplets=...); with labels '
+            f"use one of {list(MINING_STRATEGIES)}."
+        )
+    mining = check_mining("semihard" if mining is None else mining)
     labels = torch.as_tensor(labels, device=embeddings.device)
     if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
         raise ValueError(
@@ -150,13 +212,58 @@ def triplet_loss(
             loss, dist = _all(emb, table, margin, soft, distance, stats)
     if not return_stats:
         return loss
+    return loss, _finish_stats(stats, dist)
+
+
+def _finish_stats(stats: dict[str, torch.Tensor], dist: torch.Tensor) -> dict[str, torch.Tensor]:
+    # Adds the batch's spread (mean off-diagonal distance) and zeros for the
+    # statistics a batch without triplets did not record.
     d = dist.detach()
     n = d.shape[0]
     stats["spread"] = d.sum() / max(n * (n - 1), 1)
     zero = d.new_zeros(())
     for key in ("n_triplets", "active", "fallback", "d_ap", "d_an"):
         stats.setdefault(key, zero)
-    return loss, stats
+    return stats
+
+
+def _explicit_loss(embeddings, triplets, margin, mining, distance, soft, return_stats):
+    """The loss of explicit index triplets (see :func:`triplet_loss`)."""
+    triplets = as_index_triplets(triplets, embeddings.shape[0], embeddings.device)
+    with torch.autocast(device_type=embeddings.device.type, enabled=False):
+        emb = embeddings.float() if embeddings.dtype in _LOW_PRECISION else embeddings
+        anchor, positive, negative = triplets
+        valid = fallback = None
+        if mining != "none":
+            negative, valid, fallback = mine_batch_negatives(
+                emb, triplets, mining=mining, distance=distance
+            )
+        # Differences of the chosen rows only: O(T x d), finite gradients
+        # where embeddings coincide.
+        ends = paired_distances(
+            emb[anchor].repeat(2, 1), emb[torch.cat([positive, negative])], distance=distance
+        )
+        d_ap, d_an = ends[: anchor.numel()], ends[anchor.numel() :]
+        terms = _hinge(d_ap - d_an, margin, soft)
+        if valid is None:
+            n_triplets = terms.new_tensor(anchor.numel())
+        else:
+            terms = torch.where(valid, terms, 0.0)
+            n_triplets = valid.sum().to(terms.dtype)
+        loss = terms.sum() / n_triplets.clamp_min(1)
+    if not return_stats:
+        return loss
+    count = n_triplets.detach().clamp_min(1)
+    kept = valid if valid is not None else torch.ones_like(terms, dtype=torch.bool)
+    stats = {
+        "n_triplets": n_triplets.detach(),
+        "active": ((terms.detach() > 0) & kept).sum() / count,
+        "d_ap": torch.where(kept, d_ap.detach(), 0.0).sum() / count,
+        "d_an": torch.where(kept, d_an.detach(), 0.0).sum() / count,
+    }
+    if fallback is not None:
+        stats["fallback"] = (fallback & kept).sum() / count
+    return loss, _finish_stats(stats, pairwise_distances(emb.detach(), distance=distance))
 
 
 def _mined_loss(emb, dist, pos, neg, valid, margin, soft, distance, stats, found=None):
@@ -304,16 +411,21 @@ def _soft_block(rows, members, valid, codes, all_codes):
 class TripletLoss(nn.Module):
     """Triplet loss with online mining, as a criterion module.
 
-    Calling it as ``criterion(embeddings, labels)`` returns
-    :func:`triplet_loss` with the parameters given here. skorch uses it as the
-    criterion of the network that :class:`sktriplet.TripletEmbedder` trains.
+    Calling it as ``criterion(embeddings, target)`` returns
+    :func:`triplet_loss` with the parameters given here. ``target`` is either
+    1-D class labels, or an integer tensor of shape ``(n_triplets, 3)`` of
+    explicit ``(anchor, positive, negative)`` indices into ``embeddings``.
+    skorch uses it as the criterion of the network that
+    :class:`sktriplet.TripletEmbedder` trains.
 
     Parameters
     ----------
     margin : float, default=0.2
         Margin of the hinge (see :func:`triplet_loss`).
-    mining : {"semihard", "hard", "all"}, default="semihard"
-        Mining strategy.
+    mining : {"semihard", "hard", "all", "none"}, default="semihard"
+        Mining strategy. With triplet targets ``"semihard"`` and ``"hard"``
+        mine among the batch's given negatives and ``"none"`` takes the
+        triplets as given; ``"all"`` needs labels, ``"none"`` triplets.
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
         Distance between embeddings.
     soft : bool, default=False
@@ -335,6 +447,8 @@ class TripletLoss(nn.Module):
     >>> emb = torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
     >>> criterion(emb, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).ndim
     0
+    >>> criterion(emb, torch.tensor([[0, 1, 2], [4, 5, 6]])).ndim
+    0
     """
 
     def __init__(
@@ -347,17 +461,25 @@ class TripletLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.margin = float(margin)
-        self.mining = check_mining(mining)
+        if mining not in MINING_STRATEGIES + TRIPLET_MINING_STRATEGIES:
+            raise ValueError(
+                f"mining={mining!r} is not supported; use one of {list(MINING_STRATEGIES)} "
+                f'with labels, or "none" with explicit triplets.'
+            )
+        self.mining = mining
         self.distance = check_distance(distance)
         self.soft = bool(soft)
         self.record_stats = bool(record_stats)
         self.last_stats: dict[str, torch.Tensor] = {}
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Loss of one batch (see :func:`triplet_loss`)."""
+    def forward(self, embeddings: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss of one batch: ``target`` holds labels (1-D) or triplets ``(n, 3)``."""
+        target = torch.as_tensor(target, device=embeddings.device)
+        explicit = target.ndim == 2
         out = triplet_loss(
             embeddings,
-            labels,
+            None if explicit else target,
+            triplets=target if explicit else None,
             margin=self.margin,
             mining=self.mining,
             distance=self.distance,

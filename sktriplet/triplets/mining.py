@@ -45,17 +45,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from sktriplet.triplets.distances import paired_distances, pairwise_distances
+
 __all__ = [
     "MINING_STRATEGIES",
+    "TRIPLET_MINING_STRATEGIES",
+    "BatchNegatives",
     "HardTriplets",
+    "IndexTriplets",
     "SemihardTriplets",
+    "as_index_triplets",
     "check_mining",
+    "check_triplet_mining",
     "hard_triplets",
     "label_masks",
+    "mine_batch_negatives",
+    "mine_triplets",
     "semihard_triplets",
 ]
 
@@ -580,3 +590,304 @@ def hard_table(
         near_value, negative[r0:r1] = rows.masked_fill(same, math.inf).min(dim=1)
         valid[r0:r1] = (far_value >= 0) & torch.isfinite(near_value)
     return positive, negative, valid
+
+
+# --------------------------------------------------------------------------
+# Index triplets: the seam between the labelled miners and explicit triplets
+# --------------------------------------------------------------------------
+
+
+class IndexTriplets(NamedTuple):
+    """Triplets as three index tensors into a batch of embeddings.
+
+    A plain named tuple, so ``a, p, n = triplets`` works and it can be passed
+    as ``triplets=`` to :func:`sktriplet.triplets.losses.triplet_loss`.
+
+    Attributes
+    ----------
+    anchor, positive, negative : torch.Tensor of shape (n_triplets,), dtype int64
+        Indices into the batch.
+    """
+
+    anchor: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
+
+
+def mine_triplets(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    mining: str = "semihard",
+    distance: str = "sqeuclidean",
+    block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+) -> IndexTriplets:
+    """Mine a labelled batch and return the chosen triplets as index tuples.
+
+    The rules are those of :func:`sktriplet.triplets.losses.triplet_loss`
+    with ``labels``, so ``triplet_loss(emb, triplets=mine_triplets(emb, y,
+    mining=m), mining="none")`` equals ``triplet_loss(emb, y, mining=m)`` for
+    ``m`` in ``"semihard"`` and ``"hard"``.
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor of shape (B, d), or (B, B) with distance="precomputed"
+        The batch's embeddings, or its distance matrix.
+    labels : torch.Tensor of shape (B,)
+        Integer class labels.
+    mining : {"semihard", "hard", "all"}, default="semihard"
+        ``"semihard"``: one triplet per ordered positive pair; ``"hard"``:
+        one per anchor that has a positive and a negative; ``"all"``: every
+        valid triplet (``sum over anchors of positives x negatives`` rows, so
+        up to ``B^3 / 4``: only for small batches). The loss's ``"all"``
+        averages only the non-zero hinge terms; the mean of ``mining="none"``
+        over these triplets counts the zeros too.
+    distance : {"sqeuclidean", "euclidean", "cosine", "precomputed"}, \
+default="sqeuclidean"
+        Distance between embeddings; ``"precomputed"`` when ``embeddings``
+        already is the distance matrix.
+    block_elements : int, default=2**24
+        Upper bound on the elements of one temporary block.
+
+    Returns
+    -------
+    IndexTriplets
+        ``(anchor, positive, negative)``, ordered by anchor, then positive.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.triplets.mining import mine_triplets
+    >>> emb = torch.tensor([[0.0], [1.0], [0.4], [3.0]])
+    >>> a, p, n = mine_triplets(emb, torch.tensor([0, 0, 1, 1]), mining="hard")
+    >>> a.tolist(), p.tolist(), n.tolist()
+    ([0, 1, 2, 3], [1, 0, 3, 2], [2, 2, 0, 1])
+    """
+    check_mining(mining)
+    if distance == "precomputed":
+        dist = embeddings.detach()
+        if dist.ndim != 2 or dist.shape[0] != dist.shape[1]:
+            raise ValueError(
+                f'distance="precomputed" needs a square (B, B) distance matrix; got shape '
+                f"{tuple(dist.shape)}."
+            )
+    else:
+        dist = pairwise_distances(embeddings.detach(), distance=distance)
+    labels = torch.as_tensor(labels, device=dist.device)
+    if labels.ndim != 1 or labels.shape[0] != dist.shape[0]:
+        raise ValueError(
+            f"labels must be 1-D with one label per embedding; got shape "
+            f"{tuple(labels.shape)} for {dist.shape[0]} embeddings."
+        )
+    if mining == "semihard":
+        t = semihard_triplets(dist, labels, block_elements=block_elements)
+    elif mining == "hard":
+        t = hard_triplets(dist, labels, block_elements=block_elements)
+    else:
+        return _all_triplets(labels)
+    return IndexTriplets(t.anchor, t.positive, t.negative)
+
+
+def _all_triplets(labels: torch.Tensor) -> IndexTriplets:
+    # Every (a, p, n) with a != p in a's class and n in another class, by
+    # anchor, then positive, then negative.
+    table = ClassTable.from_labels(labels)
+    anchor, slot = table.valid.nonzero(as_tuple=True)
+    positive = table.members[anchor, slot]
+    neg_anchor, negative = (table.codes[:, None] != table.codes[None, :]).nonzero(as_tuple=True)
+    n_neg = torch.bincount(neg_anchor, minlength=labels.shape[0])
+    starts = n_neg.cumsum(0) - n_neg
+    per_pair = n_neg[anchor]
+    pair = torch.repeat_interleave(torch.arange(anchor.numel(), device=labels.device), per_pair)
+    pair_starts = per_pair.cumsum(0) - per_pair
+    within = torch.arange(pair.numel(), device=labels.device) - pair_starts[pair]
+    return IndexTriplets(anchor[pair], positive[pair], negative[starts[anchor[pair]] + within])
+
+
+#: Mining strategies for explicit triplets (``triplet_loss(..., triplets=...)``).
+TRIPLET_MINING_STRATEGIES: tuple[str, ...] = ("none", "semihard", "hard")
+
+
+def check_triplet_mining(mining: str) -> str:
+    """Return ``mining`` if it is a strategy for explicit triplets, else raise.
+
+    Parameters
+    ----------
+    mining : str
+        The name to check.
+
+    Returns
+    -------
+    str
+        ``mining`` unchanged.
+    """
+    if mining not in TRIPLET_MINING_STRATEGIES:
+        raise ValueError(
+            f"mining={mining!r} is not supported with explicit triplets; use one of "
+            f"{list(TRIPLET_MINING_STRATEGIES)}."
+        )
+    return mining
+
+
+def as_index_triplets(triplets, n_embeddings: int, device: torch.device) -> IndexTriplets:
+    """Check index triplets against a batch of ``n_embeddings`` and return them.
+
+    Parameters
+    ----------
+    triplets : tuple of three 1-D integer tensors, or integer tensor of shape (n, 3)
+        ``(anchor, positive, negative)`` indices into the batch.
+    n_embeddings : int
+        Size of the batch.
+    device : torch.device
+        Device of the returned tensors.
+
+    Returns
+    -------
+    IndexTriplets
+        int64 tensors on ``device``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, the indices are not integers or one is out of
+        ``[0, n_embeddings)``.
+    """
+    if isinstance(triplets, torch.Tensor) and triplets.ndim == 2 and triplets.shape[1] == 3:
+        parts = triplets.unbind(1)
+    elif isinstance(triplets, (tuple, list)) and len(triplets) == 3:
+        parts = tuple(torch.as_tensor(t, device=device) for t in triplets)
+    else:
+        shape = tuple(triplets.shape) if hasattr(triplets, "shape") else type(triplets).__name__
+        raise ValueError(
+            "triplets must be (anchor, positive, negative), three 1-D index tensors, or an "
+            f"integer tensor of shape (n_triplets, 3); got {shape}."
+        )
+    sizes = [tuple(t.shape) for t in parts]
+    if any(len(s) != 1 for s in sizes) or len(set(sizes)) != 1:
+        raise ValueError(
+            f"triplets must be three 1-D index tensors of one length; got shapes {sizes}."
+        )
+    if any(t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool for t in parts):
+        raise ValueError(
+            f"triplet indices must be integers; got dtypes {[str(t.dtype) for t in parts]}."
+        )
+    out = torch.stack(parts).to(device=device, dtype=torch.long)
+    if out.numel() and bool(((out < 0) | (out >= n_embeddings)).any()):
+        bad = out[(out < 0) | (out >= n_embeddings)][0].item()
+        raise ValueError(
+            f"triplet index {bad} is out of range for a batch of {n_embeddings} embeddings: "
+            f"indices must lie in [0, {n_embeddings - 1}]."
+        )
+    return IndexTriplets(*out.unbind(0))
+
+
+class BatchNegatives(NamedTuple):
+    """Negatives chosen among a batch's given negatives, one per triplet.
+
+    Attributes
+    ----------
+    negative : torch.Tensor of shape (n_triplets,), dtype int64
+        The chosen negative of each triplet (meaningful where ``valid``).
+    valid : torch.Tensor of shape (n_triplets,), dtype bool
+        False for a triplet with no candidate (every given negative equals
+        its anchor or its positive).
+    fallback : torch.Tensor of shape (n_triplets,), dtype bool
+        Semi-hard only: true where no candidate was farther than the
+        positive, so the farthest candidate was taken.
+    """
+
+    negative: torch.Tensor
+    valid: torch.Tensor
+    fallback: torch.Tensor
+
+
+def mine_batch_negatives(
+    embeddings: torch.Tensor,
+    triplets: IndexTriplets,
+    *,
+    mining: str = "semihard",
+    distance: str = "sqeuclidean",
+    block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+) -> BatchNegatives:
+    """Replace each triplet's negative by one mined among the batch's negatives.
+
+    The candidates are the distinct negatives of all the triplets; a
+    triplet never takes its own anchor or positive (by index) as negative.
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor of shape (B, d)
+        The batch (gradients are not used).
+    triplets : IndexTriplets
+        ``(anchor, positive, negative)`` index tensors into the batch.
+    mining : {"semihard", "hard"}, default="semihard"
+        ``"hard"``: the candidate nearest to the anchor. ``"semihard"``: the
+        nearest candidate strictly farther from the anchor than the
+        positive, or the farthest candidate where none is farther (the rule
+        of the labelled loss).
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
+        Distance between embeddings.
+    block_elements : int, default=2**24
+        Upper bound on the elements of one temporary block: memory is
+        ``O(block_elements)``, never ``n_triplets x n_candidates`` at once.
+
+    Returns
+    -------
+    BatchNegatives
+        Among equal distances the lowest index wins.
+
+    Notes
+    -----
+    Anchor-candidate distances come from a matrix product
+    (:func:`~sktriplet.triplets.distances.pairwise_distances`), the
+    anchor-positive distance from differences
+    (:func:`~sktriplet.triplets.distances.paired_distances`): a candidate
+    within rounding of ``d(a, p)`` may fall on either side of it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.triplets.mining import IndexTriplets, mine_batch_negatives
+    >>> emb = torch.tensor([[0.0], [1.0], [2.0], [0.5], [5.0]])
+    >>> t = IndexTriplets(torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([4, 3]))
+    >>> mine_batch_negatives(emb, t, mining="hard").negative.tolist()
+    [3, 3]
+    >>> mine_batch_negatives(emb, t, mining="semihard").negative.tolist()
+    [4, 4]
+    """
+    check_triplet_mining(mining)
+    if mining == "none":
+        raise ValueError('mine_batch_negatives needs mining="semihard" or "hard".')
+    emb = embeddings.detach()
+    anchor, positive, given = triplets
+    n = anchor.numel()
+    negative = given.clone()
+    valid = torch.ones(n, dtype=torch.bool, device=emb.device)
+    fallback = torch.zeros_like(valid)
+    candidates = torch.unique(given)
+    width = candidates.numel()
+    if n == 0 or width == 0:
+        return BatchNegatives(negative, valid & False, fallback)
+    d_ap = paired_distances(emb[anchor], emb[positive], distance=distance)
+    cand_emb = emb[candidates]
+    step = max(1, block_elements // width)
+    for t0 in range(0, n, step):
+        sl = slice(t0, t0 + step)
+        d = pairwise_distances(emb[anchor[sl]], cand_emb, distance=distance)
+        excluded = (candidates[None, :] == anchor[sl, None]) | (
+            candidates[None, :] == positive[sl, None]
+        )
+        if mining == "hard":
+            near, j = d.masked_fill(excluded, math.inf).min(dim=1)
+            ok = torch.isfinite(near)
+        else:
+            farther = (d > d_ap[sl, None]) & ~excluded
+            near, j = torch.where(farther, d, math.inf).min(dim=1)
+            found = torch.isfinite(near)
+            far, j_far = d.masked_fill(excluded, -1.0).max(dim=1)
+            j = torch.where(found, j, j_far)
+            ok = found | (far >= 0)
+            fallback[sl] = ~found & ok
+        negative[sl] = candidates[j]
+        valid[sl] = ok
+    return BatchNegatives(negative, valid, fallback)
