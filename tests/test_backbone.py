@@ -253,8 +253,9 @@ def test_standardize_from_the_declared_normalisation_maps_uint8_pixels():
 def test_head_initialised_from_pca_of_features(batchnorm_head):
     rng = np.random.default_rng(0)
     f = (rng.normal(size=(60, 12)) * np.linspace(3, 0.1, 12)).astype(np.float32)
-    net = BackboneEmbedder(tiny_trunk(), n_components=4, batchnorm_head=batchnorm_head,
-                           image_size=16)
+    net = BackboneEmbedder(
+        tiny_trunk(), n_components=4, batchnorm_head=batchnorm_head, image_size=16
+    )
     net.init_head_from_features(f).eval()
     with torch.no_grad():
         z = net.head(torch.from_numpy(f)).numpy()
@@ -268,16 +269,30 @@ def test_head_initialised_from_pca_of_features(batchnorm_head):
 def _net(module, **kwargs):
     X = np.random.default_rng(0).random((24, 3, 16, 16), dtype=np.float32)
     y = np.repeat(np.arange(4), 6)
-    net = TripletNet(module=module, criterion=TripletLoss, batch_size=12, samples_per_class=3,
-                     seed=0, train_split=None, verbose=0, device="cpu", **kwargs)
+    net = TripletNet(
+        module=module,
+        criterion=TripletLoss,
+        batch_size=12,
+        samples_per_class=3,
+        seed=0,
+        train_split=None,
+        verbose=0,
+        device="cpu",
+        **kwargs,
+    )
     return net, ArrayDataset(X, y)
 
 
 def test_backbone_learning_rate_through_skorch_param_groups():
     module = nn.Sequential(Standardize(0.5, 0.25), BackboneEmbedder(tiny_trunk(), image_size=16))
-    net, data = _net(module, lr=0.05, max_epochs=2, optimizer=torch.optim.AdamW,
-                     optimizer__weight_decay=0.01,
-                     optimizer__param_groups=[("*backbone.*", {"lr": 0.0})])
+    net, data = _net(
+        module,
+        lr=0.05,
+        max_epochs=2,
+        optimizer=torch.optim.AdamW,
+        optimizer__weight_decay=0.01,
+        optimizer__param_groups=[("*backbone.*", {"lr": 0.0})],
+    )
     conv0 = module[1].backbone[0].weight.detach().clone()
     head0 = module[1].head[0].weight.detach().clone()
     net.fit(data)
@@ -293,8 +308,7 @@ def test_backbone_learning_rate_through_skorch_param_groups():
 def test_unfreeze_after_n_epochs_with_skorch_unfreezer(epochs, changed):
     module = BackboneEmbedder(tiny_trunk(), freeze=True, freeze_batchnorm=False, image_size=16)
     conv0 = module.backbone[0].weight.detach().clone()
-    net, data = _net(module, lr=0.05, max_epochs=epochs,
-                     callbacks=[Unfreezer("backbone.*", at=2)])
+    net, data = _net(module, lr=0.05, max_epochs=epochs, callbacks=[Unfreezer("backbone.*", at=2)])
     net.fit(data)
     assert (not torch.equal(module.backbone[0].weight, conv0)) is changed
     module.train()

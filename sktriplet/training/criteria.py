@@ -95,8 +95,7 @@ class TripletWithClassification(TripletLoss):
             )
         if not (math.isfinite(weight) and weight >= 0) or not scale > 0:
             raise ValueError(
-                f"weight must be finite and >= 0 and scale > 0; got weight={weight}, "
-                f"scale={scale}."
+                f"weight must be finite and >= 0 and scale > 0; got weight={weight}, scale={scale}."
             )
         self.n_classes = int(n_classes)
         self.weight = float(weight)
