@@ -147,7 +147,7 @@ def _load_weights(module: nn.Module, path: str | os.PathLike, removed: Sequence[
 
 def _build_backbone(backbone: nn.Module | str, weights) -> tuple[nn.Module, Normalisation]:
     """Resolve the backbone, load its weights and drop its classifier."""
-    as_file = weights is not None and _is_weights_file(weights)
+    as_file = weights not in (None, "random") and _is_weights_file(weights)
     if isinstance(backbone, str):
         module, norm = resolve_backbone(backbone, "random" if as_file else weights)
         norm = default_normalisation(backbone) if as_file else norm
