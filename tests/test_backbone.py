@@ -72,7 +72,7 @@ X16 = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 def test_feature_maps_are_pooled_globally(pooling):
     trunk = tiny_trunk()
     net = BackboneEmbedder(trunk, pooling=pooling, image_size=16).eval()
-    maps = trunk(X16).detach().numpy()  # (5, 12, 8, 8), independent of the embedder
+    maps = trunk.eval()(X16).detach().numpy()  # (5, 12, 8, 8), independent of the embedder
     expected = {
         "avg": maps.mean(axis=(2, 3)),
         "max": maps.max(axis=(2, 3)),
@@ -394,3 +394,40 @@ def test_efficientnet_lite0_features_are_the_packages_own(lite):
         z1, z2 = lite(x), lite(x)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
     assert torch.isfinite(z1).all() and torch.equal(z1, z2)
+
+
+def test_the_given_module_is_copied_not_modified():
+    model = ResNetLike()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    net = BackboneEmbedder(model, freeze=True, image_size=8)
+    assert isinstance(model.fc, nn.Linear)  # classifier still there
+    assert all(p.requires_grad for p in model.parameters())
+    with torch.no_grad():
+        net.backbone.conv.weight.add_(1.0)
+    torch.testing.assert_close(model.state_dict(), before)
+
+
+@pytest.mark.filterwarnings("ignore:Training is collapsing")  # random pixels, nothing to learn
+def test_estimator_route_trains_head_at_its_rate_and_backbone_at_its_own():
+    from sktriplet import TripletEmbedder
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(48, 3, 16, 16), dtype=np.uint8)
+    y = np.repeat(np.arange(6), 8)
+    trunk = tiny_trunk()
+    emb = TripletEmbedder(
+        module=BackboneEmbedder,
+        module__backbone=trunk,
+        module__n_components=None,  # the backbone's width, 12, which the estimator checks
+        n_components=12,
+        optimizer__param_groups=[("*backbone.*", {"lr": 0.0})],
+        max_epochs=2,
+        batch_size=24,
+        samples_per_class=4,
+        device="cpu",
+        random_state=0,
+    ).fit(X, y)
+    body = emb.net_.module_[1]
+    torch.testing.assert_close(body.backbone[0].weight, trunk[0].weight)  # lr 0 kept it
+    assert not torch.allclose(body.head[0].weight, torch.eye(12))  # the head trained
+    assert emb.transform(X).shape == (48, 12)

