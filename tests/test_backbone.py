@@ -11,7 +11,7 @@ from sklearn.decomposition import PCA
 from skorch.callbacks import Unfreezer
 from torch import nn
 
-from sktriplet.networks import BackboneEmbedder, Standardize
+from sktriplet.networks import BackboneEmbedder, Standardize, declared_standardize
 from sktriplet.networks.backbone import find_blocks, freeze_backbone
 from sktriplet.networks.pretrained import (
     EFFICIENTNET_LITE_MEAN,
@@ -241,11 +241,26 @@ def test_declared_normalisation():
 
 def test_standardize_from_the_declared_normalisation_maps_uint8_pixels():
     """The estimator's layer: Standardize(mean * 255, std * 255) on raw uint8 pixels."""
-    mean, std = np.array(EFFICIENTNET_LITE_MEAN), np.array(EFFICIENTNET_LITE_STD)
-    layer = Standardize((mean * 255).reshape(3, 1, 1), (std * 255).reshape(3, 1, 1))
+    net = BackboneEmbedder(
+        ResNetLike(),
+        input_mean=EFFICIENTNET_LITE_MEAN,
+        input_std=EFFICIENTNET_LITE_STD,
+        image_size=8,
+    )
     x = torch.tensor([0, 127, 255], dtype=torch.uint8).reshape(1, 3, 1, 1)
     expected = (np.array([0.0, 127.0, 255.0]) - 127) / 128  # EfficientNet-Lite's own scaling
-    np.testing.assert_allclose(layer(x).flatten().numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(declared_standardize(net)(x).flatten().numpy(), expected, atol=1e-6)
+    floats = x.float() / 255  # images already in [0, 1]
+    np.testing.assert_allclose(
+        declared_standardize(net, pixel_max=1.0)(floats).flatten().numpy(), expected, atol=1e-6
+    )
+    imagenet = BackboneEmbedder(
+        ResNetLike(), input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD, image_size=8
+    )
+    got = declared_standardize(imagenet)(x).flatten().numpy()
+    want = (np.array([0, 127, 255]) / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert declared_standardize(BackboneEmbedder(ResNetLike(), image_size=8)) is None
 
 
 # ------------------------------------------------------------------ head init

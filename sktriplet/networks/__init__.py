@@ -13,7 +13,7 @@ and declares the input normalisation its weights expect.
 
 from sktriplet.networks.backbone import BackboneEmbedder
 from sktriplet.networks.conv import POOLINGS, ConvEmbedder
-from sktriplet.networks.layers import L2Normalize, Standardize
+from sktriplet.networks.layers import L2Normalize, Standardize, declared_standardize
 from sktriplet.networks.mlp import MLPEmbedder
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "L2Normalize",
     "MLPEmbedder",
     "Standardize",
+    "declared_standardize",
 ]
