@@ -151,3 +151,32 @@ def test_bad_lr_is_rejected_before_fitting(small_digits, bad):
     with pytest.raises(ValueError, match="'lr' parameter"):
         emb.fit(X, y)
     assert not hasattr(emb, "net_")
+
+
+class GroupLrSpy(Callback):
+    """Record every parameter group's learning rate at the first batch of each epoch."""
+
+    def __init__(self):
+        self.seen_ = {}
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        if training:
+            self.seen_.setdefault(len(net.history), [g["lr"] for g in net.optimizer_.param_groups])
+
+
+def test_cosine_keeps_the_ratio_of_parameter_groups(small_digits):
+    """A backbone's lower rate (optimizer__param_groups) is scaled, not overwritten."""
+    X, y = small_digits
+    spy = GroupLrSpy()
+    emb = TripletEmbedder(
+        max_epochs=3,
+        lr=0.01,
+        lr_schedule="cosine",
+        callbacks=[spy],
+        optimizer__param_groups=[("*layers.0.*", {"lr": 0.001})],
+        module__hidden_units=(16,),
+        **FAST,
+    ).fit(X, y)
+    want = [[lr / 10, lr] for lr in expected_cosine(0.01, 3)]
+    np.testing.assert_allclose([spy.seen_[e] for e in (1, 2, 3)], want, rtol=1e-12)
+    assert [g["lr"] for g in emb.net_.optimizer_.param_groups] == [0.001, 0.01]

