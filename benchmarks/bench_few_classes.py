@@ -84,8 +84,9 @@ def policy_params(X, y, params: dict) -> dict:
     params.setdefault("scaling", policy.resolve_scaling("auto", X))
     params.setdefault(
         "lr",
-        policy.resolve_lr(1e-3, n_classes=len(np.unique(y)), n_steps=steps, rows=True,
-                          budget=budget),
+        policy.resolve_lr(
+            1e-3, n_classes=len(np.unique(y)), n_steps=steps, rows=True, budget=budget
+        ),
     )
     return params
 
@@ -165,8 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     for item in args.config:
         name, _, text = item.partition("=")
         configs[name] = json.loads(text)
-    header = {"unseen": "0-5 -> 6-9 MAP@R", "openset": f"open set recall @ FAR {args.far}",
-              "closed": "closed 5-NN acc"}
+    header = {
+        "unseen": "0-5 -> 6-9 MAP@R",
+        "openset": f"open set recall @ FAR {args.far}",
+        "closed": "closed 5-NN acc",
+    }
     print("| method | params | " + " | ".join(header[t] for t in args.tasks) + " | seconds |")
     print("|---|---|" + "---:|" * (len(args.tasks) + 1))
     for name, config in configs.items():
