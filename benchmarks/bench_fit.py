@@ -13,7 +13,11 @@ CNN on 28x28 images (``--data path/to/mnist_test.npz`` with arrays ``X`` and
 epoch times are medians over all epochs but the first of each round, so both
 see the same machine load.
 
-Usage: python benchmarks/bench_fit.py [--device cpu] [--workloads mlp cnn] [--rounds 3]
+A third workload is face-sized photos: ``--faces`` (default
+``../shared/data/faces94_subset18/images``, 18 people, 292 JPEGs) read with
+Pillow, converted to grey and resized to ``--face-height`` rows (100: 100x90).
+
+Usage: python benchmarks/bench_fit.py [--device cpu] [--workloads mlp cnn faces] [--rounds 3]
        [--data ../shared/data/mnist_test/mnist_test.npz] [--threads 1]
 """
 
@@ -57,6 +61,23 @@ def image_data(path: str | None, n: int, seed: int = 0):
     X = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
     X[np.arange(n), y * 2 + 3, :] = 255  # a class-dependent stripe
     return X, y, "synthetic 28x28"
+
+
+def face_data(root: str, height: int):
+    """Grey face photos from ``root/<person>/*.jpg``, resized to ``height`` rows (Pillow)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    X, y = [], []
+    for label, folder in enumerate(sorted(p for p in Path(root).iterdir() if p.is_dir())):
+        for path in sorted(folder.glob("*.jpg")):
+            with Image.open(path) as image:
+                grey = image.convert("L")
+                width = round(grey.width * height / grey.height)
+                X.append(np.asarray(grey.resize((width, height), Image.BILINEAR)))
+            y.append(label)
+    return np.stack(X), np.asarray(y)
 
 
 def _sync(device: str) -> None:
@@ -190,7 +211,7 @@ def run_workload(name, X, y, args, est_kwargs) -> dict:
         "raw": len(X) / statistics.median(raw),
         "transform_ratio": statistics.median(r / t for t, r in zip(tr, raw, strict=True)),
         "n": len(X),
-        "batches": int(np.ceil(len(X) / est_kwargs.get("batch_size", 128))),
+        "batches": len(PKSampler(codes, batch_size=est_kwargs.get("batch_size", 128))),
     }
 
 
@@ -198,7 +219,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data", default="../shared/data/mnist_test/mnist_test.npz")
-    parser.add_argument("--workloads", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument(
+        "--workloads", nargs="+", default=["mlp", "cnn", "faces"], choices=["mlp", "cnn", "faces"]
+    )
+    parser.add_argument("--faces", default="../shared/data/faces94_subset18/images")
+    parser.add_argument("--face-height", type=int, default=100)
     parser.add_argument("--n-tabular", type=int, default=8192)
     parser.add_argument("--n-images", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=4, help="epochs per round (first is warm-up)")
@@ -218,6 +243,13 @@ def main(argv=None) -> None:
         X, y, source = image_data(args.data, args.n_images)
         label = f"CNN, {source} {X.shape[0]} images"
         rows.append((label, run_workload("cnn", X, y, args, {"batch_size": 128})))
+    if "faces" in args.workloads and os.path.isdir(args.faces):
+        X, y = face_data(args.faces, args.face_height)
+        label = (
+            f"CNN, grey faces {X.shape[1]}x{X.shape[2]}, {len(X)} images, "
+            f"{len(np.unique(y))} people"
+        )
+        rows.append((label, run_workload("faces", X, y, args, {"batch_size": 128})))
     print(
         f"\nMachine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"device {args.device}, {args.threads} thread(s), load average "

@@ -179,3 +179,38 @@ def test_grid_search_with_class_disjoint_folds(small_digits):
     ).fit(X, y, groups=y)
     assert grid.best_params_["tripletembedder__margin"] in margins
     assert 0.0 < grid.best_score_ <= 1.0
+
+
+def test_warns_when_the_input_retrieves_held_out_classes_better():
+    from sktriplet.evaluation.metrics import map_at_r
+    from sktriplet.training.callbacks import InputBeatsEmbeddingWarning
+
+    # The classes live in two large columns; 30 tiny noise columns do not
+    # matter to the raw input, but per-feature scaling inflates them, and a
+    # fit that barely moves (lr=1e-6) keeps that geometry.
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(8), 30)
+    X = 1e-3 * rng.normal(size=(len(y), 32))
+    X[:, :2] = 3 * rng.normal(size=(8, 2))[y] + 0.3 * rng.normal(size=(len(y), 2))
+    emb = TripletEmbedder(max_epochs=1, lr=1e-6, validation_fraction=0.3, **FAST)
+    with pytest.warns(InputBeatsEmbeddingWarning, match="scaling='global'") as record:
+        emb.fit(X, y)
+    held = emb.validation_indices_
+    given = map_at_r(X[held], y[held])  # the reference: the raw rows, brute force
+    assert emb.best_validation_score_ < given
+    assert f"({given:.3f})" in str(record[0].message)
+
+
+def test_no_input_warning_when_the_embedding_wins():
+    from sktriplet.training.callbacks import InputBeatsEmbeddingWarning
+
+    # The classes live in two small columns; 30 noisy columns swamp them in
+    # the raw input, while per-feature scaling and training find them.
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(8), 30)
+    X = 20 * rng.normal(size=(len(y), 32))
+    X[:, :2] = 3 * rng.normal(size=(8, 2))[y] + 0.3 * rng.normal(size=(len(y), 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputBeatsEmbeddingWarning)
+        emb = TripletEmbedder(max_epochs=3, validation_fraction=0.3, **FAST).fit(X, y)
+    assert emb.best_validation_score_ > 0
