@@ -11,6 +11,7 @@ from sklearn.decomposition import PCA
 from skorch.callbacks import Unfreezer
 from torch import nn
 
+from sktriplet.inputs.datasets import ArrayDataset
 from sktriplet.networks import BackboneEmbedder, Standardize, declared_standardize
 from sktriplet.networks.backbone import find_blocks, freeze_backbone
 from sktriplet.networks.pretrained import (
@@ -20,7 +21,7 @@ from sktriplet.networks.pretrained import (
     IMAGENET_STD,
     load_state_dict_file,
 )
-from sktriplet.training.net import ArrayDataset, TripletNet
+from sktriplet.training.net import TripletNet
 from sktriplet.triplets.losses import TripletLoss
 
 

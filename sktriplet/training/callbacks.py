@@ -219,7 +219,8 @@ class RetrievalValidation(Callback):
     def on_train_begin(self, net, **kwargs):  # noqa: D102
         # Epoch 0: the weights training starts from compete with every epoch.
         self.start_scores_ = self._scores(net)
-        if self.compare_input:
+        if self.compare_input and isinstance(self.X, np.ndarray):
+            # (Held-out image files are not decoded a second time for this.)
             flat = np.asarray(self.X, dtype=np.float32).reshape(len(self.X), -1)
             self.input_scores_ = self._scores(net, flat)
         self._keep_if_best(net, self.start_scores_["map_at_r"], len(net.history))
