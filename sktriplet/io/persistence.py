@@ -268,6 +268,31 @@ def save(estimator, path: str | os.PathLike) -> None:
             f"module={type(estimator.module).__name__} (the class) with module__* "
             "parameters, or use pickle/joblib (which run code on load) instead."
         )
+    params, dropped = _encoded_params(estimator)
+    net = estimator.net_
+    config = {
+        "format": "sktriplet",
+        "format_version": FORMAT_VERSION,
+        "sktriplet_version": _version(),
+        "torch_version": torch.__version__,
+        "estimator": f"{type(estimator).__module__}:{type(estimator).__qualname__}",
+        "params": params,
+        "dropped_params": dropped,
+        "fitted": _encoded_fitted(estimator),
+        "input_spec": estimator.input_spec_.to_dict(),
+        "net": {"seed": getattr(net, "seed", None), "history": _plain(list(net.history))},
+    }
+    state = {
+        "module": {k: v.detach().cpu() for k, v in net.module_.state_dict().items()},
+        "optimizer": _to_cpu(net.optimizer_.state_dict()),
+    }
+    if getattr(net, "rng_state_", None) is not None:
+        state["rng_state"] = net.rng_state_.cpu()
+    _write(Path(path), config, state)
+
+
+def _encoded_params(estimator) -> tuple[dict, list[str]]:
+    """The JSON-able parameters, and the names of those that are not (dropped)."""
     params, dropped = {}, []
     for name, value in estimator.get_params(deep=False).items():
         try:
@@ -283,8 +308,13 @@ def save(estimator, path: str | os.PathLike) -> None:
             f"parameters {dropped} are not JSON-able and are not saved; the loaded "
             "estimator has their default values.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+    return params, dropped
+
+
+def _encoded_fitted(estimator) -> dict:
+    """The JSON-able fitted attributes (the net and the spec are stored apart)."""
     fitted = {}
     for name, value in vars(estimator).items():
         if not name.endswith("_") or name.startswith("_") or name in ("net_", "input_spec_"):
@@ -295,33 +325,18 @@ def save(estimator, path: str | os.PathLike) -> None:
             warnings.warn(
                 f"fitted attribute {name} is not JSON-able and is not saved.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-    net = estimator.net_
-    config = {
-        "format": "sktriplet",
-        "format_version": FORMAT_VERSION,
-        "sktriplet_version": _version(),
-        "torch_version": torch.__version__,
-        "estimator": f"{type(estimator).__module__}:{type(estimator).__qualname__}",
-        "params": params,
-        "dropped_params": dropped,
-        "fitted": fitted,
-        "input_spec": estimator.input_spec_.to_dict(),
-        "net": {"seed": getattr(net, "seed", None), "history": _plain(list(net.history))},
-    }
-    state = {
-        "module": {k: v.detach().cpu() for k, v in net.module_.state_dict().items()},
-        "optimizer": _to_cpu(net.optimizer_.state_dict()),
-    }
-    if getattr(net, "rng_state_", None) is not None:
-        state["rng_state"] = net.rng_state_.cpu()
+    return fitted
+
+
+def _write(path: Path, config: dict, state: dict) -> None:
+    """Write the zip: to a temporary name, then renamed (never half-written)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     weights = buffer.getvalue()
     config_bytes = json.dumps(config, indent=1, allow_nan=True).encode()
     checksums = {"config.json": _sha256(config_bytes), "weights.pt": _sha256(weights)}
-    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
