@@ -18,6 +18,7 @@ import torch
 
 from sktriplet.inputs.datasets import make_dataset
 from sktriplet.inputs.spec import InputSpec
+from sktriplet.inputs.triplets import ArraySamples, DatasetSamples, TripletDataset
 from sktriplet.training.build import build_network, check_network_output, input_statistics
 from sktriplet.training.factory import (
     changed_training_params,
@@ -29,7 +30,7 @@ from sktriplet.training.factory import (
 from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed, embed_dataset
 from sktriplet.training.net import TrainingDivergedError, TripletNet
 
-__all__ = ["FitResult", "draw_seed", "split_validation", "train"]
+__all__ = ["FitResult", "draw_seed", "split_validation", "train", "triplet_dataset"]
 
 #: Callbacks a warm-started fit replaces with its own.
 _PER_FIT_CALLBACKS = ("retrieval_validation", "lr_schedule")
@@ -135,11 +136,53 @@ def _check_finite_output(net: TripletNet, X, spec: InputSpec) -> None:
         )
 
 
-def _training_dataset(params, spec, X_train, y_train, seed):
+def _training_dataset(params, spec, X_train, y_train, seed, triplets=None):
     train = dataset_augments(params, spec)
+    if triplets is not None:
+        return triplet_dataset(X_train, spec, triplets, train=train, seed=seed)
     return make_dataset(
         X_train, spec, y_train, train=train, seed=seed, on_error=params.get("on_error", "raise")
     )
+
+
+def triplet_dataset(
+    samples, spec: InputSpec, triplets: np.ndarray, *, train: bool = False, seed: int = 0
+) -> TripletDataset:
+    """The training dataset of index triplets over validated samples.
+
+    Parameters
+    ----------
+    samples : numpy.ndarray
+        Validated samples (rows, images, or image file paths).
+    spec : InputSpec
+        What they are.
+    triplets : numpy.ndarray of shape (n_triplets, 3)
+        Index triplets into ``samples``.
+    train : bool, default=False
+        For image files: read them with the training augmentation.
+    seed : int, default=0
+        Seed of that augmentation.
+
+    Returns
+    -------
+    TripletDataset
+        Batches ``(distinct samples, (m, 3) triplets into them)``.
+    """
+    if spec.kind == "paths":
+        source = DatasetSamples(make_dataset(samples, spec, train=train, seed=seed))
+    else:
+        source = ArraySamples(samples)
+    return TripletDataset(triplets, source)
+
+
+def _check_triplet_mode(params: dict[str, Any], triplets) -> None:
+    from sktriplet.training.distributed import is_distributed
+
+    if triplets is not None and is_distributed():
+        raise ValueError(
+            "triplets=True does not train inside a torch.distributed process group yet "
+            "(batches of triplets are not sharded across processes); fit on one process."
+        )
 
 
 def _valid(spec: InputSpec, X, codes, held) -> tuple:
@@ -152,6 +195,9 @@ def _valid(spec: InputSpec, X, codes, held) -> tuple:
 
 
 def _fresh(params, spec, X, train_data, valid, seed, device) -> tuple[TripletNet, int]:
+    if isinstance(train_data, TripletDataset):
+        # Statistics of the distinct samples the triplets use.
+        X = X[np.unique(train_data.triplets)]
     statistics = input_statistics(X, spec, params["scaling"])
     net = make_net(params, spec, build_network(spec, params, statistics), seed, device)
     net.callbacks = list(net.callbacks) + validation_callbacks(params, *valid)
@@ -185,12 +231,13 @@ def train(
     params: dict[str, Any],
     spec: InputSpec,
     X: np.ndarray,
-    codes: np.ndarray,
+    codes: np.ndarray | None,
     *,
     device: str,
     warm: tuple[TripletNet, int] | None = None,
+    triplets: np.ndarray | None = None,
 ) -> FitResult:
-    """Train a network on validated samples and integer class codes.
+    """Train a network on validated samples and integer class codes, or on triplets.
 
     Parameters
     ----------
@@ -200,31 +247,39 @@ def train(
         What ``X`` is.
     X : numpy.ndarray
         Validated samples.
-    codes : numpy.ndarray of int
-        Class codes, one per sample.
+    codes : numpy.ndarray of int or None
+        Class codes, one per sample (``None`` with ``triplets``).
     device : str
         A resolved torch device.
     warm : tuple of (TripletNet, int), default=None
         A fitted net to continue training and its embedding width
         (``warm_start``); on failure it is restored to its state before.
+    triplets : numpy.ndarray of shape (n_triplets, 3), default=None
+        Index triplets into ``X`` (triplet mode): batches of
+        ``batch_size`` triplets, each embedding its distinct samples once,
+        and no validation split.
 
     Returns
     -------
     FitResult
         The trained net and what the estimator records from it.
     """
+    _check_triplet_mode(params, triplets)
     seed = draw_seed(params["random_state"])
     cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
     snapshot = warm[0].snapshot() if warm is not None else None
     try:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
-            held = split_validation(
-                codes, params["validation_fraction"], params["validation_split"], seed
-            )
+            held = None
+            if triplets is None:
+                held = split_validation(
+                    codes, params["validation_fraction"], params["validation_split"], seed
+                )
             train_mask = slice(None) if held is None else ~held
             X_train = X[train_mask]
-            train_data = _training_dataset(params, spec, X_train, codes[train_mask], seed)
+            y_train = None if codes is None else codes[train_mask]
+            train_data = _training_dataset(params, spec, X_train, y_train, seed, triplets)
             valid = _valid(spec, X, codes, held)
             if warm is None:
                 net, width = _fresh(params, spec, X, train_data, valid, seed, device)
