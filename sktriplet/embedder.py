@@ -762,7 +762,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         ----------
         X : array-like
             Samples; with ``triplets=True``, triplet rows
-            ``(n_triplets, 3, *sample_shape)`` or, with ``samples`` set,
+            ``(n_triplets, 3, *sample_shape)`` (for instance triplets of
+            samples never seen in training) or, with ``samples`` set,
             index triplets ``(n_triplets, 3)`` into ``samples``.
         y : array-like of shape (n_samples,) or None
             The samples' class labels; ``None`` with ``triplets=True``.

@@ -151,6 +151,8 @@ def test_score_is_the_triplet_accuracy_of_transform(distance):
     want = _brute_accuracy(est.transform(X), test, distance)
     assert 0 < want < 1
     assert est.score(test) == pytest.approx(want, abs=1e-12)
+    # Triplet rows, also from a model fitted on index triplets.
+    assert est.score(X[test]) == pytest.approx(want, abs=1e-12)
     rows = TripletEmbedder(triplets=True, distance=distance, **FAST).fit(X[idx])
     assert rows.score(X[test]) == pytest.approx(
         _brute_accuracy(rows.transform(X), test, distance), abs=1e-12

@@ -179,8 +179,9 @@ def triplet_score_input(X: Any, y: Any, samples: Any) -> tuple[Any, np.ndarray]:
     Parameters
     ----------
     X : array-like
-        Triplet rows ``(n_triplets, 3, *sample_shape)`` when ``samples`` is
-        ``None``, else index triplets into ``samples``.
+        Triplet rows ``(n_triplets, 3, *sample_shape)`` (with or without
+        ``samples``: e.g. triplets of new samples), or index triplets
+        ``(n_triplets, 3)`` into ``samples``.
     y : None
         Refused when given.
     samples : array-like or None
@@ -195,7 +196,7 @@ def triplet_score_input(X: Any, y: Any, samples: Any) -> tuple[Any, np.ndarray]:
         Index triplets into ``to_embed``.
     """
     _refuse_labels(y, "score")
-    if samples is None:
+    if samples is None or np.ndim(X) >= 3:
         arr = np.asarray(X)
         if arr.ndim == 2 and arr.shape[1:] == (3,) and arr.dtype.kind in "iu":
             raise ValueError(
