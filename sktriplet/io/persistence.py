@@ -212,7 +212,11 @@ def save(estimator, path: str | os.PathLike) -> None:
     estimator : TripletEmbedder
         A fitted estimator. Its ``module`` must be ``None`` or an importable
         ``torch.nn.Module`` subclass (not an instance, and not a class
-        defined in ``__main__`` or inside a function).
+        defined in ``__main__`` or inside a function). A triplet-mode
+        estimator's ``samples`` are not stored (they are data, not a
+        setting): the loaded estimator has ``samples=None``, transforms
+        single samples and scores triplet rows; ``set_params(samples=X)``
+        lets it score index triplets again.
     path : str or os.PathLike
         Where to write (conventionally with a ``.sktriplet`` suffix).
 
@@ -295,6 +299,11 @@ def _encoded_params(estimator) -> tuple[dict, list[str]]:
     """The JSON-able parameters, and the names of those that are not (dropped)."""
     params, dropped = {}, []
     for name, value in estimator.get_params(deep=False).items():
+        if name == "samples":
+            # Triplet mode's samples are data, not a setting: the loaded model
+            # transforms single samples; set samples again to score index triplets.
+            params[name] = None
+            continue
         try:
             params[name] = _encode(value)
         except _NotEncodableError as exc:

@@ -22,6 +22,7 @@ from skorch import NeuralNet
 from skorch.utils import TeeGenerator
 from torch.utils.data import BatchSampler, SequentialSampler
 
+from sktriplet.inputs.triplets import TripletBatchSampler, TripletDataset
 from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH, PKSampler
 
 __all__ = ["StopTraining", "TrainingDivergedError", "TripletNet"]
@@ -151,6 +152,12 @@ class TripletNet(NeuralNet):
     def get_iterator(self, dataset, training=False):
         """PK batches for training, plain sequential batches otherwise.
 
+        A :class:`~sktriplet.inputs.triplets.TripletDataset` (triplet mode)
+        is trained on shuffled batches of ``batch_size`` triplets
+        (:class:`~sktriplet.inputs.triplets.TripletBatchSampler`, seeded per
+        epoch as the PK batches are); each batch holds the distinct samples
+        of its triplets and the ``(m, 3)`` triplets into them as the target.
+
         The loader is skorch's ``iterator_train`` / ``iterator_valid`` class
         with the ``iterator_train__*`` / ``iterator_valid__*`` parameters
         (``num_workers``, ``pin_memory``, ``persistent_workers``,
@@ -161,6 +168,11 @@ class TripletNet(NeuralNet):
                 # Augmentation drawn as files are read follows the epoch
                 # (workers get the dataset as it is when the loader starts).
                 dataset.set_epoch(len(self.history))
+            if isinstance(dataset, TripletDataset):
+                batches = TripletBatchSampler(
+                    len(dataset), self.batch_size, random_state=self.seed, epoch=len(self.history)
+                )
+                return self.batch_loader(dataset, batches, training=training)
             batches = PKSampler(
                 dataset.labels,
                 batch_size=self.batch_size,
