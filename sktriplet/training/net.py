@@ -115,6 +115,16 @@ class TripletNet(NeuralNet):
         self.precision = precision
         self.augment = augment
 
+    def get_default_callbacks(self):
+        """The default callbacks of skorch, the epoch table coloured only on a terminal."""
+        from sktriplet.training.callbacks import TerminalPrintLog
+
+        # An instance, not the class: skorch runs PrintLog instances last.
+        return [
+            (name, TerminalPrintLog()) if name == "print_log" else (name, cb)
+            for name, cb in super().get_default_callbacks()
+        ]
+
     # ------------------------------------------------------ mixed precision
     def autocast(self):
         """The autocast context of ``precision`` (disabled for ``"32"``)."""
