@@ -81,9 +81,10 @@ def auto_ef_search(n_gallery: int, k: int) -> int:
     finds only about 80 % of the 10 nearest neighbours of 20,000 (see
     ``benchmarks/bench_ann.py --data iid``). This rule keeps recall@k at or
     above 0.95 there for galleries of 2,000 to 100,000 rows and k from 1 to
-    50, at a few times the cost of a breadth of 64; on clustered data
-    (trained embeddings) a fixed breadth of 64 already finds nearly all of
-    them, so pass ``ef_search=64`` for speed once you have checked recall on
+    50. It costs speed: 5 to 14 times fewer queries per second than a
+    breadth of 64 in ``docs/benchmarks.md``. On clustered data (trained
+    embeddings) a breadth of 64 already finds nearly all of them, so pass
+    ``ef_search=64`` once you have checked recall@k against exact search on
     your own data.
 
     Parameters
