@@ -13,7 +13,9 @@ network), "torch default" (no variable set and the library's choice switched
 off, as before it existed: torch's thread count) and "OMP_NUM_THREADS=1".
 Configurations are interleaved, ``--repeats`` times each, and the table
 reports the median wall time of the whole script and the 1-minute load
-average before each run. It also lists the thread pools (threadpoolctl)
+average before each run. ``--settings "default + transform"`` adds the
+proposed change to ``TripletEmbedder.transform`` (embedding inside
+``fit_threads`` too), patched in for the run. It also lists the thread pools (threadpoolctl)
 each import order loads.
 
 ``--steps`` instead times one training step (forward, backward, Adam) of
@@ -47,6 +49,16 @@ ORDERS = {
 }
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 SETTINGS = ("default", "torch default", "OMP_NUM_THREADS=1")
+# The proposed integration in TripletEmbedder.transform, patched in for a row.
+TRANSFORM_TOO = (
+    "import sktriplet.embedder as _e\n"
+    "from sktriplet.training.threads import fit_threads as _ft\n"
+    "_embed = _e.TripletEmbedder._embed\n"
+    "def _threaded(self, X):\n"
+    "    with _ft(module=self.net_.module_, batch_size=self.net_.batch_size):\n"
+    "        return _embed(self, X)\n"
+    "_e.TripletEmbedder._embed = _threaded\n"
+)
 NO_FIX = (
     "import contextlib, sktriplet.training.net as _net\n"
     "_net.fit_threads = lambda *a, **k: contextlib.nullcontext()\n"
@@ -70,7 +82,8 @@ def run_once(order: str, threads: str) -> float:
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     if threads == "OMP_NUM_THREADS=1":
         env.update(dict.fromkeys(THREAD_VARS, "1"))
-    code = f"{ORDERS[order]}\n{NO_FIX if threads == 'torch default' else ''}import runpy\n"
+    patch = {"torch default": NO_FIX, "default + transform": TRANSFORM_TOO}.get(threads, "")
+    code = f"{ORDERS[order]}\n{patch}import runpy\n"
     code += f"runpy.run_path({str(EXAMPLE)!r}, run_name='__main__')"
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -116,15 +129,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--steps", action="store_true", help="time training steps only")
+    parser.add_argument(
+        "--settings", nargs="*", default=list(SETTINGS),
+        choices=[*SETTINGS, "default + transform"],
+        help="thread settings to run ('default + transform': also transform inside "
+        "fit_threads, the proposed TripletEmbedder change)",
+    )  # fmt: skip
+    parser.add_argument("--orders", nargs="*", default=list(ORDERS), choices=list(ORDERS))
     parser.add_argument("--loads", nargs="*", default=["none", "busy"], choices=["none", "busy"])
     args = parser.parse_args()
     if args.steps:
         step_times()
         return
-    for order in ORDERS:
+    for order in args.orders:
         print(f"thread pools after import {order}: {pools(order)}", flush=True)
     configs = [
-        (load, order, threads) for load in args.loads for order in ORDERS for threads in SETTINGS
+        (load, order, threads)
+        for load in args.loads
+        for order in args.orders
+        for threads in args.settings
     ]
     times: dict[tuple, list[float]] = {c: [] for c in configs}
     loadavg: dict[tuple, list[float]] = {c: [] for c in configs}
@@ -153,7 +176,7 @@ def main() -> None:
     print("|---|---|---|---:|---:|---:|")
     for load, order, threads in configs:
         t = statistics.median(times[(load, order, threads)])
-        one = statistics.median(times[(load, order, "OMP_NUM_THREADS=1")])
+        one = statistics.median(times.get((load, order, "OMP_NUM_THREADS=1"), [float("nan")]))
         extra = "none" if load == "none" else "+1 busy process"
         avg = statistics.median(loadavg[(load, order, threads)])
         print(f"| {extra} | {order} | {threads} | {t:.1f} | {t / one:.2f} | {avg:.1f} |")
