@@ -84,6 +84,17 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> Data:
     return Data(X, y)
 
 
+def _require_pyarrow(path: Path, doing: str) -> None:
+    """Refuse a parquet path early when its reader/writer is not installed."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise CLIError(
+            f"{path}: {doing} parquet needs pyarrow: pip install pyarrow "
+            '(or pip install "sktriplet[cli]"), or use .csv instead.'
+        ) from None
+
+
 def _read_table(path: Path, label: str) -> Data:
     import pandas as pd
 
@@ -91,13 +102,7 @@ def _read_table(path: Path, label: str) -> Data:
         if path.suffix.lower() == ".csv":
             df = pd.read_csv(path)
         else:
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise CLIError(
-                    f"{path}: reading parquet needs pyarrow: pip install pyarrow "
-                    '(or pip install "sktriplet[cli]").'
-                ) from None
+            _require_pyarrow(path, "reading")
             df = pd.read_parquet(path)
     except CLIError:
         raise
@@ -165,10 +170,14 @@ def _read_folder(path: Path, color: str) -> Data:
     if len(shapes) > 1:
         first = images[0].shape
         odd = next(i for i, im in enumerate(images) if im.shape != first)
+        fix = (
+            "give them one number of channels first (or read image files with --color)"
+            if first[-2:] == images[odd].shape[-2:]
+            else "resize them to one size first"
+        )
         raise CLIError(
             f"{path}: images differ in shape: {files[0][0].name} is {first} but "
-            f"{files[odd][0].relative_to(path)} is {images[odd].shape}; resize them to "
-            "one size first."
+            f"{files[odd][0].relative_to(path)} is {images[odd].shape}; {fix}."
         )
     X = np.stack(images)
     if X.dtype not in (np.uint8, np.float32):
@@ -227,10 +236,7 @@ def _write_embeddings(Z: np.ndarray, data: Data, out: Path, columns: list[str]) 
     if suffix == ".csv":
         df.to_csv(out, index=False)
     else:
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise CLIError(f"{out}: writing parquet needs pyarrow: pip install pyarrow.") from None
+        _require_pyarrow(out, "writing")
         df.to_parquet(out, index=False)
 
 
@@ -266,6 +272,8 @@ def _check_output(path: str, suffixes: Sequence[str], what: str) -> Path:
         )
     if not out.parent.exists():
         raise CLIError(f"{path}: the folder {out.parent} does not exist.")
+    if out.suffix.lower() in (".parquet", ".pq"):
+        _require_pyarrow(out, "writing")  # before any work, not after it
     return out
 
 
@@ -282,8 +290,28 @@ def _load_model(path: str, device: str):
     return load(path, device=device)
 
 
+def _check_image_shape(estimator, data: Data, path: str) -> None:
+    """Refuse images the model cannot take, naming the option that fixes it."""
+    fitted = tuple(getattr(estimator, "input_shape_", ()))
+    X = data.X
+    if len(fitted) != 3 or not isinstance(X, np.ndarray) or X.ndim not in (3, 4):
+        return
+    shape = (1, *X.shape[1:]) if X.ndim == 3 else X.shape[1:]
+    if shape == fitted:
+        return
+    have = f"{path}: the images are {shape[0]} x {shape[1]} x {shape[2]} (channels x H x W)"
+    want = f"the model takes {fitted[0]} x {fitted[1]} x {fitted[2]}"
+    if shape[1:] == fitted[1:] and Path(path).is_dir() and fitted[0] in (1, 3):
+        color = "rgb" if fitted[0] == 3 else "gray"
+        raise CLIError(f"{have} but {want}; read them with --color {color}.")
+    if shape[1:] == fitted[1:]:
+        raise CLIError(f"{have} but {want}; give the images {fitted[0]} channel(s).")
+    raise CLIError(f"{have} but {want}; resize them to {fitted[1]} x {fitted[2]} pixels.")
+
+
 def _model_input(estimator, data: Data, path: str, args: argparse.Namespace):
     """``data.X`` with the columns the model was fitted on, in its order."""
+    _check_image_shape(estimator, data, path)
     names = getattr(estimator, "feature_names_in_", None)
     if names is None or not hasattr(data.X, "columns"):
         return data.X
@@ -355,12 +383,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     estimator = _load_model(args.model, args.device)
     data = read_data(args.data, args)
     y = _require_labels(data, args.data, args)
-    Z = estimator.transform(_model_input(estimator, data, args.data, args))
+    X = _model_input(estimator, data, args.data, args)
     gallery = gallery_labels = None
-    if args.gallery:
+    if args.gallery:  # read and check everything before the embedding work
         g = read_data(args.gallery, args)
         gallery_labels = _require_labels(g, args.gallery, args)
-        gallery = estimator.transform(_model_input(estimator, g, args.gallery, args))
+        gallery = _model_input(estimator, g, args.gallery, args)
+    Z = estimator.transform(X)
+    if gallery is not None:
+        gallery = estimator.transform(gallery)
     n_candidates = len(Z) - 1 if gallery is None else len(gallery)
     ks = sorted({k for k in args.k if k <= n_candidates})
     if not ks:

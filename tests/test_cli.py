@@ -369,3 +369,46 @@ def test_bad_lr_option_is_a_usage_error(tmp_path, capsys, digits, flag):
         main(["fit", str(data), "-o", str(tmp_path / "m"), "--lr", flag])
     assert exc.value.code == 2
     assert "--lr" in capsys.readouterr().err
+
+
+def test_a_missing_parquet_writer_is_reported_before_any_work(tmp_path, capsys, monkeypatch):
+    import sktriplet.cli as cli
+
+    data = tmp_path / "d.npz"
+    np.savez(data, X=np.zeros((4, 3)), y=np.array([0, 0, 1, 1]))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
+    worked = []
+    monkeypatch.setattr(cli, "_load_model", lambda *a: worked.append(a))
+    for out in ("x.parquet", "x.pq"):
+        code, _, err = _run(capsys, "embed", tmp_path / "m.sktriplet", data, "-o", tmp_path / out)
+        _assert_user_error(code, err, f"{out}: writing parquet needs pyarrow", "use .csv")
+    assert worked == []  # refused before loading the model or embedding anything
+
+
+@needs_pillow
+def test_image_shape_hints_name_the_option_that_fixes_them(tmp_path, capsys, digit_images):
+    X, y = digit_images
+    rgb, grey, big = tmp_path / "rgb", tmp_path / "grey", tmp_path / "big"
+    for i, (img, label) in enumerate(zip(X[:40], y[:40], strict=True)):
+        for root, array in (
+            (rgb, np.stack([img, img // 2, 255 - img], axis=-1)),
+            (grey, img),
+            (big, np.kron(img, np.ones((2, 2), dtype=np.uint8))),
+        ):
+            (root / str(label)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / str(label) / f"{i}.png")
+    rgb_model, grey_model = tmp_path / "rgb.sktriplet", tmp_path / "grey.sktriplet"
+    assert main(["fit", str(rgb), "-o", str(rgb_model), *FAST]) == 0
+    assert main(["fit", str(grey), "-o", str(grey_model), *FAST]) == 0
+    out = tmp_path / "Z.npy"
+    code, _, err = _run(capsys, "embed", rgb_model, grey, "-o", out)
+    _assert_user_error(code, err, "1 x 8 x 8", "3 x 8 x 8", "--color rgb")
+    code, _, err = _run(capsys, "evaluate", grey_model, rgb)
+    _assert_user_error(code, err, "--color gray")
+    code, _, err = _run(capsys, "embed", grey_model, big, "-o", out)
+    _assert_user_error(code, err, "resize them to 8 x 8 pixels")
+    assert "--color" not in err
+    # the named fix works
+    code, _, err = _run(capsys, "embed", rgb_model, grey, "--color", "rgb", "-o", out)
+    assert code == 0, err
+    assert np.load(out).shape == (40, 8)

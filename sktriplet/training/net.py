@@ -13,6 +13,7 @@ normally), and non-finite weights at the end of an epoch stop training.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from typing import Any
@@ -24,6 +25,7 @@ from torch.utils.data import BatchSampler, SequentialSampler
 
 from sktriplet.inputs.triplets import TripletBatchSampler, TripletDataset
 from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH, PKSampler
+from sktriplet.training.threads import fit_threads
 
 __all__ = ["StopTraining", "TrainingDivergedError", "TripletNet"]
 
@@ -60,6 +62,10 @@ class TripletNet(NeuralNet):
     augment : callable or None, default=None
         Applied to the input of every training batch (never at inference),
         e.g. :class:`sktriplet.vision.augment.RandomAffine` for images.
+    n_threads : int or None, default=None
+        torch threads while training on the CPU. ``None``: one for a small
+        network, else torch's count capped by the limit joblib or
+        threadpoolctl set (see :func:`sktriplet.training.threads.choose_threads`).
 
     Attributes
     ----------
@@ -78,6 +84,7 @@ class TripletNet(NeuralNet):
         seed: int | None = None,
         precision: str = "32",
         augment=None,
+        n_threads: int | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -85,6 +92,17 @@ class TripletNet(NeuralNet):
         self.seed = seed
         self.precision = precision
         self.augment = augment
+        self.n_threads = n_threads
+
+    def get_default_callbacks(self):
+        """The default callbacks of skorch, the epoch table coloured only on a terminal."""
+        from sktriplet.training.callbacks import TerminalPrintLog
+
+        # An instance, not the class: skorch runs PrintLog instances last.
+        return [
+            (name, TerminalPrintLog()) if name == "print_log" else (name, cb)
+            for name, cb in super().get_default_callbacks()
+        ]
 
     # ------------------------------------------------------ mixed precision
     def autocast(self):
@@ -293,9 +311,16 @@ class TripletNet(NeuralNet):
         self.epoch_snapshot_ = None
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        """Skorch's loop; on ``KeyboardInterrupt`` roll back to the last epoch end."""
+        """Skorch's loop; on ``KeyboardInterrupt`` roll back to the last epoch end.
+
+        On the CPU the loop runs inside :func:`~sktriplet.training.threads.fit_threads`.
+        """
+        threads = contextlib.nullcontext()
+        if torch.device(self.device).type == "cpu":
+            threads = fit_threads(self.n_threads, module=self.module_, batch_size=self.batch_size)
         try:
-            return super().fit_loop(X, y, epochs, **fit_params)
+            with threads:
+                return super().fit_loop(X, y, epochs, **fit_params)
         except StopTraining:
             raise  # a planned stop at the end of an epoch: nothing to roll back
         except KeyboardInterrupt:
