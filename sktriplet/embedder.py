@@ -718,13 +718,14 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         check_is_fitted(self)
         X = validate_transform(self, X, self.input_spec_)
-        if self.input_spec_.kind == "paths":
-            # Streams: one batch of decoded images in memory at a time.
-            out = embed_dataset(self.net_, make_dataset(X, self.input_spec_))
-        else:
-            out = embed(
-                self.net_.module_, X, device=self.net_.device, n_components=self.n_components_
-            )
+        with self.net_.threads():  # as many torch threads as training used
+            if self.input_spec_.kind == "paths":
+                # Streams: one batch of decoded images in memory at a time.
+                out = embed_dataset(self.net_, make_dataset(X, self.input_spec_))
+            else:
+                out = embed(
+                    self.net_.module_, X, device=self.net_.device, n_components=self.n_components_
+                )
         # One vectorised check at the end instead of a device sync and an
         # extra pass per batch (see benchmarks/bench_fit.py).
         if not all_finite(out):

@@ -310,16 +310,25 @@ class TripletNet(NeuralNet):
         super().on_train_end(net, X=X, y=y, **kwargs)
         self.epoch_snapshot_ = None
 
+    def threads(self):
+        """The torch thread count for this net's work: a context manager.
+
+        On the CPU, :func:`~sktriplet.training.threads.fit_threads` (one thread
+        for a small network, the joblib / threadpoolctl limit otherwise, or
+        ``n_threads``); elsewhere nothing changes.
+        """
+        if torch.device(self.device).type != "cpu":
+            return contextlib.nullcontext()
+        n_threads = getattr(self, "n_threads", None)  # nets pickled by 0.1.0 lack it
+        return fit_threads(n_threads, module=self.module_, batch_size=self.batch_size)
+
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """Skorch's loop; on ``KeyboardInterrupt`` roll back to the last epoch end.
 
         On the CPU the loop runs inside :func:`~sktriplet.training.threads.fit_threads`.
         """
-        threads = contextlib.nullcontext()
-        if torch.device(self.device).type == "cpu":
-            threads = fit_threads(self.n_threads, module=self.module_, batch_size=self.batch_size)
         try:
-            with threads:
+            with self.threads():
                 return super().fit_loop(X, y, epochs, **fit_params)
         except StopTraining:
             raise  # a planned stop at the end of an epoch: nothing to roll back
