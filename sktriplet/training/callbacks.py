@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback, PrintLog
 
-from sktriplet.training.net import StopTraining
+from sktriplet.training.errors import StopTraining
 
 __all__ = [
     "CollapseWarning",

@@ -24,22 +24,11 @@ from skorch.utils import TeeGenerator
 from torch.utils.data import BatchSampler, SequentialSampler
 
 from sktriplet.inputs.triplets import TripletBatchSampler, TripletDataset
+from sktriplet.training.errors import StopTraining, TrainingDivergedError
 from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH, PKSampler
 from sktriplet.training.threads import fit_threads
 
 __all__ = ["StopTraining", "TrainingDivergedError", "TripletNet"]
-
-
-class TrainingDivergedError(FloatingPointError):
-    """Raised when the training loss stops being finite."""
-
-
-class StopTraining(KeyboardInterrupt):
-    """Raised by a callback at the end of an epoch to end training early.
-
-    skorch ends ``fit`` normally on a ``KeyboardInterrupt``; this subclass
-    marks a planned stop (early stopping), which keeps the weights as they are.
-    """
 
 
 class TripletNet(NeuralNet):
