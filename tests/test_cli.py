@@ -369,3 +369,212 @@ def test_bad_lr_option_is_a_usage_error(tmp_path, capsys, digits, flag):
         main(["fit", str(data), "-o", str(tmp_path / "m"), "--lr", flag])
     assert exc.value.code == 2
     assert "--lr" in capsys.readouterr().err
+
+
+# ------------------------------------------------- image folders, lazily
+class _Spec:
+    kind = "paths"
+    channels = 3
+
+
+class FakeFileModel:
+    """Stands in for a model fitted on files: embeds a path by its file name only."""
+
+    input_spec_ = _Spec()
+
+    def __init__(self):
+        self.calls = []
+        self.params = {}
+
+    @staticmethod
+    def vector(path):
+        name = os.path.basename(path)
+        return np.array([len(name), sum(map(ord, name)) % 97, name.count("1")], np.float32)
+
+    def transform(self, X):
+        assert isinstance(X, np.ndarray) and X.dtype == object  # paths, never pixels
+        self.calls.append(len(X))
+        return np.stack([self.vector(p) for p in X])
+
+    def get_feature_names_out(self):
+        return np.array([f"tripletembedder{i}" for i in range(3)], dtype=object)
+
+    def set_params(self, **params):
+        self.params.update(params)
+        return self
+
+
+def _photo_folder(root, classes=("cat", "dog"), per_class=5):
+    """Small JPEG/PNG files of different sizes and modes in root/<class>/."""
+    modes = ["RGB", "L", "RGBA", "P", "CMYK"]
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            mode = modes[(i + c) % len(modes)]
+            ext = "jpg" if mode in ("RGB", "L", "CMYK") else "png"
+            Image.new(mode, (9 + 3 * i, 7 + 2 * c)).save(root / name / f"{name}{i}.{ext}")
+    return root
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    model = FakeFileModel()
+    monkeypatch.setattr("sktriplet.cli._load_model", lambda path, device: model)
+    return model
+
+
+@needs_pillow
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".npy"])
+def test_embed_folder_writes_chunk_by_chunk_with_paths(tmp_path, capsys, fake_model, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    root = _photo_folder(tmp_path / "photos")
+    (root / "cat" / "notes.txt").write_text("not an image")
+    out = tmp_path / f"Z{suffix}"
+    code, _, err = _run(capsys, "embed", "m.sktriplet", root, "-o", out, "--chunk-size", "4")
+    assert code == 0, err
+    expected_paths = [
+        str(root / c / f"{c}{i}.{ext}")
+        for c in ("cat", "dog")
+        for i, ext in sorted(
+            (
+                (
+                    i,
+                    "jpg"
+                    if ["RGB", "L", "RGBA", "P", "CMYK"][(i + (c == "dog")) % 5]
+                    in ("RGB", "L", "CMYK")
+                    else "png",
+                )
+                for i in range(5)
+            ),
+        )
+    ]
+    expected = np.stack([FakeFileModel.vector(p) for p in expected_paths])
+    assert fake_model.calls == [4, 4, 2]
+    if suffix == ".npy":
+        np.testing.assert_array_equal(np.load(out), expected)
+        assert (tmp_path / "Z.paths.txt").read_text().splitlines() == expected_paths
+    else:
+        df = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+        assert df["path"].tolist() == expected_paths
+        assert df["label"].tolist() == ["cat"] * 5 + ["dog"] * 5
+        np.testing.assert_array_equal(df.filter(like="tripletembedder").to_numpy(), expected)
+    progress = [line for line in err.splitlines() if line.startswith("embedded")]
+    assert [line.split()[1] for line in progress] == ["4/10", "8/10", "10/10"]
+    assert "\x1b" not in err and "\r" not in err  # stderr is not a terminal here
+    assert err.splitlines()[-1] == f"wrote 10 embeddings of width 3 to {out}"
+
+
+def test_progress_rewrites_one_line_on_a_terminal():
+    import io
+
+    from sktriplet.cli import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    progress = Progress(2500, stream=stream)
+    for done in (1024, 2048, 2500):
+        progress.update(done)
+    text = stream.getvalue()
+    assert text.count("\r") == 3 and text.count("\n") == 1 and text.endswith("\n")
+    assert "\x1b" not in text
+    assert "embedded 2,500/2,500 files (100%)" in text.split("\r")[-1]
+
+
+@needs_pillow
+def test_embed_flat_folder_and_skip_bad_files(tmp_path, capsys, fake_model):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(3):
+        Image.new("RGB", (10 + i, 12)).save(flat / f"{i}.JPG")
+    (flat / "3.png").write_bytes(b"\x89PNG but truncated")
+    out = tmp_path / "Z.csv"
+    code, _, err = _run(
+        capsys, "embed", "m.sktriplet", flat, "-o", out, "--on-error", "skip", "--workers", "2"
+    )
+    assert code == 0, err
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["path", "tripletembedder0", "tripletembedder1", "tripletembedder2"]
+    assert df["path"].tolist() == [str(flat / f"{i}.JPG") for i in range(3)]
+    assert "sktriplet embed: warning: 1 of 4 image files cannot be read" in err
+    assert str(flat / "3.png") in err
+    assert fake_model.params == {"iterator_train__num_workers": 2, "iterator_valid__num_workers": 2}
+
+
+@needs_pillow
+def test_folder_errors_name_the_fix(tmp_path, capsys, fake_model, monkeypatch):
+    root = _photo_folder(tmp_path / "photos", per_class=2)
+    # a colour model and --color gray disagree
+    code, _, err = _run(
+        capsys, "embed", "m.sktriplet", root, "-o", tmp_path / "Z.npy", "--color", "gray"
+    )
+    _assert_user_error(code, err, "reads RGB (3 channels) images", "--color rgb")
+    code, _, err = _run(
+        capsys, "embed", "m.sktriplet", root, "-o", tmp_path / "Z.npy", "--color", "rgb"
+    )
+    assert code == 0, err
+    # .npy arrays and image files in one folder
+    np.save(root / "cat" / "array.npy", np.zeros((4, 4)))
+    code, _, err = _run(capsys, "embed", "m.sktriplet", root, "-o", tmp_path / "Z.npy")
+    _assert_user_error(code, err, "mixes .npy arrays", "keep one kind")
+    # no images at all
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    code, _, err = _run(capsys, "embed", "m.sktriplet", empty, "-o", tmp_path / "Z.npy")
+    _assert_user_error(code, err, "no images found", "one sub-folder per class")
+    # --image-size is for image files
+    data = tmp_path / "d.npz"
+    np.savez(data, X=np.zeros((4, 3)), y=np.arange(4) % 2)
+    code, _, err = _run(capsys, "fit", data, "-o", tmp_path / "m.sktriplet", "--image-size", "32")
+    _assert_user_error(code, err, "--image-size applies to folders of image files")
+    with pytest.raises(SystemExit):
+        main(["fit", str(root), "-o", "m.sktriplet", "--image-size", "0x4"])
+    assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+@needs_pillow
+def test_parquet_output_checks_pyarrow_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    root = _photo_folder(tmp_path / "photos", per_class=1)
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("pyarrow"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    code, _, err = _run(
+        capsys, "embed", tmp_path / "absent.sktriplet", root, "-o", tmp_path / "Z.parquet"
+    )
+    _assert_user_error(code, err, "writing parquet needs pyarrow", "or write .npy or .csv")
+    assert list(tmp_path.iterdir()) == [root]
+
+
+@pytest.mark.parametrize(("text", "size"), [("64", 64), ("32x48", (32, 48)), ("32,48", (32, 48))])
+def test_image_size_option(text, size):
+    from sktriplet.cli import build_parser, image_file_params
+
+    args = build_parser().parse_args(
+        [
+            "fit",
+            "photos",
+            "-o",
+            "m.sktriplet",
+            "--image-size",
+            text,
+            "--color",
+            "gray",
+            "--workers",
+            "0",
+        ]
+    )
+    assert image_file_params(args) == {
+        "channels": 1,
+        "on_error": "raise",
+        "image_size": size,
+        "iterator_train__num_workers": 0,
+        "iterator_valid__num_workers": 0,
+    }
