@@ -24,11 +24,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from sktriplet.inputs.datasets import make_dataset
 from sktriplet.inputs.spec import LAYOUTS, InputSpec
 from sktriplet.inputs.validation import all_finite, encode_labels, validate_fit, validate_transform
 from sktriplet.training.build import ROUTED_PREFIXES
 from sktriplet.training.fit import FitResult, train
-from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed
+from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed, embed_dataset
 from sktriplet.triplets.distances import DISTANCES
 from sktriplet.triplets.mining import MINING_STRATEGIES
 
@@ -241,6 +242,25 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         channels-first (a view, no copy) and give the same embeddings as the
         transposed array. ``transform`` accepts either layout of the fitted
         image shape.
+    image_size : int, (height, width) or None, default=None
+        For image files: the size every file is read at, whatever its own
+        size (``None``: 64). ``transform`` scales the shorter side to fit and
+        cuts the centre; training (with ``augment`` ``"auto"`` or ``True``)
+        cuts a random crop of 25-100 % of the area and 3/4-4/3 of the aspect
+        ratio, resizes it and flips it half the time (see
+        :mod:`sktriplet.vision.transforms`). Arrays of images keep their own
+        size and ignore it.
+    channels : {"auto", 1, 3}, default="auto"
+        For image files: read them grey (1) or RGB (3); ``"auto"`` reads grey
+        when every file of a random sample of 200 is grey, RGB otherwise.
+        Transparency is composited over white; 16-bit, CMYK and palette images
+        are converted (see :mod:`sktriplet.vision.decode`).
+    on_error : {"raise", "skip"}, default="raise"
+        For image files: ``"raise"`` stops with an error naming a missing,
+        unreadable or truncated file (missing files are found before training
+        starts); ``"skip"`` leaves missing files out of ``fit`` and replaces a
+        file that fails to decode during training by another of its class,
+        with a warning listing them. ``transform`` always needs every file.
     **kwargs : dict
         ``module__*``, ``optimizer__*``, ``callbacks__*``,
         ``iterator_train__*`` and ``iterator_valid__*`` parameters, routed to
@@ -295,8 +315,17 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     By default 2-D input is standardised per feature and images per channel
     (means and scales learnt in ``fit``, see ``scaling``) before reaching the
     network. Images are given
-    as ``(n_samples, H, W)`` or ``(n_samples, C, H, W)`` arrays; uint8 images
-    are kept as uint8 in memory and converted batch by batch. Sparse input is
+    as ``(n_samples, H, W)``, ``(n_samples, C, H, W)`` or
+    ``(n_samples, H, W, C)`` arrays (see ``image_layout``); uint8 images
+    are kept as uint8 in memory and converted batch by batch. Image files
+    are given as a 1-D list, array or pandas Series of paths (or a
+    one-column DataFrame; ``sklearn.datasets.load_files(root,
+    load_content=False).filenames`` works as it is) and are decoded lazily,
+    batch by batch, in data-loader workers (``iterator_train__num_workers``
+    and ``iterator_valid__num_workers``, by default up to 4 and at most the
+    number of cores), so memory depends on the batch, not on the number of
+    files; the input statistics come from a random sample of 500 files.
+    Sparse input is
     refused (densify it with ``.toarray()``): densifying silently could
     exhaust memory.
 
@@ -353,6 +382,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "augment": [StrOptions({"auto"}), "boolean", callable],
         "scaling": [StrOptions({"feature", "global"}), None],
         "image_layout": [StrOptions(set(LAYOUTS))],
+        "image_size": [None, Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
+        "channels": [StrOptions({"auto"}), Interval(numbers.Integral, 1, 3, closed="both")],
+        "on_error": [StrOptions({"raise", "skip"})],
     }
 
     def __init__(
@@ -382,6 +414,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         augment: str | bool | Any = "auto",
         scaling: str | None = "feature",
         image_layout: str = "auto",
+        image_size: int | tuple[int, int] | None = None,
+        channels: int | str = "auto",
+        on_error: str = "raise",
         **kwargs: Any,
     ) -> None:
         self.margin = margin
@@ -408,6 +443,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.augment = augment
         self.scaling = scaling
         self.image_layout = image_layout
+        self.image_size = image_size
+        self.channels = channels
+        self.on_error = on_error
         for key, value in kwargs.items():
             setattr(self, key, value)
 
@@ -499,7 +537,15 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self._check_routed()
         _check_components(self, fit_params)
         device = resolve_device(self.device)
-        X, y, spec = validate_fit(self, X, y, image_layout=self.image_layout)
+        X, y, spec = validate_fit(
+            self,
+            X,
+            y,
+            image_layout=self.image_layout,
+            image_size=self.image_size,
+            channels=self.channels,
+            on_error=self.on_error,
+        )
         classes, codes = encode_labels(y)
         warm = self._warm_net(spec)
         result = train(self.get_params(deep=False), spec, X, codes, device=device, warm=warm)
@@ -556,9 +602,13 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """
         check_is_fitted(self)
         X = validate_transform(self, X, self.input_spec_)
-        out = embed(
-            self.net_.module_, X, device=self.net_.device, n_components=self.n_components_
-        )
+        if self.input_spec_.kind == "paths":
+            # Streams: one batch of decoded images in memory at a time.
+            out = embed_dataset(self.net_, make_dataset(X, self.input_spec_))
+        else:
+            out = embed(
+                self.net_.module_, X, device=self.net_.device, n_components=self.n_components_
+            )
         # One vectorised check at the end instead of a device sync and an
         # extra pass per batch (see benchmarks/bench_fit.py).
         if not all_finite(out):

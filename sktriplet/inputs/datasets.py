@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["ArrayDataset"]
+from sktriplet.inputs.spec import InputSpec
+
+__all__ = ["ArrayDataset", "make_dataset"]
 
 
 class ArrayDataset(Dataset):
@@ -58,3 +60,52 @@ class ArrayDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(self.X[index])), torch.from_numpy(
             np.asarray(self.y[index])
         )
+
+
+def make_dataset(
+    X,
+    spec: InputSpec,
+    labels: np.ndarray | None = None,
+    *,
+    train: bool = False,
+    seed: int = 0,
+    on_error: str = "raise",
+) -> Dataset:
+    """The torch dataset of validated input of any kind.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        Validated samples (rows or images), or image file paths.
+    spec : InputSpec
+        What ``X`` is.
+    labels : numpy.ndarray of int, default=None
+        Class codes (training), or ``None`` (embedding).
+    train : bool, default=False
+        For image files: draw the training augmentation (random resized crop
+        and flip) instead of the deterministic resize and centre crop.
+    seed : int, default=0
+        Seed of that augmentation.
+    on_error : {"raise", "skip"}, default="raise"
+        For image files: what an unreadable file does.
+
+    Returns
+    -------
+    torch.utils.data.Dataset
+        An :class:`ArrayDataset`, or an
+        :class:`~sktriplet.inputs.files.ImageFileDataset` for files; either is
+        indexed a batch at a time and exposes ``labels``.
+    """
+    if spec.kind != "paths":
+        return ArrayDataset(X, labels)
+    from sktriplet.inputs.files import ImageFileDataset
+
+    return ImageFileDataset(
+        X,
+        labels,
+        image_size=spec.image_size,
+        channels=spec.channels,
+        train=train,
+        seed=seed,
+        on_error=on_error if labels is not None else "raise",
+    )

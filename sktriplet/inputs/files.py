@@ -299,6 +299,9 @@ class ImageFileDataset(Dataset):
     torch.Size([2, 3, 16, 16])
     """
 
+    #: Indexed with a whole batch of indices at a time (one worker reads a batch).
+    fetches_batches = True
+
     def __init__(
         self,
         paths: Sequence[str | os.PathLike],
@@ -332,6 +335,11 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         """Number of files."""
         return len(self.paths)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The integer labels (what the PK sampler draws batches from)."""
+        return self.y
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the training augmentation of epoch ``epoch`` from now on."""

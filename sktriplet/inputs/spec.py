@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["KINDS", "LAYOUTS", "InputSpec"]
 
 #: Kinds of input :class:`InputSpec` describes.
-KINDS = ("rows", "images")
+KINDS = ("rows", "images", "paths")
 
 #: How images may be laid out in an array (``image_layout`` parameter).
 LAYOUTS = ("auto", "channels_first", "channels_last")
@@ -28,8 +28,9 @@ class InputSpec:
 
     Parameters
     ----------
-    kind : {"rows", "images"}
-        Feature rows (one 1-D sample each) or images (``(C, H, W)`` samples).
+    kind : {"rows", "images", "paths"}
+        Feature rows (one 1-D sample each), images (``(C, H, W)`` samples in
+        an array) or image files (decoded lazily to ``(C, H, W)``).
     sample_shape : tuple of int
         Shape of one sample as the network sees it: ``(n_features,)`` or
         ``(C, H, W)``.
@@ -67,8 +68,8 @@ class InputSpec:
 
     @property
     def is_image(self) -> bool:
-        """Whether samples are images ``(C, H, W)``."""
-        return self.kind == "images"
+        """Whether samples are images ``(C, H, W)`` (in an array or in files)."""
+        return self.kind in ("images", "paths")
 
     @property
     def n_features(self) -> int:
@@ -90,6 +91,8 @@ class InputSpec:
 
     def describe(self) -> str:
         """A short description for error messages, e.g. ``"images of shape (1, 8, 8)"``."""
+        if self.kind == "paths":
+            return f"image files read as {self.sample_shape} (C, H, W) images"
         if self.is_image:
             return f"images of shape {self.sample_shape} (as (C, H, W))"
         return f"2-D X with {self.sample_shape[0]} features"

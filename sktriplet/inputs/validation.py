@@ -17,6 +17,7 @@ import torch
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, check_array, validate_data
 
+from sktriplet.inputs.files import as_paths, check_files, infer_channels
 from sktriplet.inputs.spec import LAYOUTS, InputSpec
 
 __all__ = [
@@ -217,6 +218,28 @@ def _validate_fit_images(X, y, image_layout: str) -> tuple[np.ndarray, np.ndarra
     return X, y, spec
 
 
+#: Side of the images that files are read at when ``image_size=None``.
+DEFAULT_IMAGE_SIZE = 64
+
+
+def _validate_fit_paths(
+    paths: np.ndarray, y, image_size, channels, on_error: str
+) -> tuple[np.ndarray, np.ndarray, InputSpec]:
+    from sktriplet.vision.transforms import as_image_size
+
+    size = as_image_size(DEFAULT_IMAGE_SIZE if image_size is None else image_size)
+    if channels not in ("auto", 1, 3):
+        raise ValueError(f"channels must be 1 (grey), 3 (RGB) or 'auto'; got {channels!r}.")
+    y = _labels(y, len(paths))
+    if len(paths) < 2:
+        raise ValueError(f"fit needs at least 2 image files; got {len(paths)}.")
+    keep = check_files(paths, on_error)  # missing files, before anything is built
+    paths, y = paths[keep], y[keep]
+    n_channels = infer_channels(paths) if channels == "auto" else int(channels)
+    spec = InputSpec("paths", (n_channels, *size), dtype="uint8", layout="channels_first")
+    return paths, y, spec
+
+
 def _validate_fit_rows(estimator, X, y) -> tuple[np.ndarray, np.ndarray, InputSpec]:
     _check_numeric_columns(X)
     # sklearn's validate_data records n_features_in_ / feature_names_in_ on the
@@ -241,7 +264,14 @@ def _validate_fit_rows(estimator, X, y) -> tuple[np.ndarray, np.ndarray, InputSp
 
 
 def validate_fit(
-    estimator, X, y, *, image_layout: str = "auto"
+    estimator,
+    X,
+    y,
+    *,
+    image_layout: str = "auto",
+    image_size: Any = None,
+    channels: Any = "auto",
+    on_error: str = "raise",
 ) -> tuple[np.ndarray, np.ndarray, InputSpec]:
     """Validate training data; return samples, labels and their spec.
 
@@ -258,12 +288,19 @@ def validate_fit(
         Labels.
     image_layout : {"auto", "channels_first", "channels_last"}, default="auto"
         Layout of 4-D image arrays.
+    image_size : int, tuple of int or None, default=None
+        For image files: the size they are read at (``None``: 64).
+    channels : {"auto", 1, 3}, default="auto"
+        For image files: grey or RGB (``"auto"``: grey when every sampled
+        file is grey).
+    on_error : {"raise", "skip"}, default="raise"
+        For image files: what a missing file does.
 
     Returns
     -------
     X : numpy.ndarray
-        float32 rows, or uint8 / float32 images as ``(N, C, H, W)`` (a view of
-        the input where no conversion is needed).
+        float32 rows, uint8 / float32 images as ``(N, C, H, W)`` (a view of
+        the input where no conversion is needed), or image file paths.
     y : numpy.ndarray of shape (n_samples,)
         The labels as given.
     spec : InputSpec
@@ -273,6 +310,9 @@ def validate_fit(
         raise ValueError("TripletEmbedder requires y to be passed, but the target y is None.")
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
+    paths = as_paths(X)
+    if paths is not None:
+        return _validate_fit_paths(paths, y, image_size, channels, on_error)
     ndim = _ndim(X)
     if ndim is not None and ndim >= 3:
         return _validate_fit_images(X, y, image_layout)
@@ -302,6 +342,21 @@ def _validate_transform_images(X, spec: InputSpec) -> np.ndarray:
     return X
 
 
+def _validate_transform_paths(paths: np.ndarray | None, spec: InputSpec) -> np.ndarray:
+    if paths is None:
+        raise ValueError(
+            f"TripletEmbedder was fitted on {spec.describe()}, but X holds no file paths; "
+            "pass a list (or array, or Series) of image file paths."
+        )
+    if spec.kind != "paths":
+        raise ValueError(
+            f"X holds image file paths but TripletEmbedder was fitted on {spec.describe()}; "
+            "fit it on image files (a list of paths) to embed files, or pass arrays here."
+        )
+    check_files(paths, "raise")  # every file needs its row of embeddings
+    return paths
+
+
 def validate_transform(estimator, X, spec: InputSpec) -> np.ndarray:
     """Validate data to embed against the spec of the fitted data.
 
@@ -318,10 +373,14 @@ def validate_transform(estimator, X, spec: InputSpec) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float32 rows or ``(N, C, H, W)`` images, ready for the network.
+        float32 rows or ``(N, C, H, W)`` images, ready for the network, or
+        image file paths (checked to exist).
     """
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
+    paths = as_paths(X)
+    if spec.kind == "paths" or paths is not None:
+        return _validate_transform_paths(paths, spec)
     ndim = _ndim(X)
     if ndim is not None and ndim >= 3:
         return _validate_transform_images(X, spec)

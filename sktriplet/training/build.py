@@ -32,6 +32,10 @@ __all__ = [
 #: Prefixes of the double-underscore parameters routed to inner objects.
 ROUTED_PREFIXES = ("module__", "optimizer__", "callbacks__", "iterator_train__", "iterator_valid__")
 
+#: Image files whose pixels the input statistics are computed from, at most
+#: (a random sample: memory and time do not grow with the collection).
+FILE_STATS_SAMPLES = 500
+
 #: Images of more bytes than this get their per-channel statistics in blocks
 #: (no float64 copy of the whole array).
 _STATS_BYTES = 2**28
@@ -69,7 +73,9 @@ def input_statistics(
     Parameters
     ----------
     X : numpy.ndarray
-        Training samples, ``(N, n_features)`` or ``(N, C, H, W)``.
+        Training samples, ``(N, n_features)`` or ``(N, C, H, W)``, or image
+        file paths (statistics of a random sample of
+        ``FILE_STATS_SAMPLES`` files, read as ``transform`` reads them).
     spec : InputSpec
         What they are.
     scaling : {"feature", "global"} or None
@@ -82,7 +88,9 @@ def input_statistics(
     mean, scale : numpy.ndarray
         Shapes ``(n_features,)`` for rows and ``(C, 1, 1)`` for images.
     """
-    if not spec.is_image:
+    if spec.kind == "paths":
+        mean, scale = _file_moments(X, spec)
+    elif not spec.is_image:
         mean = X.mean(axis=0, dtype=np.float64)
         scale = X.std(axis=0, dtype=np.float64)
     else:
@@ -98,6 +106,14 @@ def input_statistics(
     if spec.is_image:
         mean, scale = mean[:, None, None], scale[:, None, None]
     return mean, scale
+
+
+def _file_moments(paths: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of a bounded random sample of the image files."""
+    from sktriplet.inputs.datasets import make_dataset
+    from sktriplet.inputs.files import sample_channel_stats
+
+    return sample_channel_stats(make_dataset(paths, spec), max_samples=FILE_STATS_SAMPLES)
 
 
 def _channel_std(X: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -181,9 +181,11 @@ class RetrievalValidation(Callback):
         return self
 
     def _embed(self, net) -> np.ndarray:
-        from sktriplet.training.inference import embed
+        from sktriplet.training.inference import embed, embed_dataset
 
-        return embed(net.module_, self.X, device=net.device, batch_size=self.batch_size)
+        if isinstance(self.X, np.ndarray):
+            return embed(net.module_, self.X, device=net.device, batch_size=self.batch_size)
+        return embed_dataset(net, self.X)  # a dataset, e.g. of image files
 
     def _scores(self, net) -> dict[str, float]:
         from sktriplet.evaluation.metrics import retrieval_scores

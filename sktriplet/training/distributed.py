@@ -379,6 +379,8 @@ class DistributedTripletNet(TripletNet):
         """Shards of global PK batches for training; plain batches otherwise."""
         if not training or not is_distributed():
             return super().get_iterator(dataset, training=training)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(len(self.history))
         sampler = ShardedPKSampler(
             dataset.labels,
             batch_size=self.batch_size * dist.get_world_size(),

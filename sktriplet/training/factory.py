@@ -29,6 +29,8 @@ __all__ = [
     "AUTO_LR_ROWS",
     "augmenter",
     "changed_training_params",
+    "dataset_augments",
+    "default_workers",
     "make_net",
     "resolve_lr",
     "schedule_callbacks",
@@ -93,6 +95,8 @@ def augmenter(params: dict[str, Any], spec: InputSpec):
     augment = params["augment"]
     if callable(augment):
         return augment
+    if spec.kind == "paths":
+        return None  # files are augmented as they are read (see dataset_augments)
     if augment is True and not spec.is_image:
         raise ValueError(
             f"augment=True needs images, but X is 2-D with {spec.n_features} "
@@ -104,6 +108,28 @@ def augmenter(params: dict[str, Any], spec: InputSpec):
 
         return RandomAffine()
     return None
+
+
+def dataset_augments(params: dict[str, Any], spec: InputSpec) -> bool:
+    """Whether image files are read with the training augmentation.
+
+    For files, ``augment="auto"`` and ``True`` draw a random resized crop
+    with a horizontal flip per sample as it is decoded (see
+    :mod:`sktriplet.vision.transforms`); ``False`` and a callable read them
+    as ``transform`` does (a callable then runs on each batch).
+    """
+    return spec.kind == "paths" and params["augment"] in ("auto", True)
+
+
+def default_workers() -> int:
+    """Data-loader workers that decode image files when none are asked for.
+
+    Up to 4, and no more than the machine's cores: decoding JPEGs is the
+    bottleneck of a small network's fit on files.
+    """
+    import os
+
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def validation_callbacks(params: dict[str, Any], X_valid, y_valid) -> list:
@@ -133,13 +159,16 @@ def _progress_callbacks(verbose: int) -> list:
     return [("progress_bar", ProgressBar())]
 
 
-def _routed_net_params(params: dict[str, Any]) -> dict[str, Any]:
+def _routed_net_params(params: dict[str, Any], spec: InputSpec) -> dict[str, Any]:
     """``optimizer__*``, ``callbacks__*`` and ``iterator_*__*`` as skorch names them."""
     out = {f"optimizer__{k}": v for k, v in routed(params, "optimizer__").items()}
     out["callbacks__print_log__keys_ignored"] = QUIET_HISTORY_KEYS
     out.update({f"callbacks__{k}": v for k, v in routed(params, "callbacks__").items()})
     for prefix in ("iterator_train__", "iterator_valid__"):
-        out.update({f"{prefix}{k}": v for k, v in routed(params, prefix).items()})
+        loader = routed(params, prefix)
+        if spec.kind == "paths":
+            loader.setdefault("num_workers", default_workers())
+        out.update({f"{prefix}{k}": v for k, v in loader.items()})
     return out
 
 
@@ -194,7 +223,7 @@ def make_net(
         ],
         device=device,
         verbose=params["verbose"],
-        **_routed_net_params(params),
+        **_routed_net_params(params, spec),
     )
 
 

@@ -16,16 +16,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from sktriplet.inputs.datasets import ArrayDataset
+from sktriplet.inputs.datasets import make_dataset
 from sktriplet.inputs.spec import InputSpec
 from sktriplet.training.build import build_network, check_network_output, input_statistics
 from sktriplet.training.factory import (
     changed_training_params,
+    dataset_augments,
     make_net,
     schedule_callbacks,
     validation_callbacks,
 )
-from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed
+from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed, embed_dataset
 from sktriplet.training.net import TrainingDivergedError, TripletNet
 
 __all__ = ["FitResult", "draw_seed", "split_validation", "train"]
@@ -115,9 +116,17 @@ def split_validation(
     return held
 
 
-def _check_finite_output(net: TripletNet, X: np.ndarray) -> None:
+#: Training samples embedded after training to check the output is finite
+#: (image files are decoded, so fewer of them).
+_CHECKED_ROWS, _CHECKED_FILES = TRANSFORM_BATCH_SIZE, 64
+
+
+def _check_finite_output(net: TripletNet, X, spec: InputSpec) -> None:
     """Raise if the trained network embeds training samples to non-finite values."""
-    out = embed(net.module_, X, device=net.device)
+    if spec.kind == "paths":
+        out = embed_dataset(net, make_dataset(X[:_CHECKED_FILES], spec))
+    else:
+        out = embed(net.module_, X[:_CHECKED_ROWS], device=net.device)
     if not np.isfinite(out).all():
         raise TrainingDivergedError(
             f"after {len(net.history)} epoch(s) the network maps training samples to "
@@ -126,18 +135,34 @@ def _check_finite_output(net: TripletNet, X: np.ndarray) -> None:
         )
 
 
-def _fresh(params, spec, X, X_train, y_train, valid, seed, device) -> tuple[TripletNet, int]:
+def _training_dataset(params, spec, X_train, y_train, seed):
+    train = dataset_augments(params, spec)
+    return make_dataset(
+        X_train, spec, y_train, train=train, seed=seed, on_error=params.get("on_error", "raise")
+    )
+
+
+def _valid(spec: InputSpec, X, codes, held) -> tuple:
+    """Held-out samples for validation: an array, or a dataset of files."""
+    if held is None:
+        return None, None
+    if spec.kind == "paths":
+        return make_dataset(X[held], spec), codes[held]
+    return X[held], codes[held]
+
+
+def _fresh(params, spec, X, train_data, valid, seed, device) -> tuple[TripletNet, int]:
     statistics = input_statistics(X, spec, params["scaling"])
     net = make_net(params, spec, build_network(spec, params, statistics), seed, device)
     net.callbacks = list(net.callbacks) + validation_callbacks(params, *valid)
     net.initialize()
-    sample = torch.from_numpy(np.ascontiguousarray(X[:2])).to(net.device)
+    sample = make_dataset(X[:2], spec)[[0, 1]][0].to(net.device)
     n_components = check_network_output(net.module_, sample, params["n_components"])
-    net.partial_fit(ArrayDataset(X_train, y_train), None)
+    net.partial_fit(train_data, None)
     return net, n_components
 
 
-def _continue(net: TripletNet, params, spec, X_train, y_train, valid, seed) -> None:
+def _continue(net: TripletNet, params, spec, train_data, valid, seed) -> None:
     if getattr(net, "rng_state_", None) is not None:
         # Continue the torch random stream (dropout) where the last epoch
         # ended: a resumed fit then equals an uninterrupted one.
@@ -153,7 +178,7 @@ def _continue(net: TripletNet, params, spec, X_train, y_train, valid, seed) -> N
     ]
     net.callbacks = kept + schedule_callbacks(params, spec) + validation_callbacks(params, *valid)
     net.initialize_callbacks()
-    net.partial_fit(ArrayDataset(X_train, y_train), None)
+    net.partial_fit(train_data, None)
 
 
 def train(
@@ -198,14 +223,15 @@ def train(
                 codes, params["validation_fraction"], params["validation_split"], seed
             )
             train_mask = slice(None) if held is None else ~held
-            valid = (None, None) if held is None else (X[held], codes[held])
-            X_train, y_train = X[train_mask], codes[train_mask]
+            X_train = X[train_mask]
+            train_data = _training_dataset(params, spec, X_train, codes[train_mask], seed)
+            valid = _valid(spec, X, codes, held)
             if warm is None:
-                net, width = _fresh(params, spec, X, X_train, y_train, valid, seed, device)
+                net, width = _fresh(params, spec, X, train_data, valid, seed, device)
             else:
                 net, width = warm
-                _continue(net, params, spec, X_train, y_train, valid, seed)
-            _check_finite_output(net, X_train[:TRANSFORM_BATCH_SIZE])
+                _continue(net, params, spec, train_data, valid, seed)
+            _check_finite_output(net, X_train, spec)
     except BaseException:
         if snapshot is not None:
             warm[0].restore(snapshot)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["TRANSFORM_BATCH_SIZE", "embed"]
+__all__ = ["TRANSFORM_BATCH_SIZE", "embed", "embed_dataset"]
 
 #: Samples embedded at a time (bounds the memory of ``transform``).
 TRANSFORM_BATCH_SIZE = 1024
@@ -88,3 +88,27 @@ def embed(
         width = n_components if n_components is not None else 0
         return np.empty((0, width), dtype=np.float32)
     return np.concatenate(parts)
+
+
+def embed_dataset(net, dataset, batch_size: int | None = None) -> np.ndarray:
+    """Embeddings of a whole dataset, in order, through the net's inference loader.
+
+    Parameters
+    ----------
+    net : sktriplet.training.net.TripletNet
+        An initialised net (its ``batch_loader`` gives the loader, with the
+        ``iterator_valid__*`` settings).
+    dataset : torch.utils.data.Dataset
+        Samples (e.g. from :func:`~sktriplet.inputs.datasets.make_dataset`).
+    batch_size : int, default=None
+        Samples per batch (``None``: the net's ``batch_size``).
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        One row per sample.
+    """
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    batches = BatchSampler(SequentialSampler(dataset), batch_size or net.batch_size, False)
+    return embed(net.module_, net.batch_loader(dataset, batches), device=net.device)

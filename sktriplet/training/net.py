@@ -157,6 +157,10 @@ class TripletNet(NeuralNet):
         ``collate_fn``, ...), as in skorch; only the batches are ours.
         """
         if training:
+            if hasattr(dataset, "set_epoch"):
+                # Augmentation drawn as files are read follows the epoch
+                # (workers get the dataset as it is when the loader starts).
+                dataset.set_epoch(len(self.history))
             batches = PKSampler(
                 dataset.labels,
                 batch_size=self.batch_size,
