@@ -381,6 +381,10 @@ def prepare_image_files(estimator, data: Data, args: argparse.Namespace) -> Data
         )
     if args.workers is not None:
         estimator.set_params(**_worker_params(args.workers))
+        if hasattr(estimator, "net_"):
+            # transform reads the fitted net's loader settings; skorch's own
+            # set_params refuses iterator_* on an initialised net, so set it.
+            estimator.net_.iterator_valid__num_workers = args.workers
     if args.on_error == "skip":
         return _keep_readable_files(data, args.command)
     return data

@@ -73,27 +73,32 @@ def _assert_user_error(code, err, *fragments):
 @needs_pillow
 def test_image_folder_fit_embed_and_reload(tmp_path, capsys, image_folder, digit_images):
     model = tmp_path / "digits.sktriplet"
-    code, _, err = _run(capsys, "fit", image_folder, "-o", model, *FAST)
+    lazy = ["--image-size", "8", "--workers", "0"]
+    code, _, err = _run(capsys, "fit", image_folder, "-o", model, *FAST, *lazy)
     assert code == 0, err
     est = sktriplet.load(model)
     assert list(est.classes_) == ["digit0", "digit1", "digit2", "digit3"]
-    assert est.input_shape_ == (1, 8, 8)
+    assert est.input_spec_.kind == "paths"
+    assert est.input_shape_ == (1, 8, 8)  # grey files read grey, at --image-size
 
     out = tmp_path / "Z.npy"
-    code, _, err = _run(capsys, "embed", model, image_folder, "-o", out)
+    code, _, err = _run(capsys, "embed", model, image_folder, "-o", out, "--workers", "0")
     assert code == 0, err
     Z = np.load(out)
     # files are read class folder by class folder, in name order
     X, y = digit_images
     order = np.lexsort((np.arange(len(y)), y))
-    np.testing.assert_array_equal(Z, est.transform(X[order]))
+    paths = [str(image_folder / f"digit{y[i]}" / f"{i:03d}.png") for i in order]
+    assert (tmp_path / "Z.paths.txt").read_text().splitlines() == paths
+    np.testing.assert_array_equal(Z, est.transform(paths))
     assert Z.shape == (len(X), 8)
 
     table = tmp_path / "Z.csv"
     assert main(["embed", str(model), str(image_folder), "-o", str(table)]) == 0
     df = pd.read_csv(table)
-    assert list(df.columns) == ["id"] + [f"tripletembedder{i}" for i in range(8)] + ["label"]
-    assert df["id"].iloc[0] == os.path.join("digit0", f"{order[0]:03d}.png")
+    assert list(df.columns) == ["path"] + [f"tripletembedder{i}" for i in range(8)] + ["label"]
+    assert df["path"].tolist() == paths
+    assert df["label"].tolist() == [f"digit{y[i]}" for i in order]
     np.testing.assert_allclose(df.iloc[:, 1:9].to_numpy(), Z, rtol=1e-6, atol=1e-7)
 
 
@@ -277,13 +282,13 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, digits_c
     _assert_user_error(code, err, "no such model file")
     code, _, err = _run(capsys, "fit", path, "-o", tmp_path / "missing" / "m.sktriplet")
     _assert_user_error(code, err, "does not exist")
-    # images of different sizes
+    # .npy arrays of different shapes (image files may differ in size)
     odd = tmp_path / "odd"
     for name, size in (("a", 8), ("b", 9)):
         (odd / name).mkdir(parents=True)
-        Image.fromarray(np.zeros((size, size), dtype=np.uint8)).save(odd / name / "0.png")
+        np.save(odd / name / "0.npy", np.zeros((size, size), dtype=np.uint8))
     code, _, err = _run(capsys, "fit", odd, "-o", model)
-    _assert_user_error(code, err, "images differ in shape")
+    _assert_user_error(code, err, ".npy images differ in shape", "as image files")
     # training errors (one class) come out the same way
     one = tmp_path / "one.npz"
     np.savez(one, X=np.zeros((4, 3)), y=np.zeros(4))
@@ -295,19 +300,17 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, digits_c
     assert exc.value.code == 2
 
 
-@needs_pillow
-def test_missing_optional_readers_are_explained(tmp_path, capsys, monkeypatch, image_folder):
+def test_missing_pyarrow_is_explained(tmp_path, capsys, monkeypatch):
+    # (Pillow is a runtime dependency: image folders need nothing optional.)
     real_import = builtins.__import__
 
     def fake_import(name, *args, **kwargs):
-        if name in ("PIL", "pyarrow") or name.startswith("PIL."):
+        if name == "pyarrow" or name.startswith("pyarrow."):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     model = tmp_path / "m.sktriplet"
-    code, _, err = _run(capsys, "fit", image_folder, "-o", model)
-    _assert_user_error(code, err, "needs Pillow", "pip install pillow")
     pq = tmp_path / "d.parquet"
     pq.write_bytes(b"PAR1")
     code, _, err = _run(capsys, "fit", pq, "-o", model)
@@ -578,3 +581,82 @@ def test_image_size_option(text, size):
         "iterator_train__num_workers": 0,
         "iterator_valid__num_workers": 0,
     }
+
+
+def _mixed_folder(root):
+    """3 classes of PNG/JPEG files: RGB, L, RGBA, P, CMYK and 16-bit grey, sizes 11 to 60 px."""
+    rng = np.random.default_rng(0)
+    files = []
+    for c in range(3):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(6):
+            h, w = (int(v) for v in rng.integers(11, 60, size=2))
+            rgb = np.clip(rng.normal(80 * c + 20, 30, size=(h, w, 3)), 0, 255).astype(np.uint8)
+            base = Image.fromarray(rgb)
+            kind = i % 6
+            if kind == 0:
+                img, name = base, f"{i}.jpg"
+            elif kind == 1:
+                img, name = base.convert("L"), f"{i}.JPEG"
+            elif kind == 2:
+                img, name = base.convert("RGBA"), f"{i}.png"
+            elif kind == 3:
+                img, name = base.convert("P"), f"{i}.png"
+            elif kind == 4:
+                img, name = base.convert("CMYK"), f"{i}.jpg"
+            else:
+                grey16 = (np.asarray(base.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+                img, name = Image.fromarray(grey16), f"{i}.png"
+            img.save(folder / name)
+            files.append((folder / name, img.mode))
+    return files
+
+
+@needs_pillow
+def test_fit_embed_evaluate_a_mixed_size_mixed_mode_folder(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    root = tmp_path / "photos"
+    files = _mixed_folder(root)
+    assert {mode for _, mode in files} == {"RGB", "L", "RGBA", "P", "CMYK", "I;16"}
+    assert {Image.open(p).mode for p, _ in files} >= {"RGBA", "P", "CMYK", "I;16"}
+    model, out = tmp_path / "m.sktriplet", tmp_path / "Z.parquet"
+    fit = [
+        "--image-size",
+        "16",
+        "--max-epochs",
+        "1",
+        "--batch-size",
+        "12",
+        "--samples-per-class",
+        "4",
+        "--n-components",
+        "4",
+        "--workers",
+        "0",
+        "--verbose",
+        "0",
+    ]
+    code, _, err = _run(capsys, "fit", root, "-o", model, *fit)
+    assert code == 0, err
+    est = sktriplet.load(model)
+    assert est.input_spec_.kind == "paths" and est.input_shape_ == (3, 16, 16)
+
+    code, _, err = _run(
+        capsys, "embed", model, root, "-o", out, "--workers", "1", "--chunk-size", "7"
+    )
+    assert code == 0, err
+    df = pd.read_parquet(out)
+    # listed like sklearn's load_files: class folders by name, files by name
+    paths = [str(p) for c in sorted(root.iterdir()) for p in sorted(c.iterdir())]
+    assert df["path"].tolist() == paths
+    assert df["label"].tolist() == [os.path.basename(os.path.dirname(p)) for p in paths]
+    Z = df.filter(like="tripletembedder").to_numpy()
+    assert Z.shape == (18, 4) and np.isfinite(Z).all()
+    np.testing.assert_allclose(Z, est.transform(paths), rtol=1e-5, atol=1e-6)
+    assert "embedded 18/18 files (100%)" in err
+
+    code, out_text, err = _run(capsys, "evaluate", model, root, "--k", "1", "--workers", "0")
+    assert code == 0, err
+    expected = retrieval_scores(Z, df["label"].to_numpy(), k=[1])
+    assert f"map_at_r {expected['map_at_r']:.4f}" in " ".join(out_text.split())
