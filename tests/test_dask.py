@@ -70,3 +70,64 @@ def test_the_model_is_one_key_of_the_graph():
 def test_other_inputs_are_refused():
     with pytest.raises(TypeError, match=r"dask.dataframe.Series or dask.bag.Bag.*ddf\['path'\]"):
         dask_transform(NameModel(), PATHS)
+
+
+@pytest.fixture(scope="module")
+def fitted_on_files(tmp_path_factory):
+    """A TripletEmbedder fitted (1 epoch, 12 px) on 24 small PNG files of 3 classes."""
+    from PIL import Image
+
+    from sktriplet import TripletEmbedder
+
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for i in range(24):
+        h, w = (int(v) for v in rng.integers(12, 30, size=2))
+        pixels = np.clip(rng.normal(90 * (i % 3), 25, (h, w, 3)), 0, 255).astype(np.uint8)
+        path = root / f"{i:02d}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(str(path))
+        labels.append(i % 3)
+    est = TripletEmbedder(
+        image_size=12,
+        max_epochs=1,
+        batch_size=12,
+        samples_per_class=4,
+        n_components=4,
+        device="cpu",
+        random_state=0,
+        iterator_train__num_workers=0,
+        iterator_valid__num_workers=0,
+    ).fit(paths, labels)
+    return est, paths
+
+
+def test_embedding_on_a_local_cluster(fitted_on_files):
+    distributed = pytest.importorskip("dask.distributed")
+    est, paths = fitted_on_files
+    series = dd.from_pandas(pd.Series(paths), npartitions=4)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        result = dask_transform(est, series)
+        with distributed.get_task_stream(client) as tasks:
+            frame = result.compute()
+        bag_frame = dask_transform(est, db.from_sequence(paths, npartitions=3)).compute()
+        workers = set(client.scheduler_info()["workers"])
+    # the four partitions were embedded on the cluster's workers
+    ran = [t for t in tasks.data if "_embed_partition" in str(t["key"])]
+    assert len(ran) == 4 and {t["worker"] for t in ran} <= workers
+    # the workers' embeddings are the fitted model's, row for row
+    expected = est.transform(paths)
+    np.testing.assert_allclose(frame.to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert frame.index.tolist() == list(range(len(paths)))
+    assert bag_frame["path"].tolist() == paths
+    np.testing.assert_allclose(bag_frame.iloc[:, 1:].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    # the model shipped to the workers is a copy: the caller's keeps its settings
+    dask_transform(est, series, num_workers=3)
+    assert est.net_.iterator_valid__num_workers == 0
+    assert est.iterator_valid__num_workers == 0
