@@ -717,6 +717,10 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _n_components(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def _learning_rate(text: str) -> float | str:
     if text == "auto":
         return text
@@ -732,8 +736,6 @@ def _learning_rate(text: str) -> float | str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sktriplet`` command."""
     from sktriplet import __version__
-    from sktriplet.triplets.distances import DISTANCES
-    from sktriplet.triplets.mining import MINING_STRATEGIES
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -744,6 +746,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
 
+    _add_fit_command(sub)
+    _add_embed_command(sub)
+    _add_evaluate_command(sub)
+    return parser
+
+
+def _add_fit_command(sub) -> None:
+    """The ``fit`` command."""
     fit = sub.add_parser(
         "fit",
         help="train on labelled data and save the model (.sktriplet file)",
@@ -763,6 +773,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "-o", "--output", required=True, metavar="MODEL", help="model file to write (.sktriplet)"
     )
+    _add_training_options(fit)
+    _add_reader_options(fit)
+    _add_image_options(fit, "fit")
+    fit.set_defaults(func=cmd_fit)
+
+
+
+def _add_training_options(fit: argparse.ArgumentParser) -> None:
+    """The ``fit`` options that set the estimator's hyperparameters."""
+    from sktriplet.triplets.distances import DISTANCES
+    from sktriplet.triplets.mining import MINING_STRATEGIES
+
     hp = fit.add_argument_group("training options")
     hp.add_argument("--max-epochs", metavar="N", type=int, default=30, help="passes over the data")
     hp.add_argument(
@@ -776,7 +798,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hp.add_argument("--soft", action="store_true", help="soft margin log1p(exp(.)) for the hinge")
     hp.add_argument(
-        "--n-components", metavar="N", type=_positive_int, default=64, help="embedding width"
+        "--n-components",
+        metavar="N",
+        type=_n_components,
+        default="auto",
+        help="embedding width; auto: 64, or a pretrained backbone's own width",
     )
     hp.add_argument(
         "--batch-size", metavar="N", type=_positive_int, default=128, help="samples per batch"
@@ -797,10 +823,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hp.add_argument(
         "--scaling",
-        choices=("feature", "global", "none"),
-        default="feature",
+        choices=("auto", "feature", "global", "none"),
+        default="auto",
         help="input scaling: per feature (tabular data), one common scale (pixel-like "
-        "rows, e.g. few training classes: see docs/defaults.md), or none",
+        "rows: see docs/defaults.md), none, or auto (global for pixel-like rows, else "
+        "per feature)",
     )
     hp.add_argument(
         "--validation-fraction",
@@ -816,10 +843,10 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument(
         "--verbose", type=int, choices=(0, 1, 2), default=1, help="0 silent, 1 table, 2 bars"
     )
-    _add_reader_options(fit)
-    _add_image_options(fit, "fit")
-    fit.set_defaults(func=cmd_fit)
 
+
+def _add_embed_command(sub) -> None:
+    """The ``embed`` command."""
     embed = sub.add_parser(
         "embed",
         help="write the embeddings of data with a saved model",
@@ -849,6 +876,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reader_options(embed)
     _add_image_options(embed, "embed")
     embed.set_defaults(func=cmd_embed)
+
+
+
+def _add_evaluate_command(sub) -> None:
+    """The ``evaluate`` command."""
+    from sktriplet.triplets.distances import DISTANCES
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -893,7 +926,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reader_options(evaluate)
     _add_image_options(evaluate, "evaluate")
     evaluate.set_defaults(func=cmd_evaluate)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
