@@ -404,11 +404,7 @@ def prepare_image_files(estimator, data: Data, args: argparse.Namespace) -> Data
             f"{_CHANNEL_NAMES[wanted]}, fit a model with --color {args.color})."
         )
     if args.workers is not None:
-        estimator.set_params(**_worker_params(args.workers))
-        if hasattr(estimator, "net_"):
-            # transform reads the fitted net's loader settings; skorch's own
-            # set_params refuses iterator_* on an initialised net, so set it.
-            estimator.net_.iterator_valid__num_workers = args.workers
+        estimator.set_params(**_worker_params(args.workers))  # transform reads them
     if args.on_error == "skip":
         return _keep_readable_files(data, args.command)
     return data

@@ -46,12 +46,7 @@ def _embed_with_paths(paths, estimator, columns: Sequence[str]) -> pd.DataFrame:
 def _worker_copy(estimator, num_workers: int):
     """The estimator with its DataLoader workers set for use inside a Dask worker."""
     shipped = copy.copy(estimator)
-    shipped.set_params(iterator_valid__num_workers=num_workers)
-    if hasattr(estimator, "net_"):
-        # transform reads the fitted net's loader settings; skorch's own
-        # set_params refuses iterator_* on an initialised net, so set it.
-        shipped.net_ = copy.copy(estimator.net_)
-        shipped.net_.iterator_valid__num_workers = num_workers
+    shipped.set_params(iterator_valid__num_workers=num_workers)  # transform reads them
     return shipped
 
 

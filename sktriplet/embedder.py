@@ -28,7 +28,7 @@ from sktriplet.inputs.datasets import make_dataset
 from sktriplet.inputs.spec import LAYOUTS, InputSpec
 from sktriplet.inputs.triplet_validation import triplet_score_input, validate_fit_triplets
 from sktriplet.inputs.validation import all_finite, encode_labels, validate_fit, validate_transform
-from sktriplet.training.build import ROUTED_PREFIXES
+from sktriplet.training.build import ROUTED_PREFIXES, routed
 from sktriplet.training.fit import FitResult, train
 from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed, embed_dataset
 from sktriplet.triplets.distances import DISTANCES
@@ -721,7 +721,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         with self.net_.threads():  # as many torch threads as training used
             if self.input_spec_.kind == "paths":
                 # Streams: one batch of decoded images in memory at a time.
-                out = embed_dataset(self.net_, make_dataset(X, self.input_spec_))
+                # The loader settings as they are now (set_params after fit counts).
+                loader = routed(self.get_params(deep=False), "iterator_valid__")
+                out = embed_dataset(self.net_, make_dataset(X, self.input_spec_), **loader)
             else:
                 out = embed(
                     self.net_.module_, X, device=self.net_.device, n_components=self.n_components_

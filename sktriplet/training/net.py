@@ -201,7 +201,7 @@ class TripletNet(NeuralNet):
         """
         return int(self.get_params_for("iterator_train").get("min_batches", MIN_BATCHES_PER_EPOCH))
 
-    def batch_loader(self, dataset, batches, training=False):
+    def batch_loader(self, dataset, batches, training=False, **overrides):
         """A data loader over ``dataset`` that yields the given batches of indices.
 
         Parameters
@@ -214,6 +214,9 @@ class TripletNet(NeuralNet):
             The batches (a batch sampler).
         training : bool, default=False
             Use the ``iterator_train`` settings, else ``iterator_valid``.
+        **overrides : dict
+            Loader settings that replace the net's (e.g. the estimator's
+            current ``iterator_valid__*`` parameters at ``transform`` time).
 
         Returns
         -------
@@ -221,7 +224,7 @@ class TripletNet(NeuralNet):
             The loader (skorch's iterator class with its routed parameters).
         """
         name = "iterator_train" if training else "iterator_valid"
-        kwargs = self.get_params_for(name)
+        kwargs = {**self.get_params_for(name), **overrides}
         given = ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last", "min_batches")
         for key in given:
             kwargs.pop(key, None)  # the batches are given
