@@ -136,6 +136,17 @@ class MiningStats(Callback):
         )
 
 
+# Why not skorch's train_split + EpochScoring + EarlyStopping + Checkpoint:
+# - the held-out split is by class (validation_split="class": the open-set
+#   protocol), and skorch's train_split feeds the validation data through the
+#   training iterator and the criterion, which would mine triplets on it;
+# - retrieval scores (MAP@R) need all held-out embeddings at once, not a mean
+#   of per-batch scores;
+# - the weights training started from compete as "epoch 0" and are kept when
+#   no epoch beats them, which EarlyStopping's load_best cannot express;
+# - the best weights are kept in memory, not written to disk by Checkpoint.
+# So the project keeps this one callback; mining statistics (MiningStats)
+# likewise need the criterion's per-batch statistics, not an EpochScoring.
 class RetrievalValidation(Callback):
     """Score retrieval on held-out data each epoch; stop early; keep the best.
 
