@@ -389,14 +389,14 @@ def dedupe_triplet_rows(samples: np.ndarray, triplets: np.ndarray):
 
     Parameters
     ----------
-    samples : numpy.ndarray of shape (n, *sample_shape)
+    samples : numpy.ndarray of shape (n,) + sample_shape
         Samples, possibly with repeats (e.g. from :func:`flatten_triplet_rows`).
     triplets : numpy.ndarray of shape (n_triplets, 3)
         Index triplets into ``samples``.
 
     Returns
     -------
-    distinct : numpy.ndarray of shape (m, *sample_shape)
+    distinct : numpy.ndarray of shape (m,) + sample_shape
         Each distinct sample once, in the order of first appearance.
     triplets : numpy.ndarray of shape (n_triplets, 3), int64
         ``distinct[triplets] == samples[old triplets]``.
