@@ -116,11 +116,11 @@ stranger = np.isin(labels, strangers_test)
 pred_known = clf.predict(paths[query_test])
 pred_stranger = clf.predict(paths[stranger])
 rejected = clf.unknown_label_
+right = pred_known == labels[query_test]
 print(
-    f"held-out photos of enrolled people ({query_test.sum()}): "
-    f"recognised {np.mean(pred_known == labels[query_test]):.2f}, "
+    f"held-out photos of enrolled people ({query_test.sum()}): recognised {np.mean(right):.2f}, "
     f"rejected {np.mean(pred_known == rejected):.2f}, "
-    f"confused with another person {np.mean((pred_known != labels[query_test]) & (pred_known != rejected)):.2f}"
+    f"confused with another person {np.mean(~right & (pred_known != rejected)):.2f}"
 )
 print(
     f"photos of strangers nobody has seen ({stranger.sum()}): "
