@@ -95,9 +95,23 @@ API_MODULES = [
     "sktriplet.triplets.losses",
     "sktriplet.triplets.mining",
     "sktriplet.triplets.distances",
-    "sktriplet.training.sampling",
+    "sktriplet.inputs.spec",
+    "sktriplet.inputs.validation",
+    "sktriplet.inputs.datasets",
+    "sktriplet.inputs.files",
+    "sktriplet.inputs.triplets",
+    "sktriplet.vision.decode",
+    "sktriplet.vision.transforms",
+    "sktriplet.vision.folders",
+    "sktriplet.vision.augment",
     "sktriplet.networks",
+    "sktriplet.training.sampling",
+    "sktriplet.training.build",
+    "sktriplet.training.factory",
+    "sktriplet.training.fit",
+    "sktriplet.training.net",
     "sktriplet.training.callbacks",
+    "sktriplet.training.policy",
     "sktriplet.evaluation.metrics",
     "sktriplet.evaluation.scoring",
     "sktriplet.evaluation.neighbors",
@@ -106,12 +120,24 @@ API_MODULES = [
     "sktriplet.io.export",
     "sktriplet.datasets",
     "sktriplet.evaluation.plotting",
-    "sktriplet.vision.augment",
     "sktriplet.training.distributed",
 ]
 #: Modules with no API of their own to list (the estimator is top level, the
-#: command line has its own page).
+#: command line has its own page, the aliases only keep 0.1.0 paths working).
 NOT_IN_API = {"sktriplet.embedder", "sktriplet.cli", "sktriplet.__main__"}
+
+
+def _public_modules(package: Path) -> dict[str, Path]:
+    """Every public module of the package (subpackages included) and its file."""
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        name = ".".join(parts)
+        if len(parts) > 1 and not any(p.startswith("_") for p in parts) and name not in NOT_IN_API:
+            found[name] = path
+    return found
 
 
 def _module_all(path: Path) -> tuple[list[str], str]:
@@ -134,20 +160,17 @@ def _is_constant(module: str, name: str) -> bool:
 
 API_INTRO = """\
 Every public name of sktriplet, generated from the docstrings. The modules
-follow the data flow: distances, mining and the loss; PK batches; the default
-networks; the callbacks that record mining statistics and validation scores;
-metrics and scorers; search, persistence and export; data loaders and plots.
+follow the data flow (see :doc:`../architecture`): the triplet core
+(distances, mining, the loss); the input boundary (what ``X`` is, datasets,
+image files); the networks; training (PK batches, building the network, the
+skorch net, callbacks, policies); evaluation (metrics, scorers, open-set
+recognition, search, plots); persistence and export.
 The command line is described in :doc:`../cli`."""
 
 
 def write_api_page(out: Path) -> None:
     """Write the API reference page, with autosummary tables, to ``out``."""
-    package = ROOT / "sktriplet"
-    found = sorted(
-        f"sktriplet.{p.stem}"
-        for p in package.glob("*.py")
-        if not p.stem.startswith("_") and f"sktriplet.{p.stem}" not in NOT_IN_API
-    )
+    found = _public_modules(ROOT / "sktriplet")
     modules = [m for m in API_MODULES if m in found] + [m for m in found if m not in API_MODULES]
     top = [n for n in sktriplet.__all__ if not n.startswith("__")]
     lines = [
@@ -171,22 +194,25 @@ def write_api_page(out: Path) -> None:
         *(f"   {n}" for n in top),
         "",
     ]
-    top_objects = {id(getattr(sktriplet, n)) for n in top}
+    listed = {id(getattr(sktriplet, n)): f"sktriplet.{n}" for n in top}
     for module in modules:
-        names, _ = _module_all(package / f"{module.split('.')[1]}.py")
+        names, _ = _module_all(found[module])
+        if not names:
+            continue
         mod = __import__(module, fromlist=["_"])
-        own = [n for n in names if id(getattr(mod, n)) not in top_objects]
+        own = [n for n in names if id(getattr(mod, n)) not in listed]
         funcs = [n for n in own if not _is_constant(module, n)]
-        shared = [n for n in names if n not in own]
+        shared = [listed[id(getattr(mod, n))] for n in names if n not in own]
+        if not funcs:
+            continue  # everything here is documented under another module
+        listed.update({id(getattr(mod, n)): f"{module}.{n}" for n in funcs})
         title = f":mod:`{module}`"
         lines += [title, "-" * len(title), "", f".. automodule:: {module}", "   :no-members:", ""]
         lines += [f".. currentmodule:: {module}", ""]
         if shared:
-            listed = ", ".join(f":obj:`sktriplet.{n}`" for n in shared)
-            lines += [f"Also here, documented at the top level: {listed}.", ""]
-        if funcs:
-            lines += [".. autosummary::", "   :toctree: .", "", *(f"   {n}" for n in funcs)]
-            lines += [""]
+            also = ", ".join(f":obj:`{n}`" for n in shared)
+            lines += [f"Also here, documented elsewhere on this page: {also}.", ""]
+        lines += [".. autosummary::", "   :toctree: .", "", *(f"   {n}" for n in funcs), ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     text = "\n".join(lines)
     if not out.exists() or out.read_text() != text:

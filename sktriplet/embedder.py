@@ -136,8 +136,14 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Distance in the embedding space, for training and for :meth:`score`.
     soft : bool, default=False
         Soft margin ``log1p(exp(d(a, p) - d(a, n)))`` in place of the hinge.
-    n_components : int, default=64
-        Embedding dimension.
+    n_components : int or "auto", default="auto"
+        Embedding dimension. ``"auto"`` is 64 for the default networks and
+        for module classes whose ``n_components`` has a default of its own,
+        and the module's own width for those whose ``n_components`` defaults
+        to ``None``: :class:`~sktriplet.networks.BackboneEmbedder` then keeps
+        its backbone's feature width (a freshly initialised narrower head is
+        worse than none when it gets few steps; ``docs/benchmarks.md``).
+        ``n_components_`` holds the width.
     module : torch.nn.Module class or instance, default=None
         The embedding network. ``None`` picks :class:`~sktriplet.networks.MLPEmbedder`
         for 2-D ``X`` and :class:`~sktriplet.networks.ConvEmbedder` for images.
@@ -153,7 +159,11 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         Samples of each class in a training batch (at least 2).
     lr : float or "auto", default="auto"
         Learning rate (the peak of the schedule). ``"auto"`` is ``2e-3`` for
-        images and ``1e-3`` for 2-D ``X``; ``net_.lr`` holds the value used.
+        images and ``1e-3`` for 2-D ``X``, except that the default network
+        on rows trained on fewer than 10 classes gets at most
+        ``5e-3 / steps`` (a budget over the fit's optimizer steps, so that
+        few classes do not pull the embedding away from the input's geometry;
+        see ``docs/defaults.md``); ``net_.lr`` holds the value used.
     lr_schedule : {"auto", "cosine", "constant"} or None, default="auto"
         How the learning rate moves over the ``max_epochs`` epochs of a
         ``fit``. ``"cosine"``: ``lr / 2`` in the first epoch (warm-up), then
@@ -219,9 +229,14 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         batch ``X`` (a tensor) as it is. Why it is on, with numbers:
         ``docs/defaults.md``; turn it off for images whose meaning changes
         when moved or turned.
-    scaling : {"feature", "global"} or None, default="feature"
+    scaling : {"auto", "feature", "global"} or None, default="auto"
         Input standardisation, learnt in ``fit`` and applied by the network's
-        first layer. ``"feature"`` centres every feature and divides it by its
+        first layer (a module that declares its own input normalisation, such
+        as a pretrained :class:`~sktriplet.networks.BackboneEmbedder`, gets
+        that instead). ``"auto"`` is ``"global"`` for pixel-like rows (at
+        least 16 non-negative columns of whole numbers or of values in
+        ``[0, 1]`` sharing one range, :func:`sktriplet.training.policy.is_pixel_like`)
+        and ``"feature"`` otherwise. ``"feature"`` centres every feature and divides it by its
         own standard deviation (images: per channel), right for tabular data
         whose columns have different units. ``"global"`` centres every feature
         (images: every channel) the same way but divides all of them by one
@@ -229,9 +244,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         features keep their relative weights: right when all columns are
         values of one kind, such as the pixels of flattened images, where
         per-feature scaling inflates rarely-varying border pixels. ``None``
-        passes the input as it is (as float32). With few training classes
-        and pixel-like 2-D data, ``"global"`` with a brief, gentle training is
-        the documented setting (``docs/defaults.md``, "The hard case").
+        passes the input as it is (as float32). With fewer than 10 training
+        classes, ``lr="auto"`` also keeps the default network's training on
+        rows gentle (``docs/defaults.md``, "The few-class policy").
     image_layout : {"auto", "channels_first", "channels_last"}, default="auto"
         Layout of 4-D image arrays. ``"auto"`` reads ``(N, H, W, C)`` arrays
         whose last axis has 1, 3 or 4 entries (grey, RGB, RGBA) and whose
@@ -362,7 +377,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "mining": [StrOptions(set(MINING_STRATEGIES))],
         "distance": [StrOptions(set(DISTANCES))],
         "soft": ["boolean"],
-        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "module": [None, type, nn.Module],
         "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
@@ -380,7 +395,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "n_iter_no_change": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "precision": [StrOptions({"32", "bf16", "16"})],
         "augment": [StrOptions({"auto"}), "boolean", callable],
-        "scaling": [StrOptions({"feature", "global"}), None],
+        "scaling": [StrOptions({"auto", "feature", "global"}), None],
         "image_layout": [StrOptions(set(LAYOUTS))],
         "image_size": [None, Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
         "channels": [StrOptions({"auto"}), Interval(numbers.Integral, 1, 3, closed="both")],
@@ -394,7 +409,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         mining: str = "semihard",
         distance: str = "sqeuclidean",
         soft: bool = False,
-        n_components: int = 64,
+        n_components: int | str = "auto",
         module: type[nn.Module] | nn.Module | None = None,
         max_epochs: int = 30,
         batch_size: int = 128,
@@ -412,7 +427,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         n_iter_no_change: int | None = None,
         precision: str = "32",
         augment: str | bool | Any = "auto",
-        scaling: str | None = "feature",
+        scaling: str | None = "auto",
         image_layout: str = "auto",
         image_size: int | tuple[int, int] | None = None,
         channels: int | str = "auto",

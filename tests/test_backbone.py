@@ -182,7 +182,7 @@ def test_bad_freeze_is_refused(freeze):
 
 def test_batchnorm_statistics_frozen_by_default_and_when_their_layer_is():
     bns = lambda net: [m for m in net.backbone.modules() if isinstance(m, nn.BatchNorm2d)]  # noqa: E731
-    net = BackboneEmbedder(tiny_trunk(), image_size=16).train()
+    net = BackboneEmbedder(tiny_trunk(), freeze=False, image_size=16).train()
     assert not any(bn.training for bn in bns(net))
     assert net.backbone[0].training  # other layers train
     net = BackboneEmbedder(tiny_trunk(), freeze=1, freeze_batchnorm=False, image_size=16).train()

@@ -8,17 +8,19 @@ import pytest
 import torch
 from torch import nn
 
+from sktriplet.inputs.spec import InputSpec
 from sktriplet.io.export import export_onnx, export_program, export_torchscript
 from sktriplet.networks import BackboneEmbedder, Standardize
 
 
 def fitted_stand_in(embedder, size):
-    """What export reads from a fitted TripletEmbedder: net_.module_ and input_shape_."""
+    """What export reads from a fitted TripletEmbedder: net_.module_ and input_spec_."""
     mean = torch.tensor(embedder.input_mean or (0.5,) * 3).reshape(3, 1, 1) * 255
     std = torch.tensor(embedder.input_std or (0.25,) * 3).reshape(3, 1, 1) * 255
     module = nn.Sequential(Standardize(mean, std), embedder).eval()
     est = types.SimpleNamespace(
-        net_=types.SimpleNamespace(module_=module), input_shape_=(3, size, size)
+        net_=types.SimpleNamespace(module_=module),
+        input_spec_=InputSpec("images", (3, size, size), dtype="uint8"),
     )
     return est, module
 

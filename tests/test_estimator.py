@@ -255,11 +255,18 @@ def test_scaling_global_uses_one_common_scale(small_digits):
     np.testing.assert_allclose(Z @ Z.T, centred @ centred.T, atol=1e-4)
 
 
-def test_scaling_feature_is_the_default_and_none_passes_input_through(small_digits):
+def test_scaling_auto_is_the_default_feature_for_tabular_and_none_passes_input(small_digits):
     X, y = small_digits
+    # Digits are pixel-like (non-negative whole numbers): "auto" scales them
+    # globally, one common scale (see the "global" test above).
+    emb = TripletEmbedder(**{**FAST, "max_epochs": 0}).fit(X, y)
+    assert emb.scaling == "auto"
+    _, scale = _input_standardisation(emb)
+    assert np.allclose(scale, scale[0])
+    # Tabular rows (negative values, other units) are scaled per feature.
+    X = (X - 8.0) * np.linspace(0.1, 10, X.shape[1], dtype=np.float32)
     X64 = X.astype(np.float64)
     emb = TripletEmbedder(**{**FAST, "max_epochs": 0}).fit(X, y)
-    assert emb.scaling == "feature"
     mean, scale = _input_standardisation(emb)
     std = X64.std(axis=0)
     np.testing.assert_allclose(mean, X64.mean(axis=0), rtol=1e-6, atol=1e-6)

@@ -158,6 +158,7 @@ def test_overflow_on_the_last_step_is_caught(data):
         lr=1e38,
         optimizer=torch.optim.SGD,
         margin=1.0,
+        iterator_train__min_batches=1,
         **{**FAST, "batch_size": 160},
     )
     with pytest.raises(
@@ -185,7 +186,10 @@ def test_non_finite_weights_at_epoch_end_stop_training(data):
     X, y = data
     # One batch per epoch, so the corrupted weights meet no loss before the epoch ends.
     emb = TripletEmbedder(
-        max_epochs=3, callbacks=[CorruptWeights(2)], **{**FAST, "batch_size": 160}
+        max_epochs=3,
+        callbacks=[CorruptWeights(2)],
+        iterator_train__min_batches=1,
+        **{**FAST, "batch_size": 160},
     )
     with pytest.raises(
         FloatingPointError, match=r"weights stopped being finite in epoch 2: training diverged"

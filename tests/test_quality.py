@@ -104,8 +104,8 @@ def test_untrained_default_mlp_ranks_like_standardised_input():
 
     X, y = load_digits(return_X_y=True)
     X = X.astype(np.float32)
-    emb = TripletEmbedder(max_epochs=0, random_state=0, device="cpu").fit(X, y)
-    Z = emb.transform(X)
+    emb = TripletEmbedder(max_epochs=0, random_state=0, device="cpu", scaling="feature")
+    Z = emb.fit(X, y).transform(X)
     ref = normalize(StandardScaler().fit_transform(X.astype(np.float64)))
     np.testing.assert_allclose(Z.astype(np.float64) @ Z.T, ref @ ref.T, atol=1e-4)
     assert map_at_r(Z, y) == pytest.approx(map_at_r(ref, y), abs=1e-3)

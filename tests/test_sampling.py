@@ -123,9 +123,7 @@ def test_floor_trains_a_40_sample_fit_further():
     # 40 samples, 3 epochs: without the floor 3 optimizer steps, with it
     # 3 * MIN_BATCHES_PER_EPOCH; the fit with the floor ends with a clearly
     # lower training loss (measured: about 0.12 against 0.02-0.05).
-    import functools
 
-    import sktriplet.training.net as net_module
     from sktriplet import TripletEmbedder
 
     rng = np.random.default_rng(0)
@@ -133,18 +131,14 @@ def test_floor_trains_a_40_sample_fit_further():
     X = rng.normal(size=(40, 16)).astype(np.float32)
     X[:, :2] += 1.5 * rng.normal(size=(4, 2))[y]
 
-    def final_loss(**sampler_kwargs):
-        est = TripletEmbedder(max_epochs=3, random_state=0, device="cpu")
-        original = net_module.PKSampler
-        net_module.PKSampler = functools.partial(original, **sampler_kwargs)
-        try:
-            est.fit(X, y)
-        finally:
-            net_module.PKSampler = original
+    def final_loss(**params):
+        # lr given: "auto" would budget the steps of a fit on 4 classes.
+        est = TripletEmbedder(max_epochs=3, random_state=0, device="cpu", lr=1e-3, **params)
+        est.fit(X, y)
         steps = sum(len(row["batches"]) for row in est.net_.history)
         return est.net_.history[-1, "train_loss"], steps
 
     loss_floor, steps_floor = final_loss()
-    loss_none, steps_none = final_loss(min_batches=1)
+    loss_none, steps_none = final_loss(iterator_train__min_batches=1)
     assert (steps_none, steps_floor) == (3, 3 * MIN_BATCHES_PER_EPOCH)
     assert loss_floor < 0.5 * loss_none

@@ -394,10 +394,44 @@ def _mean(values: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------
+# Shared docstring sections of the retrieval metrics
+# --------------------------------------------------------------------------
+
+#: Parameter entries every retrieval metric shares, spliced into their
+#: docstrings by :func:`_shared_doc` (written once, documented everywhere).
+_DOC_SECTIONS = {
+    "query_params": """embeddings : array-like or torch.Tensor of shape (n_queries, n_features)
+        Query embeddings (NumPy array or tensor, float32 or float64).
+    labels : array-like or torch.Tensor of shape (n_queries,)
+        Query labels, of any type; labels are only compared for equality.""",
+    "gallery_params": """gallery : array-like or torch.Tensor of shape (n_gallery, n_features), \
+default=None
+        Embeddings to retrieve from. ``None`` means leave-one-out: each of
+        ``embeddings`` is a query against all the others.
+    gallery_labels : array-like or torch.Tensor of shape (n_gallery,), \
+default=None
+        Labels of ``gallery``; required exactly when ``gallery`` is given.
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
+        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
+    block_size : int, default=None
+        Number of queries whose distances are computed at once. ``None``
+        picks it so that a block's distance matrix takes about 32 MB.""",
+}
+
+
+def _shared_doc(func: Callable) -> Callable:
+    """Fill the ``%(query_params)s`` / ``%(gallery_params)s`` slots of a docstring."""
+    if func.__doc__:
+        func.__doc__ = func.__doc__ % _DOC_SECTIONS
+    return func
+
+
+# --------------------------------------------------------------------------
 # Public retrieval metrics
 # --------------------------------------------------------------------------
 
 
+@_shared_doc
 def precision_at_k(
     embeddings: ArrayLike,
     labels: ArrayLike,
@@ -412,25 +446,11 @@ def precision_at_k(
 
     Parameters
     ----------
-    embeddings : array-like or torch.Tensor of shape (n_queries, n_features)
-        Query embeddings (NumPy array or tensor, float32 or float64).
-    labels : array-like or torch.Tensor of shape (n_queries,)
-        Query labels, of any type; labels are only compared for equality.
+    %(query_params)s
     k : int, default=1
         Number of neighbours considered; at most the number of gallery samples
         each query is ranked against.
-    gallery : array-like or torch.Tensor of shape (n_gallery, n_features), \
-default=None
-        Embeddings to retrieve from. ``None`` means leave-one-out: each of
-        ``embeddings`` is a query against all the others.
-    gallery_labels : array-like or torch.Tensor of shape (n_gallery,), \
-default=None
-        Labels of ``gallery``; required exactly when ``gallery`` is given.
-    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
-    block_size : int, default=None
-        Number of queries whose distances are computed at once. ``None``
-        picks it so that a block's distance matrix takes about 32 MB.
+    %(gallery_params)s
 
     Returns
     -------
@@ -481,6 +501,7 @@ default=None
     return _mean(scores[f"precision_at_{k}"])
 
 
+@_shared_doc
 def recall_at_k(
     embeddings: ArrayLike,
     labels: ArrayLike,
@@ -495,25 +516,11 @@ def recall_at_k(
 
     Parameters
     ----------
-    embeddings : array-like or torch.Tensor of shape (n_queries, n_features)
-        Query embeddings (NumPy array or tensor, float32 or float64).
-    labels : array-like or torch.Tensor of shape (n_queries,)
-        Query labels, of any type; labels are only compared for equality.
+    %(query_params)s
     k : int, default=1
         Number of neighbours considered; at most the number of gallery samples
         each query is ranked against.
-    gallery : array-like or torch.Tensor of shape (n_gallery, n_features), \
-default=None
-        Embeddings to retrieve from. ``None`` means leave-one-out: each of
-        ``embeddings`` is a query against all the others.
-    gallery_labels : array-like or torch.Tensor of shape (n_gallery,), \
-default=None
-        Labels of ``gallery``; required exactly when ``gallery`` is given.
-    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
-    block_size : int, default=None
-        Number of queries whose distances are computed at once. ``None``
-        picks it so that a block's distance matrix takes about 32 MB.
+    %(gallery_params)s
 
     Returns
     -------
@@ -571,6 +578,7 @@ default=None
     return _mean(scores[f"recall_at_{k}"])
 
 
+@_shared_doc
 def r_precision(
     embeddings: ArrayLike,
     labels: ArrayLike,
@@ -584,22 +592,8 @@ def r_precision(
 
     Parameters
     ----------
-    embeddings : array-like or torch.Tensor of shape (n_queries, n_features)
-        Query embeddings (NumPy array or tensor, float32 or float64).
-    labels : array-like or torch.Tensor of shape (n_queries,)
-        Query labels, of any type; labels are only compared for equality.
-    gallery : array-like or torch.Tensor of shape (n_gallery, n_features), \
-default=None
-        Embeddings to retrieve from. ``None`` means leave-one-out: each of
-        ``embeddings`` is a query against all the others.
-    gallery_labels : array-like or torch.Tensor of shape (n_gallery,), \
-default=None
-        Labels of ``gallery``; required exactly when ``gallery`` is given.
-    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
-    block_size : int, default=None
-        Number of queries whose distances are computed at once. ``None``
-        picks it so that a block's distance matrix takes about 32 MB.
+    %(query_params)s
+    %(gallery_params)s
 
     Returns
     -------
@@ -655,6 +649,7 @@ default=None
     return _mean(scores["r_precision"])
 
 
+@_shared_doc
 def map_at_r(
     embeddings: ArrayLike,
     labels: ArrayLike,
@@ -668,22 +663,8 @@ def map_at_r(
 
     Parameters
     ----------
-    embeddings : array-like or torch.Tensor of shape (n_queries, n_features)
-        Query embeddings (NumPy array or tensor, float32 or float64).
-    labels : array-like or torch.Tensor of shape (n_queries,)
-        Query labels, of any type; labels are only compared for equality.
-    gallery : array-like or torch.Tensor of shape (n_gallery, n_features), \
-default=None
-        Embeddings to retrieve from. ``None`` means leave-one-out: each of
-        ``embeddings`` is a query against all the others.
-    gallery_labels : array-like or torch.Tensor of shape (n_gallery,), \
-default=None
-        Labels of ``gallery``; required exactly when ``gallery`` is given.
-    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
-    block_size : int, default=None
-        Number of queries whose distances are computed at once. ``None``
-        picks it so that a block's distance matrix takes about 32 MB.
+    %(query_params)s
+    %(gallery_params)s
 
     Returns
     -------
@@ -750,6 +731,7 @@ default=None
     return _mean(scores["map_at_r"])
 
 
+@_shared_doc
 def retrieval_scores(
     embeddings: ArrayLike,
     labels: ArrayLike,
@@ -764,25 +746,11 @@ def retrieval_scores(
 
     Parameters
     ----------
-    embeddings : array-like or torch.Tensor of shape (n_queries, n_features)
-        Query embeddings (NumPy array or tensor, float32 or float64).
-    labels : array-like or torch.Tensor of shape (n_queries,)
-        Query labels, of any type; labels are only compared for equality.
+    %(query_params)s
     k : int or sequence of int, default=1
         The ``k`` (or several) of precision@k and recall@k; each at most the
         number of gallery samples each query is ranked against.
-    gallery : array-like or torch.Tensor of shape (n_gallery, n_features), \
-default=None
-        Embeddings to retrieve from. ``None`` means leave-one-out: each of
-        ``embeddings`` is a query against all the others.
-    gallery_labels : array-like or torch.Tensor of shape (n_gallery,), \
-default=None
-        Labels of ``gallery``; required exactly when ``gallery`` is given.
-    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance used to rank the gallery (see :mod:`sktriplet.triplets.distances`).
-    block_size : int, default=None
-        Number of queries whose distances are computed at once. ``None``
-        picks it so that a block's distance matrix takes about 32 MB.
+    %(gallery_params)s
 
     Returns
     -------

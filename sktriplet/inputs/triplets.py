@@ -206,7 +206,7 @@ def check_triplet_rows(triplets: Any, *, min_triplets: int = 1) -> np.ndarray:
 
     Parameters
     ----------
-    triplets : array-like of shape (n_triplets, 3, *sample_shape)
+    triplets : array-like of shape (n_triplets, 3) + sample_shape
         Axis 1 holds the anchor, positive and negative samples.
     min_triplets : int, default=1
         Fewest triplets accepted.
@@ -311,12 +311,12 @@ def flatten_triplet_rows(triplets: np.ndarray | torch.Tensor):
 
     Parameters
     ----------
-    triplets : numpy.ndarray or torch.Tensor of shape (n, 3, *sample_shape)
+    triplets : numpy.ndarray or torch.Tensor of shape (n, 3) + sample_shape
         Triplet rows.
 
     Returns
     -------
-    samples : numpy.ndarray or torch.Tensor of shape (3 n, *sample_shape)
+    samples : numpy.ndarray or torch.Tensor of shape (3 n,) + sample_shape
         Anchor, positive and negative of triplet 0, then of triplet 1, ...
         (a view where possible).
     indices : numpy.ndarray of shape (n, 3), int64
@@ -374,7 +374,7 @@ class TripletDataset(Dataset):
 
         Parameters
         ----------
-        rows : array-like of shape (n_triplets, 3, *sample_shape)
+        rows : array-like of shape (n_triplets, 3) + sample_shape
             Checked with :func:`check_triplet_rows` (no minimum count).
 
         Returns

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,14 +21,20 @@ from torch import nn
 
 from sktriplet.inputs.spec import InputSpec
 from sktriplet.networks import ConvEmbedder, MLPEmbedder, Standardize
+from sktriplet.networks.layers import declared_standardize
 
 __all__ = [
     "ROUTED_PREFIXES",
     "build_network",
+    "DEFAULT_N_COMPONENTS",
     "check_network_output",
     "input_statistics",
+    "requested_width",
     "routed",
 ]
+
+#: Width of the default networks' embeddings (``n_components="auto"``).
+DEFAULT_N_COMPONENTS = 64
 
 #: Prefixes of the double-underscore parameters routed to inner objects.
 ROUTED_PREFIXES = ("module__", "optimizer__", "callbacks__", "iterator_train__", "iterator_valid__")
@@ -133,6 +140,37 @@ def _placeholder_statistics(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(shape), np.ones(shape)
 
 
+def requested_width(params: dict[str, Any], module: Any = None) -> int | None:
+    """The embedding width ``n_components`` asks a module class for (``None``: its own).
+
+    ``"auto"`` is :data:`DEFAULT_N_COMPONENTS` for the default networks and
+    for module classes whose ``n_components`` has another default, and the
+    module's own width for those whose ``n_components`` defaults to ``None``
+    (e.g. :class:`~sktriplet.networks.BackboneEmbedder`, which then keeps its
+    backbone's feature width).
+
+    Parameters
+    ----------
+    params : dict
+        Estimator parameters.
+    module : type, default=None
+        The module class (``None``: a default network).
+
+    Returns
+    -------
+    int or None
+        The width to pass, or ``None`` to pass none.
+    """
+    n_components = params["n_components"]
+    if n_components != "auto":
+        return int(n_components)
+    if isinstance(module, type):
+        parameter = inspect.signature(module).parameters.get("n_components")
+        if parameter is not None and parameter.default is None:
+            return None
+    return DEFAULT_N_COMPONENTS
+
+
 def _sized_kwargs(module: type, spec: InputSpec, params: dict[str, Any]) -> dict[str, Any]:
     """The ``module__*`` arguments plus the sizes the constructor takes."""
     kwargs = routed(params, "module__")
@@ -141,7 +179,7 @@ def _sized_kwargs(module: type, spec: InputSpec, params: dict[str, Any]) -> dict
         "n_features": spec.n_features,
         "in_channels": spec.channels,
         "image_size": spec.image_size,
-        "n_components": params["n_components"],
+        "n_components": requested_width(params, module),
     }
     accepts_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     for name, value in sized.items():
@@ -180,9 +218,15 @@ def _build_body(spec: InputSpec, params: dict[str, Any]) -> nn.Module:
 def build_network(
     spec: InputSpec,
     params: dict[str, Any],
-    statistics: tuple[np.ndarray, np.ndarray] | None = None,
+    statistics: tuple[np.ndarray, np.ndarray] | Callable[[], tuple] | None = None,
 ) -> nn.Sequential:
     """The network: input standardisation, then the embedding module.
+
+    A module that declares its input normalisation (``input_mean`` and
+    ``input_std`` for pixels in ``[0, 1]``, as a pretrained
+    :class:`~sktriplet.networks.BackboneEmbedder` does) gets exactly that
+    (uint8 images and image files: pixels / 255; float images are taken to
+    be in ``[0, 1]``), and no statistics are computed from the data.
 
     Parameters
     ----------
@@ -193,10 +237,11 @@ def build_network(
     params : dict
         The estimator's parameters (``module``, ``module__*``,
         ``n_components``, ...).
-    statistics : tuple of numpy.ndarray, default=None
+    statistics : tuple of numpy.ndarray, or callable, default=None
         ``(mean, scale)`` of the standardisation (see
-        :func:`input_statistics`); ``None`` builds placeholders of the right
-        shape, for weights that are loaded next.
+        :func:`input_statistics`), or a function that computes them (called
+        only when the module declares no normalisation); ``None`` builds
+        placeholders of the right shape, for weights that are loaded next.
 
     Returns
     -------
@@ -212,11 +257,18 @@ def build_network(
     'MLPEmbedder'
     """
     body = _build_body(spec, params)
+    declared = declared_standardize(body, pixel_max=255.0 if spec.dtype == "uint8" else 1.0)
+    if declared is not None and spec.is_image:
+        return nn.Sequential(declared, body)
+    if callable(statistics):
+        statistics = statistics()
     mean, scale = _placeholder_statistics(spec) if statistics is None else statistics
     return nn.Sequential(Standardize(mean, scale), body)
 
 
-def check_network_output(module: nn.Module, sample: torch.Tensor, n_components: int) -> int:
+def check_network_output(
+    module: nn.Module, sample: torch.Tensor, n_components: int | str | None
+) -> int:
     """Run the network on a batch of two samples; check and return the embedding width.
 
     Parameters
@@ -225,8 +277,8 @@ def check_network_output(module: nn.Module, sample: torch.Tensor, n_components: 
         The network, on the device of ``sample``.
     sample : torch.Tensor
         Two samples.
-    n_components : int
-        The width the estimator asks for.
+    n_components : int, "auto" or None
+        The width the estimator asks for (``"auto"``/``None``: any).
 
     Returns
     -------
@@ -256,7 +308,7 @@ def check_network_output(module: nn.Module, sample: torch.Tensor, n_components: 
             f"the module must return a 2-D tensor (batch, n_components); for a "
             f"batch of {len(sample)} it returned {shape}."
         )
-    if out.shape[1] != n_components:
+    if n_components not in ("auto", None) and out.shape[1] != n_components:
         raise ValueError(
             f"the module returns embeddings of width {out.shape[1]} but "
             f"n_components={n_components}; set n_components={out.shape[1]} "

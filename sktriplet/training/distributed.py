@@ -387,6 +387,7 @@ class DistributedTripletNet(TripletNet):
             samples_per_class=self.samples_per_class,
             random_state=self.seed,
             epoch=len(self.history),
+            min_batches=self.min_batches_per_epoch(),
         )
         return self.batch_loader(dataset, sampler, training=True)
 

@@ -15,6 +15,7 @@ import importlib.util
 import warnings
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from sktriplet.inputs.spec import InputSpec
@@ -60,8 +61,15 @@ QUIET_HISTORY_KEYS = [
 ]
 
 
-def resolve_lr(params: dict[str, Any], spec: InputSpec) -> float:
-    """The peak learning rate: ``lr``, or what ``lr="auto"`` picks for the input.
+def resolve_lr(params: dict[str, Any], spec: InputSpec, codes: np.ndarray | None = None) -> float:
+    """The peak learning rate: ``lr``, or what ``lr="auto"`` picks for the fit.
+
+    ``"auto"`` is ``AUTO_LR_IMAGES`` for images and ``AUTO_LR_ROWS`` for
+    rows; for rows embedded by the default network and trained on fewer than
+    ``sktriplet.training.policy.FEW_CLASSES`` classes it is lowered to a
+    budget of ``lr * steps`` (:func:`sktriplet.training.policy.resolve_lr`),
+    so that few classes do not pull the embedding away from the input's
+    geometry (see ``docs/defaults.md``).
 
     Parameters
     ----------
@@ -69,6 +77,9 @@ def resolve_lr(params: dict[str, Any], spec: InputSpec) -> float:
         Estimator parameters.
     spec : InputSpec
         The fitted input.
+    codes : numpy.ndarray of int, default=None
+        Class codes of the training samples (after any hold-out); ``None``
+        (loading a saved model) skips the few-class policy.
 
     Returns
     -------
@@ -77,7 +88,22 @@ def resolve_lr(params: dict[str, Any], spec: InputSpec) -> float:
     """
     if params["lr"] != "auto":
         return float(params["lr"])
-    return AUTO_LR_IMAGES if spec.is_image else AUTO_LR_ROWS
+    if spec.is_image:
+        return AUTO_LR_IMAGES
+    if codes is None:
+        return AUTO_LR_ROWS
+    from sktriplet.training import policy
+    from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH
+
+    steps = policy.training_steps(
+        len(codes),
+        batch_size=params["batch_size"],
+        max_epochs=params["max_epochs"],
+        min_batches=MIN_BATCHES_PER_EPOCH,
+    )
+    n_classes = int((np.bincount(codes) >= 2).sum())
+    rows = params["module"] is None
+    return policy.resolve_lr(AUTO_LR_ROWS, n_classes=n_classes, n_steps=steps, rows=rows)
 
 
 def schedule_callbacks(params: dict[str, Any], spec: InputSpec) -> list:
@@ -156,7 +182,9 @@ def _progress_callbacks(verbose: int) -> list:
         return []
     from skorch.callbacks import ProgressBar
 
-    return [("progress_bar", ProgressBar())]
+    # "count": the bar's length is the number of batches the first epoch
+    # drew (PK batches, with their floor for tiny data), not len(X) / batch_size.
+    return [("progress_bar", ProgressBar(batches_per_epoch="count"))]
 
 
 def _routed_net_params(params: dict[str, Any], spec: InputSpec) -> dict[str, Any]:
@@ -173,7 +201,12 @@ def _routed_net_params(params: dict[str, Any], spec: InputSpec) -> dict[str, Any
 
 
 def make_net(
-    params: dict[str, Any], spec: InputSpec, module: nn.Module, seed: int | None, device: str
+    params: dict[str, Any],
+    spec: InputSpec,
+    module: nn.Module,
+    seed: int | None,
+    device: str,
+    lr: float | None = None,
 ) -> TripletNet:
     """The (uninitialised) skorch net that trains ``module``.
 
@@ -189,6 +222,9 @@ def make_net(
         Seed of the PK batches.
     device : str
         A resolved torch device.
+    lr : float, default=None
+        The learning rate (``None``: :func:`resolve_lr` without the fit's
+        labels, as when loading a saved model).
 
     Returns
     -------
@@ -207,7 +243,7 @@ def make_net(
         criterion__distance=params["distance"],
         criterion__soft=params["soft"],
         optimizer=params["optimizer"],
-        lr=resolve_lr(params, spec),
+        lr=resolve_lr(params, spec) if lr is None else lr,
         max_epochs=params["max_epochs"],
         batch_size=params["batch_size"],
         samples_per_class=params["samples_per_class"],
@@ -227,7 +263,9 @@ def make_net(
     )
 
 
-def changed_training_params(net: TripletNet, params: dict[str, Any], spec: InputSpec) -> dict:
+def changed_training_params(
+    net: TripletNet, params: dict[str, Any], spec: InputSpec, lr: float
+) -> dict:
     """Net parameters that differ from the estimator's (for ``warm_start``).
 
     The loss, learning rate and batch shape follow the current parameters;
@@ -241,7 +279,7 @@ def changed_training_params(net: TripletNet, params: dict[str, Any], spec: Input
         "criterion__mining": params["mining"],
         "criterion__distance": params["distance"],
         "criterion__soft": params["soft"],
-        "lr": resolve_lr(params, spec),
+        "lr": lr,
         "batch_size": params["batch_size"],
         "samples_per_class": params["samples_per_class"],
     }

@@ -19,15 +19,18 @@ import torch
 from sktriplet.inputs.datasets import make_dataset
 from sktriplet.inputs.spec import InputSpec
 from sktriplet.training.build import build_network, check_network_output, input_statistics
+from sktriplet.training.cached import can_cache_features, train_on_cached_features
 from sktriplet.training.factory import (
     changed_training_params,
     dataset_augments,
     make_net,
+    resolve_lr,
     schedule_callbacks,
     validation_callbacks,
 )
 from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed, embed_dataset
 from sktriplet.training.net import TrainingDivergedError, TripletNet
+from sktriplet.training.policy import resolve_scaling
 
 __all__ = ["FitResult", "draw_seed", "split_validation", "train"]
 
@@ -117,8 +120,8 @@ def split_validation(
 
 
 #: Training samples embedded after training to check the output is finite
-#: (image files are decoded, so fewer of them).
-_CHECKED_ROWS, _CHECKED_FILES = TRANSFORM_BATCH_SIZE, 64
+#: (images cost a convolutional forward pass, files also decoding: fewer).
+_CHECKED_ROWS, _CHECKED_IMAGES, _CHECKED_FILES = TRANSFORM_BATCH_SIZE, 256, 64
 
 
 def _check_finite_output(net: TripletNet, X, spec: InputSpec) -> None:
@@ -126,7 +129,8 @@ def _check_finite_output(net: TripletNet, X, spec: InputSpec) -> None:
     if spec.kind == "paths":
         out = embed_dataset(net, make_dataset(X[:_CHECKED_FILES], spec))
     else:
-        out = embed(net.module_, X[:_CHECKED_ROWS], device=net.device)
+        n = _CHECKED_IMAGES if spec.is_image else _CHECKED_ROWS
+        out = embed(net.module_, X[:n], device=net.device)
     if not np.isfinite(out).all():
         raise TrainingDivergedError(
             f"after {len(net.history)} epoch(s) the network maps training samples to "
@@ -135,50 +139,87 @@ def _check_finite_output(net: TripletNet, X, spec: InputSpec) -> None:
         )
 
 
-def _training_dataset(params, spec, X_train, y_train, seed):
-    train = dataset_augments(params, spec)
-    return make_dataset(
-        X_train, spec, y_train, train=train, seed=seed, on_error=params.get("on_error", "raise")
-    )
+@dataclass
+class _Fit:
+    """What one fit trains on: parameters, data, split, seed, device, learning rate."""
+
+    params: dict[str, Any]
+    spec: InputSpec
+    X: Any
+    codes: np.ndarray
+    held: np.ndarray | None
+    seed: int
+    device: str
+
+    @property
+    def train_mask(self):
+        return slice(None) if self.held is None else ~self.held
+
+    @property
+    def lr(self) -> float:
+        return resolve_lr(self.params, self.spec, self.codes[self.train_mask])
+
+    def training_dataset(self):
+        return make_dataset(
+            self.X[self.train_mask],
+            self.spec,
+            self.codes[self.train_mask],
+            train=dataset_augments(self.params, self.spec),
+            seed=self.seed,
+            on_error=self.params.get("on_error", "raise"),
+        )
+
+    def valid(self) -> tuple:
+        """Held-out samples for validation: an array, or a dataset of files."""
+        if self.held is None:
+            return None, None
+        if self.spec.kind == "paths":
+            return make_dataset(self.X[self.held], self.spec), self.codes[self.held]
+        return self.X[self.held], self.codes[self.held]
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """The data-fitted input standardisation (``scaling="auto"`` resolved)."""
+        scaling = self.params["scaling"]
+        if scaling == "auto":
+            scaling = "feature" if self.spec.kind == "paths" else resolve_scaling(scaling, self.X)
+        return input_statistics(self.X, self.spec, scaling)
 
 
-def _valid(spec: InputSpec, X, codes, held) -> tuple:
-    """Held-out samples for validation: an array, or a dataset of files."""
-    if held is None:
-        return None, None
-    if spec.kind == "paths":
-        return make_dataset(X[held], spec), codes[held]
-    return X[held], codes[held]
-
-
-def _fresh(params, spec, X, train_data, valid, seed, device) -> tuple[TripletNet, int]:
-    statistics = input_statistics(X, spec, params["scaling"])
-    net = make_net(params, spec, build_network(spec, params, statistics), seed, device)
-    net.callbacks = list(net.callbacks) + validation_callbacks(params, *valid)
+def _fresh(fit: _Fit) -> tuple[TripletNet, int]:
+    params, spec = fit.params, fit.spec
+    module = build_network(spec, params, fit.statistics)
+    if can_cache_features(module, params):
+        return train_on_cached_features(fit, module)
+    net = make_net(params, spec, module, fit.seed, fit.device, lr=fit.lr)
+    net.callbacks = list(net.callbacks) + validation_callbacks(params, *fit.valid())
     net.initialize()
-    sample = make_dataset(X[:2], spec)[[0, 1]][0].to(net.device)
+    sample = make_dataset(fit.X[:2], spec)[[0, 1]][0].to(net.device)
     n_components = check_network_output(net.module_, sample, params["n_components"])
-    net.partial_fit(train_data, None)
+    net.partial_fit(fit.training_dataset(), None)
+    _check_finite_output(net, fit.X[fit.train_mask], spec)
     return net, n_components
 
 
-def _continue(net: TripletNet, params, spec, train_data, valid, seed) -> None:
+def _continue(net: TripletNet, fit: _Fit) -> None:
+    params, spec = fit.params, fit.spec
     if getattr(net, "rng_state_", None) is not None:
         # Continue the torch random stream (dropout) where the last epoch
         # ended: a resumed fit then equals an uninterrupted one.
         torch.set_rng_state(net.rng_state_)
     net.set_params(
-        seed=seed,
+        seed=fit.seed,
         max_epochs=params["max_epochs"],
         precision=params["precision"],
-        **changed_training_params(net, params, spec),
+        **changed_training_params(net, params, spec, fit.lr),
     )
     kept = [
         cb for cb in net.callbacks if not (isinstance(cb, tuple) and cb[0] in _PER_FIT_CALLBACKS)
     ]
-    net.callbacks = kept + schedule_callbacks(params, spec) + validation_callbacks(params, *valid)
+    valid = validation_callbacks(params, *fit.valid())
+    net.callbacks = kept + schedule_callbacks(params, spec) + valid
     net.initialize_callbacks()
-    net.partial_fit(train_data, None)
+    net.partial_fit(fit.training_dataset(), None)
+    _check_finite_output(net, fit.X[fit.train_mask], spec)
 
 
 def train(
@@ -199,7 +240,7 @@ def train(
     spec : InputSpec
         What ``X`` is.
     X : numpy.ndarray
-        Validated samples.
+        Validated samples (or image file paths).
     codes : numpy.ndarray of int
         Class codes, one per sample.
     device : str
@@ -222,16 +263,12 @@ def train(
             held = split_validation(
                 codes, params["validation_fraction"], params["validation_split"], seed
             )
-            train_mask = slice(None) if held is None else ~held
-            X_train = X[train_mask]
-            train_data = _training_dataset(params, spec, X_train, codes[train_mask], seed)
-            valid = _valid(spec, X, codes, held)
+            fit = _Fit(params, spec, X, codes, held, seed, device)
             if warm is None:
-                net, width = _fresh(params, spec, X, train_data, valid, seed, device)
+                net, width = _fresh(fit)
             else:
                 net, width = warm
-                _continue(net, params, spec, train_data, valid, seed)
-            _check_finite_output(net, X_train, spec)
+                _continue(net, fit)
     except BaseException:
         if snapshot is not None:
             warm[0].restore(snapshot)

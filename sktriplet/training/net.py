@@ -22,7 +22,7 @@ from skorch import NeuralNet
 from skorch.utils import TeeGenerator
 from torch.utils.data import BatchSampler, SequentialSampler
 
-from sktriplet.training.sampling import PKSampler
+from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH, PKSampler
 
 __all__ = ["StopTraining", "TrainingDivergedError", "TripletNet"]
 
@@ -167,10 +167,20 @@ class TripletNet(NeuralNet):
                 samples_per_class=self.samples_per_class,
                 random_state=self.seed,
                 epoch=len(self.history),
+                min_batches=self.min_batches_per_epoch(),
             )
         else:
             batches = BatchSampler(SequentialSampler(dataset), self.batch_size, drop_last=False)
         return self.batch_loader(dataset, batches, training=training)
+
+    def min_batches_per_epoch(self) -> int:
+        """The floor on PK batches per epoch: ``iterator_train__min_batches``.
+
+        Its default, :data:`~sktriplet.training.sampling.MIN_BATCHES_PER_EPOCH`,
+        gives a tiny data set a few optimizer steps per epoch; ``1`` sets no
+        floor (one pass of PK batches per epoch).
+        """
+        return int(self.get_params_for("iterator_train").get("min_batches", MIN_BATCHES_PER_EPOCH))
 
     def batch_loader(self, dataset, batches, training=False):
         """A data loader over ``dataset`` that yields the given batches of indices.
@@ -193,7 +203,8 @@ class TripletNet(NeuralNet):
         """
         name = "iterator_train" if training else "iterator_valid"
         kwargs = self.get_params_for(name)
-        for key in ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last"):
+        given = ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last", "min_batches")
+        for key in given:
             kwargs.pop(key, None)  # the batches are given
         if getattr(dataset, "fetches_batches", False):
             # One fancy index per batch: no per-sample fetch and no collation.
