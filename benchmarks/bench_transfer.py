@@ -26,9 +26,10 @@ route at 64 px.
     (frozen EfficientNet-Lite0, channels_last, the square identity-initialised
     head, L2 normalisation), ``MPerClassSampler`` batches of the same shape
     as sktriplet's PK batches, ``TripletMarginMiner(type_of_triplets=
-    "semihard")`` + ``TripletMarginLoss`` (margin 0.2), Adam at sktriplet's
-    learning rate, the same epochs; the files are decoded and the backbone
-    run again in every epoch (no cache).
+    "semihard")`` + ``TripletMarginLoss`` (margin 0.2), Adam at the learning
+    rate the sktriplet row used (``2e-3`` when that row is not run), constant,
+    the same epochs; the files are decoded and the backbone run again in
+    every epoch (no cache).
 ``softmax``
     The whole backbone fine-tuned with cross-entropy on a linear classifier
     over the training classes (Adam, backbone lr 1e-4, classifier 1e-3,
