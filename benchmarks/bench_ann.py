@@ -6,15 +6,20 @@ second do sktriplet's approximate indexes (faiss HNSW, faiss IVF, hnswlib)
 reach, compared with the exact default (scikit-learn ``NearestNeighbors``,
 brute force), and how much memory does each index take?
 
-Data: clustered synthetic unit vectors, like trained embeddings: ``--n /
-100`` random unit centres, each gallery row a centre plus Gaussian noise
-(sigma 0.1 per coordinate), renormalised; ``--queries`` fresh rows drawn the
-same way. Distance: squared Euclidean (on unit vectors, the cosine ranking).
-Ground truth: exact top-10 by a blocked matrix product in float64.
+Data (``--data clustered``, the default): clustered synthetic unit vectors,
+like trained embeddings: ``--n / 100`` random unit centres, each gallery row
+a centre plus Gaussian noise (sigma 0.1 per coordinate), renormalised;
+``--queries`` fresh rows drawn the same way. ``--data iid``: i.i.d. standard
+normal rows and queries, without any structure, the hardest case for a graph
+or inverted lists. Distance: squared Euclidean (on unit vectors, the cosine
+ranking). Ground truth: exact top-10 by a blocked matrix product in float64.
+The search parameter ``auto`` is the indexes' default (``ef_search="auto"``,
+``nprobe="auto"``; see ``sktriplet.evaluation.index.auto_ef_search``).
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/bench_ann.py            # 10^6 rows
     OMP_NUM_THREADS=1 python benchmarks/bench_ann.py --n 100000 --threads 1
+    OMP_NUM_THREADS=1 python benchmarks/bench_ann.py --n 20000 --data iid
 
 Prints a Markdown table (paste into docs/benchmarks.md) plus the machine.
 """
@@ -29,7 +34,13 @@ import time
 import numpy as np
 import torch
 
-from sktriplet.evaluation.index import ExactIndex, FaissIndex, HNSWIndex
+from sktriplet.evaluation.index import (
+    ExactIndex,
+    FaissIndex,
+    HNSWIndex,
+    auto_ef_search,
+    auto_nprobe,
+)
 
 
 def rss_bytes() -> int:
@@ -37,8 +48,13 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def make_data(n: int, n_queries: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def make_data(
+    n: int, n_queries: int, dim: int, seed: int, kind: str = "clustered"
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
+    if kind == "iid":
+        G = rng.standard_normal((n, dim), dtype=np.float32)
+        return G, rng.standard_normal((n_queries, dim), dtype=np.float32)
     n_centres = max(n // 100, 1)
     centres = rng.standard_normal((n_centres, dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -96,6 +112,7 @@ def main() -> None:
         help="queries timed for the (slow) exact sklearn search",
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", choices=["clustered", "iid"], default="clustered")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], help="rows to skip: exact faiss hnswlib")
     args = parser.parse_args()
@@ -103,7 +120,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
-    G, Q = make_data(n, args.queries, args.dim, args.seed)
+    G, Q = make_data(n, args.queries, args.dim, args.seed, args.data)
     truth = ground_truth(G, Q, k)
     print(
         f"data + ground truth: {time.perf_counter() - t0:.1f} s; "
@@ -160,10 +177,11 @@ def main() -> None:
         hnsw.add(G)
         build = time.perf_counter() - t0
         mem = hnsw.memory_bytes()
-        for ef in (16, 64, 256):
+        for ef in (16, 64, 256, "auto"):
             hnsw.ef_search = ef
             ids, qps = timed_search(hnsw, Q, k)
-            add_row("faiss HNSW32", f"efSearch={ef}", build, mem, ids, qps)
+            label = f"auto ({auto_ef_search(n, k)})" if ef == "auto" else ef
+            add_row("faiss HNSW32", f"efSearch={label}", build, mem, ids, qps)
         del hnsw
 
         n_lists = 1024 if n >= 200_000 else max(16, n // 200)
@@ -172,10 +190,11 @@ def main() -> None:
         ivf.add(G)
         build = time.perf_counter() - t0
         mem = ivf.memory_bytes()
-        for nprobe in (4, 16, 64):
+        for nprobe in (4, 16, 64, "auto"):
             ivf.nprobe = nprobe
             ids, qps = timed_search(ivf, Q, k)
-            add_row(f"faiss IVF{n_lists},Flat", f"nprobe={nprobe}", build, mem, ids, qps)
+            label = f"auto ({auto_nprobe(n_lists)})" if nprobe == "auto" else nprobe
+            add_row(f"faiss IVF{n_lists},Flat", f"nprobe={label}", build, mem, ids, qps)
         del ivf
 
     if "hnswlib" not in args.skip:
@@ -185,14 +204,15 @@ def main() -> None:
         hl.add(G)
         build = time.perf_counter() - t0
         mem = max(rss_bytes() - before, 0)
-        for ef in (16, 64, 256):
+        for ef in (16, 64, 256, "auto"):
             hl.ef_search = ef
             ids, qps = timed_search(hl, Q, k)
-            add_row("hnswlib M=16, efC=100", f"ef={ef}", build, mem, ids, qps)
+            label = f"auto ({auto_ef_search(n, k)})" if ef == "auto" else ef
+            add_row("hnswlib M=16, efC=100", f"ef={label}", build, mem, ids, qps)
 
     print()
     print(
-        f"Gallery {n:,} x {args.dim}-d float32 ({G.nbytes / 2**20:.0f} MiB), "
+        f"Gallery {n:,} x {args.dim}-d float32 {args.data} ({G.nbytes / 2**20:.0f} MiB), "
         f"{args.queries} queries, k=10, {args.threads} thread(s); "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs."
     )

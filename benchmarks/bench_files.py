@@ -25,7 +25,7 @@ decoding, a given model, triplet loss, Adam), for a later comparison with
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_files.py [--files 2000 20000] [--workers 0 1 2]
     [--cars ../shared/data/stanford_cars_196x8/images] [--cars-limit 200] [--rounds 3]
-    [--skip-memory] [--skip-decode] [--plain]
+    [--skip-memory] [--skip-decode] [--plain] [--mode pass|estimator]
 """
 
 from __future__ import annotations
@@ -150,8 +150,39 @@ def memory_child(folder: str, n_files: int, workers: int) -> dict:
     return {"before": before, "peak": peak, "seconds": seconds}
 
 
-def run_memory(files: list[int], workers: list[int]) -> None:
-    print("## Peak memory (PSS of the process and its workers) of one pass, image_size 64")
+def estimator_child(folder: str, n_files: int, workers: int) -> dict:
+    """``TripletEmbedder.fit`` (one epoch) then ``transform`` on ``n_files`` files."""
+    from sktriplet import TripletEmbedder
+
+    torch.set_num_threads(1)
+    paths = [os.path.join(folder, f"{i:06d}.jpg") for i in range(n_files)]
+    labels = np.arange(n_files) % 100
+    est = TripletEmbedder(
+        image_size=32,
+        max_epochs=1,
+        batch_size=64,
+        module__channels=(8, 16),
+        random_state=0,
+        iterator_train__num_workers=workers,
+        iterator_valid__num_workers=workers,
+    )
+    before = TreeSampler.total()
+    watcher = TreeSampler()
+    watcher.start()
+    t0 = time.perf_counter()
+    Z = est.fit(paths, labels).transform(paths)
+    seconds = time.perf_counter() - t0
+    peak = watcher.stop()
+    assert Z.shape[0] == n_files
+    return {"before": before, "peak": peak, "seconds": seconds}
+
+
+def run_memory(files: list[int], workers: list[int], mode: str = "pass") -> None:
+    """Peak memory of a data-loader pass (``mode="pass"``) or of fit + transform."""
+    what = "one pass, image_size 64" if mode == "pass" else (
+        "TripletEmbedder fit (1 epoch) + transform, image_size 32"
+    )
+    print(f"## Peak memory (PSS of the process and its workers) of {what}")
     print()
     print("| workers | files | before | peak | peak / peak at fewest files | images/s |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -163,16 +194,17 @@ def run_memory(files: list[int], workers: list[int]) -> None:
             first = None
             for n in sorted(files):
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", tmp, str(n), str(w)],
+                    [sys.executable, __file__, "--child", tmp, str(n), str(w), "--mode", mode],
                     capture_output=True,
                     text=True,
                     check=True,
                 )
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 first = first or r["peak"]
+                rate = n / r["seconds"] if mode == "pass" else 2 * n / r["seconds"]
                 print(
                     f"| {w} | {n:,} | {r['before'] / MB:,.1f} MiB | {r['peak'] / MB:,.1f} MiB "
-                    f"| {r['peak'] / first:.3f} | {n / r['seconds']:,.0f} |",
+                    f"| {r['peak'] / first:.3f} | {rate:,.0f} |",
                     flush=True,
                 )
     print()
@@ -308,11 +340,18 @@ def main() -> None:
     parser.add_argument("--skip-decode", action="store_true")
     parser.add_argument("--plain", action="store_true", help="also time the plain loop")
     parser.add_argument("--plain-batches", type=int, default=10)
+    parser.add_argument(
+        "--mode",
+        choices=("pass", "estimator"),
+        default="pass",
+        help="memory of a data-loader pass, or of TripletEmbedder fit + transform",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         folder, n, w = args.child
-        print(json.dumps(memory_child(folder, int(n), int(w))))
+        child = memory_child if args.mode == "pass" else estimator_child
+        print(json.dumps(child(folder, int(n), int(w))))
         return
     torch.set_num_threads(1)
     print(
@@ -321,7 +360,7 @@ def main() -> None:
     )
     print()
     if not args.skip_memory:
-        run_memory(args.files, args.workers)
+        run_memory(args.files, args.workers, args.mode)
     if not args.skip_decode:
         run_decode(args.cars, args.cars_limit, args.rounds)
     if args.plain:

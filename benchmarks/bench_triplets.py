@@ -23,13 +23,26 @@ against the accuracy on 2,000 new random triplets of *training* samples (what a
 random split of the triplets, sharing samples between train and test, would
 report: the leakage that ``samples=`` + splitting the triplets invites).
 
+``--method estimator`` trains the same configurations through the estimator
+instead: ``TripletEmbedder(triplets=True, mining=..., margin=...,
+max_epochs=..., batch_size=..., lr=..., lr_schedule=..., random_state=seed)``,
+fitted on the triplet rows ``X_train[triplets]`` (``--input rows``) or on the
+index triplets with ``samples=X_train`` (``--input indices``); its input
+statistics come from the distinct samples of the triplets and its cosine
+schedule is :class:`sktriplet.training.schedules.CosineLR` (half the rate in
+the first epoch). ``--defaults-row`` adds ``TripletEmbedder(triplets=True,
+random_state=seed)`` with every other parameter at its default (``"semihard"``
+mining among the batch's negatives, margin 0.2, 30 epochs, cosine schedule) on
+index triplets.
+
 The ``ratio`` columns divide each seed's MAP@R by the same seed's reference.
 metric-learn's ``SCML`` (linear, triplets only) gets its own row when it runs;
 otherwise the row records the error it raises.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_triplets.py [--seeds 0 1 2]
-       [--mining none semihard hard] [--epochs 20] [--batch-triplets 128] [--lr 1e-3]
-       [--schedule constant] [--input indices] [--no-scml]
+       [--method loop estimator] [--mining none semihard hard] [--epochs 20]
+       [--batch-triplets 128] [--lr 1e-3] [--schedule constant] [--input indices]
+       [--margin 0.2] [--defaults-row] [--no-scml]
 
 Every combination of the listed values is one row.
 """
@@ -108,6 +121,25 @@ def train_on_triplets(
     return net.eval()
 
 
+def train_estimator(
+    X, triplets, *, mining, epochs, batch_triplets, lr, schedule, rows, seed, margin
+):
+    """The same configuration through ``TripletEmbedder(triplets=True)``; its transform."""
+    emb = TripletEmbedder(
+        triplets=True,
+        samples=None if rows else X,
+        mining=mining,
+        margin=margin,
+        max_epochs=epochs,
+        batch_size=batch_triplets,
+        lr=lr,
+        lr_schedule=schedule,
+        random_state=seed,
+        device="cpu",
+    )
+    return emb.fit(X[triplets] if rows else triplets).transform
+
+
 def scores(embed, X_test, y_test, test_triplets) -> tuple[float, float]:
     Z = np.asarray(embed(X_test), dtype=np.float64)
     return map_at_r(Z, y_test), triplet_accuracy(
@@ -158,6 +190,10 @@ def scml_row(args, data):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--method", nargs="+", default=["loop", "estimator"], choices=["loop", "estimator"]
+    )
+    parser.add_argument("--defaults-row", action="store_true")
     parser.add_argument("--mining", nargs="+", default=["none", "semihard", "hard"])
     parser.add_argument("--epochs", type=int, nargs="+", default=[20])
     parser.add_argument("--batch-triplets", type=int, nargs="+", default=[128])
@@ -196,7 +232,10 @@ def main() -> None:
         f"{_fmt([r[0] for r in ref])} | 1 | {_fmt([r[1] for r in ref])} | "
         f"{_fmt([r[3] for r in ref])} | {statistics.mean(r[2] for r in ref):.1f} |"
     )
+    if args.defaults_row:
+        print(defaults_line(args.seeds, data, reference), flush=True)
     grid = itertools.product(
+        args.method,
         args.input,
         args.mining,
         args.epochs,
@@ -235,14 +274,35 @@ def prepare(args):
     return data, reference
 
 
-def run_config(config, seeds, data, reference) -> str:
-    """Train one configuration on every seed; its table row."""
-    inp, mining, epochs, bt, lr, schedule, margin = config
+def defaults_line(seeds, data, reference) -> str:
+    """``TripletEmbedder(triplets=True)`` with every other default, on index triplets."""
     maps, accs, ratios, times, seen = [], [], [], [], []
     for seed in seeds:
         X_train, X_test, _, y_test, trip, test_trip, seen_trip = data[seed]
         t0 = time.perf_counter()
-        net = train_on_triplets(
+        emb = TripletEmbedder(triplets=True, samples=X_train, random_state=seed).fit(trip)
+        times.append(time.perf_counter() - t0)
+        m, acc = scores(emb.transform, X_test, y_test, test_trip)
+        seen.append(seen_accuracy(emb.transform, X_train, seen_trip))
+        maps.append(m)
+        accs.append(acc)
+        ratios.append(m / reference[seed][0])
+    return (
+        f"| TripletEmbedder(triplets=True), defaults | indices | semihard | 30 | 128 | auto "
+        f"| auto (cosine) | 0.2 | {_fmt(maps)} | {statistics.mean(ratios):.3f}, "
+        f"{min(ratios):.3f} | {_fmt(accs)} | {_fmt(seen)} | {statistics.mean(times):.1f} |"
+    )
+
+
+def run_config(config, seeds, data, reference) -> str:
+    """Train one configuration on every seed; its table row."""
+    method, inp, mining, epochs, bt, lr, schedule, margin = config
+    trainer = train_estimator if method == "estimator" else train_on_triplets
+    maps, accs, ratios, times, seen = [], [], [], [], []
+    for seed in seeds:
+        X_train, X_test, _, y_test, trip, test_trip, seen_trip = data[seed]
+        t0 = time.perf_counter()
+        net = trainer(
             X_train,
             trip,
             mining=mining,
@@ -255,13 +315,15 @@ def run_config(config, seeds, data, reference) -> str:
             margin=margin,
         )
         times.append(time.perf_counter() - t0)
-        m, acc = scores(torch_embed(net), X_test, y_test, test_trip)
-        seen.append(seen_accuracy(torch_embed(net), X_train, seen_trip))
+        embed = net if method == "estimator" else torch_embed(net)
+        m, acc = scores(embed, X_test, y_test, test_trip)
+        seen.append(seen_accuracy(embed, X_train, seen_trip))
         maps.append(m)
         accs.append(acc)
         ratios.append(m / reference[seed][0])
+    name = "TripletEmbedder(triplets=True)" if method == "estimator" else "triplet loop"
     return (
-        f"| triplet loop | {inp} | {mining} | {epochs} | {bt} | {lr:g} | {schedule} | {margin:g} "
+        f"| {name} | {inp} | {mining} | {epochs} | {bt} | {lr:g} | {schedule} | {margin:g} "
         f"| {_fmt(maps)} | {statistics.mean(ratios):.3f}, {min(ratios):.3f} | {_fmt(accs)} | "
         f"{_fmt(seen)} | {statistics.mean(times):.1f} |"
     )

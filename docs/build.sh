@@ -4,6 +4,9 @@
 # Usage: bash docs/build.sh [--no-gallery]     (after: pip install -e ".[docs]")
 #        PYTHON=/path/to/python bash docs/build.sh
 #
+# No venv needs to be active: the Python is $PYTHON if set, else the
+# project's .venv/bin/python if that exists, else python3 (then python).
+#
 # By default runs every gallery example (examples/plot_*.py and
 # examples/quickstart.py) and the figure code in the pages, one thread per
 # library, then checks that each plot_* example left its figures in the HTML.
@@ -12,7 +15,18 @@
 # Exits non-zero on any warning, example error or missing figure.
 set -euo pipefail
 cd "$(dirname "$0")"
-PYTHON="${PYTHON:-python}"
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x ../.venv/bin/python ]; then PYTHON=../.venv/bin/python
+    elif command -v python3 >/dev/null 2>&1; then PYTHON=python3
+    else PYTHON=python
+    fi
+fi
+if ! "$PYTHON" -c "import sphinx, sphinx_gallery" >/dev/null 2>&1; then
+    echo "docs/build.sh: $PYTHON cannot import sphinx and sphinx_gallery; install the" \
+        "docs extra into it (pip install -e \".[docs]\") or name another Python with" \
+        "PYTHON=/path/to/python bash docs/build.sh" >&2
+    exit 2
+fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 export MPLBACKEND=Agg
 gallery=1

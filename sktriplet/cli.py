@@ -26,8 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import textwrap
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,12 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from sktriplet.vision.folders import IMAGE_EXTENSIONS, list_image_folder
+
 __all__ = ["main"]
 
 PROG = "sktriplet"
 
-#: Image file suffixes read from class folders (besides .npy).
-IMAGE_SUFFIXES = (".png", ".pgm", ".ppm", ".pbm", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: File suffixes read from image folders: images, and .npy arrays (one per image).
+FOLDER_EXTENSIONS = (*IMAGE_EXTENSIONS, ".npy")
 _TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
@@ -59,13 +63,16 @@ class Data:
     y : numpy.ndarray or None
         Labels, when the data has them.
     ids : list of str or None
-        Sample names (image paths relative to the folder), when known.
+        File paths of the samples (image folders), when known.
+    paths : bool, default=False
+        ``X`` holds image file paths, which the model decodes lazily.
     """
 
-    def __init__(self, X, y=None, ids=None) -> None:
+    def __init__(self, X, y=None, ids=None, paths: bool = False) -> None:
         self.X = X
         self.y = y
         self.ids = ids
+        self.paths = paths
 
 
 def _read_npz(path: Path, x_key: str, y_key: str) -> Data:
@@ -84,6 +91,17 @@ def _read_npz(path: Path, x_key: str, y_key: str) -> Data:
     return Data(X, y)
 
 
+def _require_pyarrow(path: Path, doing: str) -> None:
+    """Refuse a parquet path early when its reader/writer is not installed."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise CLIError(
+            f"{path}: {doing} parquet needs pyarrow: pip install pyarrow "
+            '(or pip install "sktriplet[cli]"), or use .csv (embeddings: or .npy) instead.'
+        ) from None
+
+
 def _read_table(path: Path, label: str) -> Data:
     import pandas as pd
 
@@ -91,13 +109,7 @@ def _read_table(path: Path, label: str) -> Data:
         if path.suffix.lower() == ".csv":
             df = pd.read_csv(path)
         else:
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise CLIError(
-                    f"{path}: reading parquet needs pyarrow: pip install pyarrow "
-                    '(or pip install "sktriplet[cli]").'
-                ) from None
+            _require_pyarrow(path, "reading")
             df = pd.read_parquet(path)
     except CLIError:
         raise
@@ -119,63 +131,78 @@ def _read_table(path: Path, label: str) -> Data:
     return Data(df, y)
 
 
-def _read_image(path: Path, color: str) -> np.ndarray:
-    if path.suffix.lower() == ".npy":
+def _has_class_folders(path: Path) -> bool:
+    return any(d.is_dir() and not d.name.startswith(".") for d in path.iterdir())
+
+
+def list_folder_files(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Image (or ``.npy``) files of a folder and their class-folder labels.
+
+    A folder with sub-folders is a class tree ``path/<class>/<file>``
+    (:func:`sktriplet.vision.folders.list_image_folder`): the labels are the
+    sub-folder names. A folder holding the files directly is unlabelled
+    (labels ``None``). Files are sorted by name (class folders by name too).
+    """
+    if _has_class_folders(path):
         try:
-            return np.load(path, allow_pickle=False)
+            files, labels, names = list_image_folder(path, extensions=FOLDER_EXTENSIONS)
+        except ValueError:
+            pass  # sub-folders without images: files may sit in the folder itself
+        else:
+            return files, np.asarray(names)[labels]
+    names = sorted(
+        f.name
+        for f in os.scandir(path)
+        if not f.name.startswith(".")
+        and os.path.splitext(f.name)[1].lower() in FOLDER_EXTENSIONS
+        and f.is_file()
+    )
+    if not names:
+        raise CLIError(
+            f"{path}: no images found; expected one sub-folder per class holding image "
+            f"files ({' '.join(IMAGE_EXTENSIONS)} or .npy), or for 'embed' the files themselves."
+        )
+    return np.array([os.path.join(path, n) for n in names], dtype=object), None
+
+
+def _read_npy_arrays(path: Path, files: np.ndarray, y: np.ndarray | None) -> Data:
+    """A folder of ``.npy`` arrays (one per image), stacked: they must share a shape."""
+    images = []
+    for f in files:
+        try:
+            images.append(np.load(f, allow_pickle=False))
         except (OSError, ValueError) as exc:
-            raise CLIError(f"{path}: not a readable .npy array ({exc}).") from None
-    try:
-        from PIL import Image
-    except ImportError:
-        raise CLIError(
-            "reading image files needs Pillow: pip install pillow (or pip install "
-            '"sktriplet[cli]"); .npy arrays per image need nothing.'
-        ) from None
-    try:
-        with Image.open(path) as img:
-            mode = color if color != "auto" else ("L" if img.mode in ("1", "L", "LA") else "RGB")
-            arr = np.asarray(img.convert("L" if mode in ("L", "gray") else "RGB"))
-    except OSError as exc:
-        raise CLIError(f"{path}: not a readable image ({exc}).") from None
-    return arr if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
-
-
-def _is_image_file(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in (*IMAGE_SUFFIXES, ".npy")
-
-
-def _read_folder(path: Path, color: str) -> Data:
-    class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if class_dirs:
-        files = [(f, d.name) for d in class_dirs for f in sorted(d.iterdir()) if _is_image_file(f)]
-    else:
-        files = [(f, None) for f in sorted(path.iterdir()) if _is_image_file(f)]
-    if not files:
-        raise CLIError(
-            f"{path}: no images found; expected one sub-folder per class holding "
-            f"image files ({', '.join(IMAGE_SUFFIXES)} or .npy)."
-        )
-    images = [_read_image(f, color) for f, _ in files]
-    if color == "auto":
-        # Mixed grey and colour files: read all as colour.
-        if len({im.ndim for im in images}) > 1:
-            images = [im if im.ndim == 3 else np.repeat(im[None], 3, axis=0) for im in images]
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        first = images[0].shape
-        odd = next(i for i, im in enumerate(images) if im.shape != first)
-        raise CLIError(
-            f"{path}: images differ in shape: {files[0][0].name} is {first} but "
-            f"{files[odd][0].relative_to(path)} is {images[odd].shape}; resize them to "
-            "one size first."
-        )
+            raise CLIError(f"{f}: not a readable .npy array ({exc}).") from None
+        if images[-1].shape != images[0].shape:
+            raise CLIError(
+                f"{path}: .npy images differ in shape: {os.path.relpath(files[0], path)} is "
+                f"{images[0].shape} but {os.path.relpath(f, path)} is {images[-1].shape}; "
+                "save them at one size, or as image files (.png, .jpg, ...), which may "
+                "differ in size (--image-size sets the size the model sees)."
+            )
     X = np.stack(images)
     if X.dtype not in (np.uint8, np.float32):
         X = X.astype(np.float32)
-    y = np.array([label for _, label in files]) if class_dirs else None
-    ids = [str(f.relative_to(path)) for f, _ in files]
-    return Data(X, y, ids)
+    return Data(X, y, ids=list(files))
+
+
+def read_image_folder(path: Path) -> Data:
+    """An image folder as lazily read file paths (``.npy`` arrays are read now).
+
+    Image files of any size and mode are not decoded here: ``Data.X`` holds
+    their paths and the model decodes them batch by batch
+    (``Data.paths`` is ``True``).
+    """
+    files, y = list_folder_files(path)
+    npy = np.array([f.lower().endswith(".npy") for f in files])
+    if npy.all():
+        return _read_npy_arrays(path, files, y)
+    if npy.any():
+        raise CLIError(
+            f"{path}: mixes .npy arrays ({files[npy][0]}) and image files "
+            f"({files[~npy][0]}); keep one kind in a folder."
+        )
+    return Data(files, y, ids=list(files), paths=True)
 
 
 def read_data(path: str, args: argparse.Namespace) -> Data:
@@ -184,7 +211,7 @@ def read_data(path: str, args: argparse.Namespace) -> Data:
     if not p.exists():
         raise CLIError(f"{path}: no such file or folder.")
     if p.is_dir():
-        return _read_folder(p, args.color)
+        return read_image_folder(p)
     suffix = p.suffix.lower()
     if suffix == ".npz":
         return _read_npz(p, args.x_key, args.y_key)
@@ -227,10 +254,7 @@ def _write_embeddings(Z: np.ndarray, data: Data, out: Path, columns: list[str]) 
     if suffix == ".csv":
         df.to_csv(out, index=False)
     else:
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise CLIError(f"{out}: writing parquet needs pyarrow: pip install pyarrow.") from None
+        _require_pyarrow(out, "writing")
         df.to_parquet(out, index=False)
 
 
@@ -266,6 +290,8 @@ def _check_output(path: str, suffixes: Sequence[str], what: str) -> Path:
         )
     if not out.parent.exists():
         raise CLIError(f"{path}: the folder {out.parent} does not exist.")
+    if out.suffix.lower() in (".parquet", ".pq"):
+        _require_pyarrow(out, "writing")  # before any work, not after it
     return out
 
 
@@ -282,8 +308,28 @@ def _load_model(path: str, device: str):
     return load(path, device=device)
 
 
+def _check_image_shape(estimator, data: Data, path: str) -> None:
+    """Refuse images the model cannot take, naming the option that fixes it."""
+    fitted = tuple(getattr(estimator, "input_shape_", ()))
+    X = data.X
+    if len(fitted) != 3 or not isinstance(X, np.ndarray) or X.ndim not in (3, 4):
+        return
+    shape = (1, *X.shape[1:]) if X.ndim == 3 else X.shape[1:]
+    if shape == fitted:
+        return
+    have = f"{path}: the images are {shape[0]} x {shape[1]} x {shape[2]} (channels x H x W)"
+    want = f"the model takes {fitted[0]} x {fitted[1]} x {fitted[2]}"
+    if shape[1:] == fitted[1:] and Path(path).is_dir() and fitted[0] in (1, 3):
+        color = "rgb" if fitted[0] == 3 else "gray"
+        raise CLIError(f"{have} but {want}; read them with --color {color}.")
+    if shape[1:] == fitted[1:]:
+        raise CLIError(f"{have} but {want}; give the images {fitted[0]} channel(s).")
+    raise CLIError(f"{have} but {want}; resize them to {fitted[1]} x {fitted[2]} pixels.")
+
+
 def _model_input(estimator, data: Data, path: str, args: argparse.Namespace):
     """``data.X`` with the columns the model was fitted on, in its order."""
+    _check_image_shape(estimator, data, path)
     names = getattr(estimator, "feature_names_in_", None)
     if names is None or not hasattr(data.X, "columns"):
         return data.X
@@ -300,6 +346,133 @@ def _model_input(estimator, data: Data, path: str, args: argparse.Namespace):
     return data.X[names]
 
 
+# ------------------------------------------------------------ image files
+#: ``--color`` as the estimator's ``channels``.
+COLOR_CHANNELS = {"auto": "auto", "gray": 1, "rgb": 3}
+_CHANNEL_NAMES = {1: "grey (1 channel)", 3: "RGB (3 channels)"}
+
+
+def _worker_params(workers: int | None) -> dict[str, int]:
+    """DataLoader workers that decode image files, as routed estimator parameters."""
+    if workers is None:
+        return {}
+    return {"iterator_train__num_workers": workers, "iterator_valid__num_workers": workers}
+
+
+def image_file_params(args: argparse.Namespace) -> dict[str, Any]:
+    """``TripletEmbedder`` parameters of ``sktriplet fit`` on a folder of image files."""
+    params: dict[str, Any] = {"channels": COLOR_CHANNELS[args.color], "on_error": args.on_error}
+    if args.image_size is not None:
+        params["image_size"] = args.image_size
+    return {**params, **_worker_params(args.workers)}
+
+
+def _model_channels(estimator) -> int | None:
+    return getattr(getattr(estimator, "input_spec_", None), "channels", None)
+
+
+def _keep_readable_files(data: Data, command: str) -> Data:
+    """``--on-error skip`` for a saved model: leave out files that do not decode."""
+    from sktriplet.inputs.files import check_files
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keep = check_files(list(data.X), on_error="skip", decode=True)
+    for w in caught:
+        print(f"{PROG} {command}: warning: {w.message}", file=sys.stderr)
+    if not keep.any():
+        raise CLIError("no image file could be read (see the warning above).")
+    ids = [i for i, k in zip(data.ids, keep, strict=True) if k]
+    y = None if data.y is None else data.y[keep]
+    return Data(data.X[keep], y, ids=ids, paths=True)
+
+
+def prepare_image_files(estimator, data: Data, args: argparse.Namespace) -> Data:
+    """Check ``--color`` against a saved model and set its workers for image files.
+
+    A saved model decodes image files of any mode to the channels it was
+    fitted with, so ``--color`` only has to agree with them. With
+    ``--on-error skip`` unreadable files are left out (with a warning).
+    """
+    channels = _model_channels(estimator)
+    wanted = COLOR_CHANNELS[args.color]
+    if wanted != "auto" and channels is not None and wanted != channels:
+        fix = "gray" if channels == 1 else "rgb"
+        raise CLIError(
+            f"{args.model} reads {_CHANNEL_NAMES[channels]} images and converts every file "
+            f"to that; use --color {fix} or leave --color out (to embed in "
+            f"{_CHANNEL_NAMES[wanted]}, fit a model with --color {args.color})."
+        )
+    if args.workers is not None:
+        estimator.set_params(**_worker_params(args.workers))  # transform reads them
+    if args.on_error == "skip":
+        return _keep_readable_files(data, args.command)
+    return data
+
+
+class Progress:
+    """A counter line on stderr: rewritten in place on a terminal, a line per update otherwise.
+
+    Parameters
+    ----------
+    total : int
+        Items to process.
+    what : str, default="files"
+        What is counted.
+    stream : file object, default=None
+        Where to write (standard error when ``None``).
+    """
+
+    def __init__(self, total: int, what: str = "files", stream=None) -> None:
+        self.total = total
+        self.what = what
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.perf_counter()
+        self._width = 0
+
+    def update(self, done: int) -> None:
+        """Show that ``done`` items of ``total`` are processed."""
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        percent = 100.0 * done / self.total if self.total else 100.0
+        text = (
+            f"embedded {done:,}/{self.total:,} {self.what} ({percent:.0f}%), "
+            f"{done / seconds:,.1f} {self.what}/s"
+        )
+        if self.tty:
+            self.stream.write("\r" + text.ljust(self._width) + ("\n" if done >= self.total else ""))
+            self._width = len(text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def embed_folder(args: argparse.Namespace, out: Path) -> int:
+    """``sktriplet embed`` on a folder: ``--chunk-size`` files per transform, written as it goes."""
+    from sktriplet.io.writers import open_embedding_writer
+
+    if out.suffix.lower() in (".parquet", ".pq"):
+        _require_pyarrow(out, "writing")
+    estimator = _load_model(args.model, args.device)
+    data = read_image_folder(Path(args.data))
+    if data.paths:
+        data = prepare_image_files(estimator, data, args)
+    columns = [str(c) for c in estimator.get_feature_names_out()]
+    n = len(data.X)
+    progress = Progress(n)
+    with open_embedding_writer(
+        out, n, columns, with_paths=True, with_labels=data.y is not None
+    ) as writer:
+        for start in range(0, n, args.chunk_size):
+            stop = min(start + args.chunk_size, n)
+            labels = None if data.y is None else data.y[start:stop]
+            writer.write(estimator.transform(data.X[start:stop]), data.ids[start:stop], labels)
+            progress.update(stop)
+    print(f"wrote {n} embeddings of width {len(columns)} to {out}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- commands
 def cmd_fit(args: argparse.Namespace) -> int:
     """Train on the data and save the model."""
     from sktriplet import TripletEmbedder, save
@@ -307,6 +480,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     out = _check_output(args.output, (".sktriplet",), "model file")
     data = read_data(args.data, args)
     y = _require_labels(data, args.data, args)
+    if not data.paths and args.image_size is not None:
+        raise CLIError(
+            f"{args.data}: --image-size applies to folders of image files; arrays keep "
+            "their size, so leave --image-size out."
+        )
     params = {
         "max_epochs": args.max_epochs,
         "margin": args.margin,
@@ -324,6 +502,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     }
     if args.validation_fraction is not None:
         params["validation_fraction"] = args.validation_fraction
+    if data.paths:
+        params.update(image_file_params(args))
     estimator = TripletEmbedder(**params)
     estimator.fit(data.X, y)
     save(estimator, out)
@@ -339,6 +519,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     """Write the embeddings of the data."""
     out = _check_output(args.output, (".npy", ".csv", ".parquet", ".pq"), "embeddings")
+    if Path(args.data).is_dir():
+        return embed_folder(args, out)
     estimator = _load_model(args.model, args.device)
     data = read_data(args.data, args)
     Z = estimator.transform(_model_input(estimator, data, args.data, args))
@@ -347,20 +529,28 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_for_model(estimator, path: str, args: argparse.Namespace) -> Data:
+    data = read_data(path, args)
+    return prepare_image_files(estimator, data, args) if data.paths else data
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Print retrieval scores of the model's embeddings."""
     from sktriplet.evaluation.metrics import retrieval_scores
 
     out = _check_output(args.output, (".json", ".csv"), "metrics") if args.output else None
     estimator = _load_model(args.model, args.device)
-    data = read_data(args.data, args)
+    data = _read_for_model(estimator, args.data, args)
     y = _require_labels(data, args.data, args)
-    Z = estimator.transform(_model_input(estimator, data, args.data, args))
+    X = _model_input(estimator, data, args.data, args)
     gallery = gallery_labels = None
-    if args.gallery:
-        g = read_data(args.gallery, args)
+    if args.gallery:  # read and check everything before the embedding work
+        g = _read_for_model(estimator, args.gallery, args)
         gallery_labels = _require_labels(g, args.gallery, args)
-        gallery = estimator.transform(_model_input(estimator, g, args.gallery, args))
+        gallery = _model_input(estimator, g, args.gallery, args)
+    Z = estimator.transform(X)
+    if gallery is not None:
+        gallery = estimator.transform(gallery)
     n_candidates = len(Z) - 1 if gallery is None else len(gallery)
     ks = sorted({k for k in args.k if k <= n_candidates})
     if not ks:
@@ -396,15 +586,18 @@ data formats (DATA):
                 y (labels); rename with --x-key / --y-key
   FILE.csv      one row per sample; the column --label holds the class, every
   FILE.parquet  other column is a numeric feature (parquet needs pyarrow)
-  FOLDER/       one sub-folder per class holding images of one size (.png,
-                .pgm, .jpg, ... read with Pillow; .npy arrays with NumPy);
-                the sub-folder names are the labels. A folder of images with
-                no sub-folders is unlabelled (fine for 'embed').
+  FOLDER/       one sub-folder per class holding image files of any size and
+                mode (.jpg, .png, .bmp, .tif, .webp, ...), decoded batch by
+                batch at --image-size, never all in memory; or .npy arrays
+                of one shape. The sub-folder names are the labels. A folder
+                of files with no sub-folders is unlabelled (fine for 'embed').
 """
 
 EXAMPLES = """\
 examples:
   sktriplet fit faces/ -o faces.sktriplet --max-epochs 20 --n-components 32
+  sktriplet fit photos/ -o photos.sktriplet --image-size 64 --workers 2
+  sktriplet embed photos.sktriplet new_photos/ -o new_photos.npy
   sktriplet embed faces.sktriplet new_faces/ -o new_faces.parquet
   sktriplet evaluate faces.sktriplet test_faces/ --k 1 5 --output scores.json
   sktriplet fit table.csv --label species -o table.sktriplet
@@ -438,12 +631,72 @@ def _add_reader_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--y-key", metavar="KEY", default="y", help="name of the labels array in an .npz"
     )
+
+
+def _image_size(text: str) -> int | tuple[int, int]:
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        sides = [int(p) for p in parts]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a side in pixels (64) or HEIGHTxWIDTH (64x48), each >= 1; got {text!r}"
+        )
+    return sides[0] if len(sides) == 1 else (sides[0], sides[1])
+
+
+def _add_image_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Options for folders of image files (decoded lazily, batch by batch)."""
+    group = parser.add_argument_group("image file options (folders of .jpg, .png, ...)")
+    if command == "fit":
+        group.add_argument(
+            "--color",
+            choices=("auto", "gray", "rgb"),
+            default="auto",
+            help="train on grey (1 channel) or RGB (3 channels) images; auto: grey when "
+            "every sampled file is grey. Files of other modes are converted",
+        )
+        group.add_argument(
+            "--image-size",
+            metavar="SIZE",
+            type=_image_size,
+            default=None,
+            help="size the network sees, a side (64) or HEIGHTxWIDTH; files of any size are "
+            "resized (shorter side, then centre crop; random crops while training). "
+            "Default: the estimator's (64)",
+        )
+    else:
+        group.add_argument(
+            "--color",
+            choices=("auto", "gray", "rgb"),
+            default="auto",
+            help="must match the model's channels if given; files of any mode are converted "
+            "to the channels (and size) the model was fitted with",
+        )
     group.add_argument(
-        "--color",
-        choices=("auto", "gray", "rgb"),
-        default="auto",
-        help="read image files as grey (1 channel) or RGB (3 channels); auto keeps grey files grey",
+        "--workers",
+        metavar="N",
+        type=_non_negative_int,
+        default=None,
+        help="DataLoader worker processes decoding files (0: in this process). Default: "
+        "the estimator's",
     )
+    group.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="an unreadable image file stops the command (raise) or is left out with a "
+        "warning (skip)",
+    )
+    if command == "embed":
+        group.add_argument(
+            "--chunk-size",
+            metavar="N",
+            type=_positive_int,
+            default=1024,
+            help="files embedded and written at a time (a parquet row group each)",
+        )
 
 
 def _positive_int(text: str) -> int:
@@ -451,6 +704,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _n_components(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
 
 
 def _learning_rate(text: str) -> float | str:
@@ -468,8 +732,6 @@ def _learning_rate(text: str) -> float | str:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sktriplet`` command."""
     from sktriplet import __version__
-    from sktriplet.triplets.distances import DISTANCES
-    from sktriplet.triplets.mining import MINING_STRATEGIES
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -480,6 +742,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
 
+    _add_fit_command(sub)
+    _add_embed_command(sub)
+    _add_evaluate_command(sub)
+    return parser
+
+
+def _add_fit_command(sub) -> None:
+    """The ``fit`` command."""
     fit = sub.add_parser(
         "fit",
         help="train on labelled data and save the model (.sktriplet file)",
@@ -499,6 +769,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "-o", "--output", required=True, metavar="MODEL", help="model file to write (.sktriplet)"
     )
+    _add_training_options(fit)
+    _add_reader_options(fit)
+    _add_image_options(fit, "fit")
+    fit.set_defaults(func=cmd_fit)
+
+
+
+def _add_training_options(fit: argparse.ArgumentParser) -> None:
+    """The ``fit`` options that set the estimator's hyperparameters."""
+    from sktriplet.triplets.distances import DISTANCES
+    from sktriplet.triplets.mining import MINING_STRATEGIES
+
     hp = fit.add_argument_group("training options")
     hp.add_argument("--max-epochs", metavar="N", type=int, default=30, help="passes over the data")
     hp.add_argument(
@@ -512,7 +794,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hp.add_argument("--soft", action="store_true", help="soft margin log1p(exp(.)) for the hinge")
     hp.add_argument(
-        "--n-components", metavar="N", type=_positive_int, default=64, help="embedding width"
+        "--n-components",
+        metavar="N",
+        type=_n_components,
+        default="auto",
+        help="embedding width; auto: 64, or a pretrained backbone's own width",
     )
     hp.add_argument(
         "--batch-size", metavar="N", type=_positive_int, default=128, help="samples per batch"
@@ -533,10 +819,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hp.add_argument(
         "--scaling",
-        choices=("feature", "global", "none"),
-        default="feature",
+        choices=("auto", "feature", "global", "none"),
+        default="auto",
         help="input scaling: per feature (tabular data), one common scale (pixel-like "
-        "rows, e.g. few training classes: see docs/defaults.md), or none",
+        "rows: see docs/defaults.md), none, or auto (global for pixel-like rows, else "
+        "per feature)",
     )
     hp.add_argument(
         "--validation-fraction",
@@ -552,9 +839,10 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument(
         "--verbose", type=int, choices=(0, 1, 2), default=1, help="0 silent, 1 table, 2 bars"
     )
-    _add_reader_options(fit)
-    fit.set_defaults(func=cmd_fit)
 
+
+def _add_embed_command(sub) -> None:
+    """The ``embed`` command."""
     embed = sub.add_parser(
         "embed",
         help="write the embeddings of data with a saved model",
@@ -563,7 +851,12 @@ def build_parser() -> argparse.ArgumentParser:
             Embed DATA with the model saved by 'sktriplet fit' and write the
             embeddings: .npy (a float32 array, one row per sample) or a .csv /
             .parquet table with columns tripletembedder0, tripletembedder1, ...,
-            plus 'id' (the image file) and 'label' when the data has them."""
+            plus 'label' when the data has them. A FOLDER is embedded
+            --chunk-size files at a time, each chunk written at once (a
+            parquet row group), with a progress line on stderr; every row
+            carries its file: a first column 'path' in tables, and for
+            Z.npy a text file Z.paths.txt beside it, one path per line.
+            The file appears under its name only once every row is written."""
         ),
         epilog=DATA_FORMATS,
         formatter_class=_Formatter,
@@ -577,7 +870,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N"
     )
     _add_reader_options(embed)
+    _add_image_options(embed, "embed")
     embed.set_defaults(func=cmd_embed)
+
+
+
+def _add_evaluate_command(sub) -> None:
+    """The ``evaluate`` command."""
+    from sktriplet.triplets.distances import DISTANCES
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -620,8 +920,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", metavar="DEVICE", default="auto", help="auto, cpu, cuda or cuda:N"
     )
     _add_reader_options(evaluate)
+    _add_image_options(evaluate, "evaluate")
     evaluate.set_defaults(func=cmd_evaluate)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

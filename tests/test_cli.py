@@ -73,27 +73,32 @@ def _assert_user_error(code, err, *fragments):
 @needs_pillow
 def test_image_folder_fit_embed_and_reload(tmp_path, capsys, image_folder, digit_images):
     model = tmp_path / "digits.sktriplet"
-    code, _, err = _run(capsys, "fit", image_folder, "-o", model, *FAST)
+    lazy = ["--image-size", "8", "--workers", "0"]
+    code, _, err = _run(capsys, "fit", image_folder, "-o", model, *FAST, *lazy)
     assert code == 0, err
     est = sktriplet.load(model)
     assert list(est.classes_) == ["digit0", "digit1", "digit2", "digit3"]
-    assert est.input_shape_ == (1, 8, 8)
+    assert est.input_spec_.kind == "paths"
+    assert est.input_shape_ == (1, 8, 8)  # grey files read grey, at --image-size
 
     out = tmp_path / "Z.npy"
-    code, _, err = _run(capsys, "embed", model, image_folder, "-o", out)
+    code, _, err = _run(capsys, "embed", model, image_folder, "-o", out, "--workers", "0")
     assert code == 0, err
     Z = np.load(out)
     # files are read class folder by class folder, in name order
     X, y = digit_images
     order = np.lexsort((np.arange(len(y)), y))
-    np.testing.assert_array_equal(Z, est.transform(X[order]))
+    paths = [str(image_folder / f"digit{y[i]}" / f"{i:03d}.png") for i in order]
+    assert (tmp_path / "Z.paths.txt").read_text().splitlines() == paths
+    np.testing.assert_array_equal(Z, est.transform(paths))
     assert Z.shape == (len(X), 8)
 
     table = tmp_path / "Z.csv"
     assert main(["embed", str(model), str(image_folder), "-o", str(table)]) == 0
     df = pd.read_csv(table)
-    assert list(df.columns) == ["id"] + [f"tripletembedder{i}" for i in range(8)] + ["label"]
-    assert df["id"].iloc[0] == os.path.join("digit0", f"{order[0]:03d}.png")
+    assert list(df.columns) == ["path"] + [f"tripletembedder{i}" for i in range(8)] + ["label"]
+    assert df["path"].tolist() == paths
+    assert df["label"].tolist() == [f"digit{y[i]}" for i in order]
     np.testing.assert_allclose(df.iloc[:, 1:9].to_numpy(), Z, rtol=1e-6, atol=1e-7)
 
 
@@ -277,13 +282,13 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, digits_c
     _assert_user_error(code, err, "no such model file")
     code, _, err = _run(capsys, "fit", path, "-o", tmp_path / "missing" / "m.sktriplet")
     _assert_user_error(code, err, "does not exist")
-    # images of different sizes
+    # .npy arrays of different shapes (image files may differ in size)
     odd = tmp_path / "odd"
     for name, size in (("a", 8), ("b", 9)):
         (odd / name).mkdir(parents=True)
-        Image.fromarray(np.zeros((size, size), dtype=np.uint8)).save(odd / name / "0.png")
+        np.save(odd / name / "0.npy", np.zeros((size, size), dtype=np.uint8))
     code, _, err = _run(capsys, "fit", odd, "-o", model)
-    _assert_user_error(code, err, "images differ in shape")
+    _assert_user_error(code, err, ".npy images differ in shape", "as image files")
     # training errors (one class) come out the same way
     one = tmp_path / "one.npz"
     np.savez(one, X=np.zeros((4, 3)), y=np.zeros(4))
@@ -295,19 +300,17 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, digits_c
     assert exc.value.code == 2
 
 
-@needs_pillow
-def test_missing_optional_readers_are_explained(tmp_path, capsys, monkeypatch, image_folder):
+def test_missing_pyarrow_is_explained(tmp_path, capsys, monkeypatch):
+    # (Pillow is a runtime dependency: image folders need nothing optional.)
     real_import = builtins.__import__
 
     def fake_import(name, *args, **kwargs):
-        if name in ("PIL", "pyarrow") or name.startswith("PIL."):
+        if name == "pyarrow" or name.startswith("pyarrow."):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     model = tmp_path / "m.sktriplet"
-    code, _, err = _run(capsys, "fit", image_folder, "-o", model)
-    _assert_user_error(code, err, "needs Pillow", "pip install pillow")
     pq = tmp_path / "d.parquet"
     pq.write_bytes(b"PAR1")
     code, _, err = _run(capsys, "fit", pq, "-o", model)
@@ -369,3 +372,334 @@ def test_bad_lr_option_is_a_usage_error(tmp_path, capsys, digits, flag):
         main(["fit", str(data), "-o", str(tmp_path / "m"), "--lr", flag])
     assert exc.value.code == 2
     assert "--lr" in capsys.readouterr().err
+
+
+def test_a_missing_parquet_writer_is_reported_before_any_work(tmp_path, capsys, monkeypatch):
+    import sktriplet.cli as cli
+
+    data = tmp_path / "d.npz"
+    np.savez(data, X=np.zeros((4, 3)), y=np.array([0, 0, 1, 1]))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
+    worked = []
+    monkeypatch.setattr(cli, "_load_model", lambda *a: worked.append(a))
+    for out in ("x.parquet", "x.pq"):
+        code, _, err = _run(capsys, "embed", tmp_path / "m.sktriplet", data, "-o", tmp_path / out)
+        _assert_user_error(code, err, f"{out}: writing parquet needs pyarrow", "use .csv")
+    assert worked == []  # refused before loading the model or embedding anything
+
+
+@needs_pillow
+def test_folders_of_other_modes_and_sizes_are_read_as_the_model_reads(
+    tmp_path, capsys, digit_images
+):
+    # Image files are decoded to the model's channels and size: a grey folder
+    # embeds with a colour model, large images with a small one. Only an
+    # explicit --color that contradicts the model is refused, naming the fix.
+    X, y = digit_images
+    rgb, grey, big = tmp_path / "rgb", tmp_path / "grey", tmp_path / "big"
+    for i, (img, label) in enumerate(zip(X[:40], y[:40], strict=True)):
+        for root, array in (
+            (rgb, np.stack([img, img // 2, 255 - img], axis=-1)),
+            (grey, img),
+            (big, np.kron(img, np.ones((2, 2), dtype=np.uint8))),
+        ):
+            (root / str(label)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / str(label) / f"{i}.png")
+    rgb_model, grey_model = tmp_path / "rgb.sktriplet", tmp_path / "grey.sktriplet"
+    assert main(["fit", str(rgb), "-o", str(rgb_model), *FAST]) == 0
+    assert main(["fit", str(grey), "-o", str(grey_model), *FAST]) == 0
+    out = tmp_path / "Z.npy"
+    for model, folder in ((rgb_model, grey), (grey_model, rgb), (grey_model, big)):
+        code, _, err = _run(capsys, "embed", model, folder, "-o", out)
+        assert code == 0, err
+        assert np.load(out).shape == (40, 8)
+    code, _, err = _run(capsys, "embed", rgb_model, grey, "--color", "gray", "-o", out)
+    _assert_user_error(code, err, "--color rgb")
+
+
+# ------------------------------------------------- image folders, lazily
+class _Spec:
+    kind = "paths"
+    channels = 3
+
+
+class FakeFileModel:
+    """Stands in for a model fitted on files: embeds a path by its file name only."""
+
+    input_spec_ = _Spec()
+
+    def __init__(self):
+        self.calls = []
+        self.params = {}
+
+    @staticmethod
+    def vector(path):
+        name = os.path.basename(path)
+        return np.array([len(name), sum(map(ord, name)) % 97, name.count("1")], np.float32)
+
+    def transform(self, X):
+        assert isinstance(X, np.ndarray) and X.dtype == object  # paths, never pixels
+        self.calls.append(len(X))
+        return np.stack([self.vector(p) for p in X])
+
+    def get_feature_names_out(self):
+        return np.array([f"tripletembedder{i}" for i in range(3)], dtype=object)
+
+    def set_params(self, **params):
+        self.params.update(params)
+        return self
+
+
+def _photo_folder(root, classes=("cat", "dog"), per_class=5):
+    """Small JPEG/PNG files of different sizes and modes in root/<class>/."""
+    modes = ["RGB", "L", "RGBA", "P", "CMYK"]
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            mode = modes[(i + c) % len(modes)]
+            ext = "jpg" if mode in ("RGB", "L", "CMYK") else "png"
+            Image.new(mode, (9 + 3 * i, 7 + 2 * c)).save(root / name / f"{name}{i}.{ext}")
+    return root
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    model = FakeFileModel()
+    monkeypatch.setattr("sktriplet.cli._load_model", lambda path, device: model)
+    return model
+
+
+@needs_pillow
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".npy"])
+def test_embed_folder_writes_chunk_by_chunk_with_paths(tmp_path, capsys, fake_model, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    root = _photo_folder(tmp_path / "photos")
+    (root / "cat" / "notes.txt").write_text("not an image")
+    out = tmp_path / f"Z{suffix}"
+    code, _, err = _run(capsys, "embed", "m.sktriplet", root, "-o", out, "--chunk-size", "4")
+    assert code == 0, err
+    expected_paths = [
+        str(root / c / f"{c}{i}.{ext}")
+        for c in ("cat", "dog")
+        for i, ext in sorted(
+            (
+                (
+                    i,
+                    "jpg"
+                    if ["RGB", "L", "RGBA", "P", "CMYK"][(i + (c == "dog")) % 5]
+                    in ("RGB", "L", "CMYK")
+                    else "png",
+                )
+                for i in range(5)
+            ),
+        )
+    ]
+    expected = np.stack([FakeFileModel.vector(p) for p in expected_paths])
+    assert fake_model.calls == [4, 4, 2]
+    if suffix == ".npy":
+        np.testing.assert_array_equal(np.load(out), expected)
+        assert (tmp_path / "Z.paths.txt").read_text().splitlines() == expected_paths
+    else:
+        df = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+        assert df["path"].tolist() == expected_paths
+        assert df["label"].tolist() == ["cat"] * 5 + ["dog"] * 5
+        np.testing.assert_array_equal(df.filter(like="tripletembedder").to_numpy(), expected)
+    progress = [line for line in err.splitlines() if line.startswith("embedded")]
+    assert [line.split()[1] for line in progress] == ["4/10", "8/10", "10/10"]
+    assert "\x1b" not in err and "\r" not in err  # stderr is not a terminal here
+    assert err.splitlines()[-1] == f"wrote 10 embeddings of width 3 to {out}"
+
+
+def test_progress_rewrites_one_line_on_a_terminal():
+    import io
+
+    from sktriplet.cli import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    progress = Progress(2500, stream=stream)
+    for done in (1024, 2048, 2500):
+        progress.update(done)
+    text = stream.getvalue()
+    assert text.count("\r") == 3 and text.count("\n") == 1 and text.endswith("\n")
+    assert "\x1b" not in text
+    assert "embedded 2,500/2,500 files (100%)" in text.split("\r")[-1]
+
+
+@needs_pillow
+def test_embed_flat_folder_and_skip_bad_files(tmp_path, capsys, fake_model):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(3):
+        Image.new("RGB", (10 + i, 12)).save(flat / f"{i}.JPG")
+    (flat / "3.png").write_bytes(b"\x89PNG but truncated")
+    out = tmp_path / "Z.csv"
+    code, _, err = _run(
+        capsys, "embed", "m.sktriplet", flat, "-o", out, "--on-error", "skip", "--workers", "2"
+    )
+    assert code == 0, err
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["path", "tripletembedder0", "tripletembedder1", "tripletembedder2"]
+    assert df["path"].tolist() == [str(flat / f"{i}.JPG") for i in range(3)]
+    assert "sktriplet embed: warning: 1 of 4 image files cannot be read" in err
+    assert str(flat / "3.png") in err
+    assert fake_model.params == {"iterator_train__num_workers": 2, "iterator_valid__num_workers": 2}
+
+
+@needs_pillow
+def test_folder_errors_name_the_fix(tmp_path, capsys, fake_model, monkeypatch):
+    root = _photo_folder(tmp_path / "photos", per_class=2)
+    # a colour model and --color gray disagree
+    code, _, err = _run(
+        capsys, "embed", "m.sktriplet", root, "-o", tmp_path / "Z.npy", "--color", "gray"
+    )
+    _assert_user_error(code, err, "reads RGB (3 channels) images", "--color rgb")
+    code, _, err = _run(
+        capsys, "embed", "m.sktriplet", root, "-o", tmp_path / "Z.npy", "--color", "rgb"
+    )
+    assert code == 0, err
+    # .npy arrays and image files in one folder
+    np.save(root / "cat" / "array.npy", np.zeros((4, 4)))
+    code, _, err = _run(capsys, "embed", "m.sktriplet", root, "-o", tmp_path / "Z.npy")
+    _assert_user_error(code, err, "mixes .npy arrays", "keep one kind")
+    # no images at all
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    code, _, err = _run(capsys, "embed", "m.sktriplet", empty, "-o", tmp_path / "Z.npy")
+    _assert_user_error(code, err, "no images found", "one sub-folder per class")
+    # --image-size is for image files
+    data = tmp_path / "d.npz"
+    np.savez(data, X=np.zeros((4, 3)), y=np.arange(4) % 2)
+    code, _, err = _run(capsys, "fit", data, "-o", tmp_path / "m.sktriplet", "--image-size", "32")
+    _assert_user_error(code, err, "--image-size applies to folders of image files")
+    with pytest.raises(SystemExit):
+        main(["fit", str(root), "-o", "m.sktriplet", "--image-size", "0x4"])
+    assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+@needs_pillow
+def test_parquet_output_checks_pyarrow_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    root = _photo_folder(tmp_path / "photos", per_class=1)
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("pyarrow"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    code, _, err = _run(
+        capsys, "embed", tmp_path / "absent.sktriplet", root, "-o", tmp_path / "Z.parquet"
+    )
+    _assert_user_error(code, err, "writing parquet needs pyarrow", "use .csv (embeddings: or .npy)")
+    assert list(tmp_path.iterdir()) == [root]
+
+
+@pytest.mark.parametrize(("text", "size"), [("64", 64), ("32x48", (32, 48)), ("32,48", (32, 48))])
+def test_image_size_option(text, size):
+    from sktriplet.cli import build_parser, image_file_params
+
+    args = build_parser().parse_args(
+        [
+            "fit",
+            "photos",
+            "-o",
+            "m.sktriplet",
+            "--image-size",
+            text,
+            "--color",
+            "gray",
+            "--workers",
+            "0",
+        ]
+    )
+    assert image_file_params(args) == {
+        "channels": 1,
+        "on_error": "raise",
+        "image_size": size,
+        "iterator_train__num_workers": 0,
+        "iterator_valid__num_workers": 0,
+    }
+
+
+def _mixed_folder(root):
+    """3 classes of PNG/JPEG files: RGB, L, RGBA, P, CMYK and 16-bit grey, sizes 11 to 60 px."""
+    rng = np.random.default_rng(0)
+    files = []
+    for c in range(3):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(6):
+            h, w = (int(v) for v in rng.integers(11, 60, size=2))
+            rgb = np.clip(rng.normal(80 * c + 20, 30, size=(h, w, 3)), 0, 255).astype(np.uint8)
+            base = Image.fromarray(rgb)
+            kind = i % 6
+            if kind == 0:
+                img, name = base, f"{i}.jpg"
+            elif kind == 1:
+                img, name = base.convert("L"), f"{i}.JPEG"
+            elif kind == 2:
+                img, name = base.convert("RGBA"), f"{i}.png"
+            elif kind == 3:
+                img, name = base.convert("P"), f"{i}.png"
+            elif kind == 4:
+                img, name = base.convert("CMYK"), f"{i}.jpg"
+            else:
+                grey16 = (np.asarray(base.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+                img, name = Image.fromarray(grey16), f"{i}.png"
+            img.save(folder / name)
+            files.append((folder / name, img.mode))
+    return files
+
+
+@needs_pillow
+def test_fit_embed_evaluate_a_mixed_size_mixed_mode_folder(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    root = tmp_path / "photos"
+    files = _mixed_folder(root)
+    assert {mode for _, mode in files} == {"RGB", "L", "RGBA", "P", "CMYK", "I;16"}
+    assert {Image.open(p).mode for p, _ in files} >= {"RGBA", "P", "CMYK", "I;16"}
+    model, out = tmp_path / "m.sktriplet", tmp_path / "Z.parquet"
+    fit = [
+        "--image-size",
+        "16",
+        "--max-epochs",
+        "1",
+        "--batch-size",
+        "12",
+        "--samples-per-class",
+        "4",
+        "--n-components",
+        "4",
+        "--workers",
+        "0",
+        "--verbose",
+        "0",
+    ]
+    code, _, err = _run(capsys, "fit", root, "-o", model, *fit)
+    assert code == 0, err
+    est = sktriplet.load(model)
+    assert est.input_spec_.kind == "paths" and est.input_shape_ == (3, 16, 16)
+
+    code, _, err = _run(
+        capsys, "embed", model, root, "-o", out, "--workers", "1", "--chunk-size", "7"
+    )
+    assert code == 0, err
+    df = pd.read_parquet(out)
+    # listed like sklearn's load_files: class folders by name, files by name
+    paths = [str(p) for c in sorted(root.iterdir()) for p in sorted(c.iterdir())]
+    assert df["path"].tolist() == paths
+    assert df["label"].tolist() == [os.path.basename(os.path.dirname(p)) for p in paths]
+    Z = df.filter(like="tripletembedder").to_numpy()
+    assert Z.shape == (18, 4) and np.isfinite(Z).all()
+    np.testing.assert_allclose(Z, est.transform(paths), rtol=1e-5, atol=1e-6)
+    assert "embedded 18/18 files (100%)" in err
+
+    code, out_text, err = _run(capsys, "evaluate", model, root, "--k", "1", "--workers", "0")
+    assert code == 0, err
+    expected = retrieval_scores(Z, df["label"].to_numpy(), k=[1])
+    assert f"map_at_r {expected['map_at_r']:.4f}" in " ".join(out_text.split())

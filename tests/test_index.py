@@ -144,3 +144,51 @@ def test_classifier_pickles_with_every_index(algorithm):
     np.testing.assert_array_equal(copy.predict(Q), clf.predict(Q))
     copy.enroll(Q[:5], [9] * 5)  # the restored index still grows
     assert copy.predict(Q[:5]).tolist() == [9] * 5
+
+
+def test_auto_search_breadths_follow_their_documented_rules():
+    from sktriplet.evaluation.index import auto_ef_search, auto_nprobe
+
+    # max(64, ceil(2 sqrt(n)) + 4k), within [k, n]
+    assert auto_ef_search(20_000, 10) == 283 + 40
+    assert auto_ef_search(100_000, 1) == 633 + 4
+    assert auto_ef_search(500, 1) == 64
+    assert auto_ef_search(50, 1) == 50  # never more than the gallery
+    assert auto_ef_search(50, 50) == 50
+    assert auto_nprobe(100) == 70  # n/2 + 2 sqrt(n)
+    assert auto_nprobe(4) == 4
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "fast", True])
+@pytest.mark.parametrize(
+    "cls,name", [(FaissIndex, "ef_search"), (FaissIndex, "nprobe"), (HNSWIndex, "ef_search")]
+)
+def test_search_breadths_are_validated(cls, name, bad):
+    pytest.importorskip("faiss" if cls is FaissIndex else "hnswlib")
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer or 'auto'"):
+        cls(**{name: bad})
+
+
+@pytest.mark.parametrize(
+    "algorithm,params",
+    [
+        ("hnsw", {"n_threads": 1}),
+        ("faiss", {"n_threads": 1}),
+        ("faiss", {"factory": "IVF50,Flat", "n_threads": 1}),
+    ],
+    ids=["hnswlib", "faiss-hnsw", "faiss-ivf"],
+)
+def test_default_search_breadths_keep_recall_on_unstructured_data(algorithm, params):
+    # i.i.d. normal 64-d points have no cluster structure, the hardest case
+    # for a graph or inverted lists: at this size the former fixed defaults
+    # found 87 % (hnswlib, ef_search=64), 94 % (faiss HNSW32, ef_search=64) and
+    # 68 % (IVF50, nprobe=16) of the 10 true neighbours.
+    pytest.importorskip("faiss" if algorithm == "faiss" else "hnswlib")
+    rng = np.random.default_rng(0)
+    G = rng.standard_normal((10_000, 64)).astype(np.float32)
+    Q = rng.standard_normal((150, 64)).astype(np.float32)
+    clf = OpenSetKNeighborsClassifier(algorithm=algorithm, index_params=params)
+    clf.fit(G, np.arange(len(G)) % 100)
+    for k in (1, 10):
+        _, ids = clf.index_.search(Q, k)
+        assert _recall(ids, _brute(G, Q, k, "sqeuclidean")[1]) >= 0.95

@@ -11,12 +11,14 @@ from torch.utils.data import DataLoader
 
 from sktriplet.inputs.triplets import (
     ArraySamples,
+    DatasetSamples,
     TripletBatchSampler,
     TripletDataset,
     as_sample_source,
     check_triplet_indices,
     check_triplet_rows,
     collate_triplets,
+    dedupe_triplet_rows,
     flatten_triplet_rows,
     unique_triplet_batch,
 )
@@ -122,6 +124,45 @@ def test_flatten_triplet_rows_keeps_the_members_in_order():
     for t in range(2):
         for role in range(3):
             np.testing.assert_array_equal(X[idx[t, role]], rows[t, role])
+
+
+def test_dedupe_merges_identical_rows_in_order_of_first_appearance():
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(6, 2, 2))
+    picks = np.array([[3, 1, 0], [1, 3, 5], [5, 0, 1], [2, 4, 3]])
+    distinct, idx = dedupe_triplet_rows(*flatten_triplet_rows(pool[picks]))
+    # Brute force: walk the rows, numbering each new one.
+    seen: list[np.ndarray] = []
+    want = []
+    for row in pool[picks].reshape(-1, 2, 2):
+        hit = [k for k, s in enumerate(seen) if np.array_equal(s, row)]
+        if not hit:
+            seen.append(row)
+        want.append(hit[0] if hit else len(seen) - 1)
+    np.testing.assert_array_equal(distinct, np.stack(seen))
+    np.testing.assert_array_equal(idx, np.array(want).reshape(4, 3))
+    np.testing.assert_array_equal(distinct[idx], pool[picks])
+
+
+def test_dataset_samples_take_a_batch_and_pass_the_epoch_on():
+    class _Data:
+        epoch = 0
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, ids):
+            return torch.as_tensor(ids) * 10, torch.zeros(len(ids))
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    inner = _Data()
+    data = TripletDataset([[0, 1, 4], [4, 3, 2]], DatasetSamples(inner))
+    Xb, local = data[[1, 0]]
+    assert Xb.tolist() == [0, 10, 20, 30, 40] and local.tolist() == [[4, 3, 2], [0, 1, 4]]
+    data.set_epoch(3)
+    assert inner.epoch == 3 and data.fetches_batches
 
 
 # ------------------------------------------------------------------- dataset

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import warnings
 import zipfile
 
 import joblib
@@ -474,3 +475,154 @@ def test_weights_of_a_changed_default_network_give_a_clear_error(tmp_path, monke
     monkeypatch.setattr(sktriplet.training.build, "ConvEmbedder", changed)
     with pytest.raises(ModelFileError, match=r"(?s)do not fit .* \(saved by sktriplet .*loaded by"):
         load(tmp_path / "m")
+
+
+# ------------------------------------------------------------- zip bombs
+_BOMB_SCRIPT = """
+import sys, time
+from sktriplet import load
+from sktriplet.io.persistence import ModelFileError
+
+def hwm_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+before = hwm_kib()
+start = time.perf_counter()
+try:
+    load(sys.argv[1])
+except ModelFileError as exc:
+    outcome = "ModelFileError: " + str(exc)
+else:
+    outcome = "loaded"
+print(time.perf_counter() - start, hwm_kib() - before, outcome, sep="\\n")
+"""
+
+
+def _write_bomb(path, *, member="config.json", size=512 * 2**20, members=None):
+    """A model-file-shaped zip whose ``member`` inflates to ``size`` bytes.
+
+    The payload is written in 1 MiB chunks of one repeated byte, so making it
+    costs little memory; deflate squeezes it about a thousandfold (0.5 MiB on disk).
+    """
+    members = dict(members or {"config.json": b"{}", "weights.pt": b"", "sha256.json": b"{}"})
+    chunk = b"a" * 2**20
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for name, data in members.items():
+            if name != member:
+                zf.writestr(name, data)
+                continue
+            with zf.open(name, "w") as f:
+                for _ in range(size // len(chunk)):
+                    f.write(chunk)
+    return path
+
+
+def _set_declared_size(path, name, size):
+    """Make the zip's headers (local and central) declare ``size`` bytes for ``name``."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        local = zf.getinfo(name).header_offset
+    data[local + 22 : local + 26] = size.to_bytes(4, "little")
+    eocd = data.rfind(b"PK\x05\x06")
+    central = int.from_bytes(data[eocd + 16 : eocd + 20], "little")  # central directory
+    while data[central : central + 4] == b"PK\x01\x02":
+        name_len = int.from_bytes(data[central + 28 : central + 30], "little")
+        if data[central + 46 : central + 46 + name_len] == name.encode():
+            data[central + 24 : central + 28] = size.to_bytes(4, "little")
+        extra_len = int.from_bytes(data[central + 30 : central + 32], "little")
+        comment_len = int.from_bytes(data[central + 32 : central + 34], "little")
+        central += 46 + name_len + extra_len + comment_len
+    path.write_bytes(bytes(data))
+
+
+def test_config_zip_bomb_is_refused_fast_without_inflating(tmp_path):
+    import subprocess
+    import sys
+
+    bomb = _write_bomb(tmp_path / "bomb.sktriplet")
+    assert bomb.stat().st_size < 8 * 2**20  # a few MiB on disk
+    with zipfile.ZipFile(bomb) as zf:
+        assert zf.getinfo("config.json").file_size == 512 * 2**20
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", _BOMB_SCRIPT, str(bomb)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    seconds, grown_kib, outcome = run.stdout.strip().split("\n", 2)
+    assert outcome.startswith("ModelFileError"), outcome
+    assert "config.json declares 536,870,912 bytes" in outcome
+    assert float(seconds) < 10
+    assert int(grown_kib) < 128 * 1024
+
+
+def test_a_header_that_understates_the_size_is_caught(tmp_path):
+    bomb = _write_bomb(tmp_path / "liar.sktriplet", size=64 * 2**20)
+    _set_declared_size(bomb, "config.json", 1000)
+    with zipfile.ZipFile(bomb) as zf:
+        assert zf.getinfo("config.json").file_size == 1000
+    with pytest.raises(ModelFileError, match="not a valid sktriplet model file"):
+        load(bomb)
+
+
+def test_a_header_that_overstates_the_size_is_caught(saved):
+    with zipfile.ZipFile(saved) as zf:
+        true_size = zf.getinfo("config.json").file_size
+    _set_declared_size(saved, "config.json", true_size + 10)
+    with pytest.raises(ModelFileError, match="holds .* bytes where its header declares"):
+        load(saved)
+
+
+def test_weights_beyond_the_declared_size_are_refused_unread(saved):
+    members = _members(saved)
+    declared = json.loads(members["config.json"])["weights_bytes"]
+    assert declared == len(members["weights.pt"])
+    bomb = _write_bomb(saved, member="weights.pt", size=declared + 2**20, members=members)
+    with pytest.raises(ModelFileError, match=f"weights.pt declares .* more than the {declared:,}"):
+        load(bomb)
+
+
+def test_weights_bomb_of_an_old_file_is_bounded_by_the_compression_ratio(saved):
+    members = _members(saved)
+    config = json.loads(members["config.json"])
+    del config["weights_bytes"]  # as written by sktriplet 0.1.0
+    members["config.json"] = json.dumps(config).encode()
+    members["sha256.json"] = json.dumps({"config.json": _sha(members["config.json"])}).encode()
+    bomb = _write_bomb(saved, member="weights.pt", size=256 * 2**20, members=members)
+    with pytest.raises(ModelFileError, match="weights.pt declares 268,435,456 bytes"):
+        load(bomb)
+
+
+def test_files_without_a_declared_weights_size_still_load(saved, fitted, data):
+    members = _members(saved)
+    config = json.loads(members["config.json"])
+    del config["weights_bytes"]  # as written by sktriplet 0.1.0
+    config_bytes = json.dumps(config).encode()
+    checksums = {"config.json": _sha(config_bytes), "weights.pt": _sha(members["weights.pt"])}
+    _rewrite(saved, **{"config.json": config_bytes, "sha256.json": json.dumps(checksums).encode()})
+    np.testing.assert_array_equal(load(saved).transform(data[0]), fitted.transform(data[0]))
+
+
+@pytest.mark.parametrize("declared", ["big", -1, 1.5, True])
+def test_a_malformed_declared_weights_size_is_refused(saved, declared):
+    members = _members(saved)
+    config = json.loads(members["config.json"])
+    config["weights_bytes"] = declared
+    config_bytes = json.dumps(config).encode()
+    checksums = {"config.json": _sha(config_bytes), "weights.pt": _sha(members["weights.pt"])}
+    _rewrite(saved, **{"config.json": config_bytes, "sha256.json": json.dumps(checksums).encode()})
+    with pytest.raises(ModelFileError, match="weights_bytes="):
+        load(saved)
+
+
+def test_extra_or_repeated_members_are_refused(saved):
+    members = _members(saved)
+    with zipfile.ZipFile(saved, "a") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        zf.writestr("config.json", members["config.json"])
+    with pytest.raises(ModelFileError, match="holds 4 members"):
+        load(saved)

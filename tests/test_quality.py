@@ -137,3 +137,31 @@ def test_random_affine_without_motion_is_identity():
     images = torch.rand(3, 2, 12, 10)
     still = RandomAffine(max_shift=0, max_rotation=0, max_scale=0)(images)
     torch.testing.assert_close(still, images, atol=1e-5, rtol=0)
+
+
+def test_triplet_trained_embedding_nears_the_label_trained_one(closed_set_embedder, digits_split):
+    # Issue 17: no labels, only 6,000 random label-consistent triplets of the
+    # training part. With the recommended settings and 6 epochs (about 8 s
+    # on one loaded CPU thread), seeds 0, 1 and 2 (of the draw and the fit)
+    # reached 0.936, 0.925 and 0.939 of the label-trained test MAP@R (0.936;
+    # raw pixels 0.528); the 90 % claim over three splits at 20 epochs is
+    # benchmarks/bench_triplets.py's.
+    X_train, X_test, y_train, y_test = digits_split
+    rng = np.random.default_rng(0)
+    a, p, n = rng.integers(len(y_train), size=(3, 100_000))
+    valid = (y_train[a] == y_train[p]) & (a != p) & (y_train[n] != y_train[a])
+    triplets = np.stack([a, p, n], axis=1)[valid][:6000]
+    assert len(triplets) == 6000
+    emb = TripletEmbedder(
+        triplets=True,
+        samples=X_train,
+        mining="none",
+        margin=0.5,
+        max_epochs=6,
+        random_state=0,
+        device="cpu",
+    ).fit(triplets)
+    learned = map_at_r(emb.transform(X_test), y_test)
+    labelled = closed_set_embedder.score(X_test, y_test)
+    assert learned >= 0.85 * labelled
+    assert learned >= map_at_r(X_test, y_test) + 0.25

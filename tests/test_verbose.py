@@ -49,8 +49,8 @@ def test_verbose_2_adds_a_progress_bar_over_batches(capsys, data):
     assert "train_loss" in out
     # one bar per epoch, over 96 samples / batch_size 32 = 3 batches, raised to
     # the floor of MIN_BATCHES_PER_EPOCH = 4 batches for so small a data set;
-    # the first epoch counts them ("4it"), the second shows the total
-    assert "4it [" in err and err.count("| 0/4 [") == 1
+    # the first epoch counts them (a bar with no total), the second shows it
+    assert "0it [" in err and err.count("| 0/4 [") == 1
     assert len(est.net_.history[-1, "batches"]) == 4
 
 
@@ -64,3 +64,26 @@ def test_verbose_2_without_tqdm_warns_and_falls_back(capsys, data, monkeypatch):
     out, err = capsys.readouterr()
     assert "train_loss" in out
     assert "0/3" not in err
+
+
+def test_epoch_table_has_no_colour_codes_when_stdout_is_not_a_terminal(capsys, data):
+    _fit(1, data)
+    out, _ = capsys.readouterr()
+    assert "train_loss" in out
+    assert "\x1b[" not in out  # skorch's PrintLog would colour every column's best value
+
+
+def test_epoch_table_is_coloured_on_a_terminal(capsys, monkeypatch):
+    import sys
+
+    from sktriplet.training.callbacks import TerminalPrintLog
+
+    row = {"epoch": 1, "train_loss": 0.25, "train_loss_best": True, "dur": 0.5}
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    coloured = TerminalPrintLog().initialize().table(row)
+    assert "\x1b[" in coloured
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    plain = TerminalPrintLog().initialize().table(row)
+    assert "\x1b[" not in plain and "0.2500" in plain
+    assert "\x1b[" in TerminalPrintLog(color=True).initialize().table(row)
+    assert "\x1b[" not in TerminalPrintLog(sink=lambda s: None).initialize().table(row)

@@ -428,7 +428,10 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
         :class:`~sklearn.neighbors.NearestNeighbors`, or approximate through
         the optional faiss or hnswlib packages (see :mod:`sktriplet.evaluation.index`).
     index_params : dict, default=None
-        Keyword arguments of the index (e.g. ``{"ef_search": 128}``).
+        Keyword arguments of the index (e.g. ``{"ef_search": 64}``). The
+        approximate indexes' default ``ef_search="auto"`` keeps recall@k at
+        or above 0.95 even on unstructured data, at a speed cost; see
+        :func:`~sktriplet.evaluation.index.auto_ef_search`.
 
     Attributes
     ----------

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 __all__ = [
     "ArraySamples",
+    "DatasetSamples",
     "SampleSource",
     "TripletBatchSampler",
     "TripletDataset",
@@ -40,6 +41,7 @@ __all__ = [
     "check_triplet_indices",
     "check_triplet_rows",
     "collate_triplets",
+    "dedupe_triplet_rows",
     "flatten_triplet_rows",
     "unique_triplet_batch",
 ]
@@ -94,6 +96,48 @@ class ArraySamples:
         if isinstance(self.data, torch.Tensor):
             return self.data[torch.as_tensor(ids, device=self.data.device)]
         return torch.from_numpy(np.ascontiguousarray(self.data[ids]))
+
+
+class DatasetSamples:
+    """A dataset indexed a batch at a time as a :class:`SampleSource`.
+
+    ``take(ids)`` is ``dataset[ids][0]``: the samples of a dataset whose items
+    are ``(sample, label)`` and which stacks a batch when given a list of
+    indices (as :class:`sktriplet.inputs.datasets.ArrayDataset` and
+    :class:`sktriplet.inputs.files.ImageFileDataset` do). ``set_epoch`` is
+    passed on, so image files read with a training augmentation draw a new
+    one every epoch.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        The dataset.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktriplet.inputs.datasets import ArrayDataset
+    >>> from sktriplet.inputs.triplets import DatasetSamples
+    >>> DatasetSamples(ArrayDataset(np.arange(6).reshape(3, 2))).take(np.array([2, 0]))
+    tensor([[4, 5],
+            [0, 1]])
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        """Number of samples."""
+        return len(self.dataset)
+
+    def take(self, ids: np.ndarray) -> torch.Tensor:
+        """The samples ``ids``, stacked (one batch fetch)."""
+        return self.dataset[np.asarray(ids, dtype=np.int64)][0]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch on to the dataset (when it draws augmentation per epoch)."""
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
 
 def as_sample_source(samples: Any) -> SampleSource:
@@ -335,6 +379,49 @@ def flatten_triplet_rows(triplets: np.ndarray | torch.Tensor):
     return samples, np.arange(3 * n, dtype=np.int64).reshape(n, 3)
 
 
+def dedupe_triplet_rows(samples: np.ndarray, triplets: np.ndarray):
+    """Merge identical samples: distinct samples and the triplets remapped to them.
+
+    Triplet rows repeat a sample wherever it takes part in several
+    triplets; merging the copies lets a batch embed it once and lets the
+    miners see that it is one sample (a candidate negative equal to the
+    anchor is the anchor).
+
+    Parameters
+    ----------
+    samples : numpy.ndarray of shape (n, *sample_shape)
+        Samples, possibly with repeats (e.g. from :func:`flatten_triplet_rows`).
+    triplets : numpy.ndarray of shape (n_triplets, 3)
+        Index triplets into ``samples``.
+
+    Returns
+    -------
+    distinct : numpy.ndarray of shape (m, *sample_shape)
+        Each distinct sample once, in the order of first appearance.
+    triplets : numpy.ndarray of shape (n_triplets, 3), int64
+        ``distinct[triplets] == samples[old triplets]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktriplet.inputs.triplets import dedupe_triplet_rows, flatten_triplet_rows
+    >>> rows = np.array([[[0.0], [1.0], [2.0]], [[1.0], [0.0], [3.0]]])
+    >>> distinct, idx = dedupe_triplet_rows(*flatten_triplet_rows(rows))
+    >>> distinct.ravel().tolist(), idx.tolist()
+    ([0.0, 1.0, 2.0, 3.0], [[0, 1, 2], [1, 0, 3]])
+    """
+    n = len(samples)
+    flat = np.ascontiguousarray(samples.reshape(n, -1))
+    # One opaque key per sample: a sort of byte strings, no float comparison.
+    keys = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    remap = rank[inverse.ravel()]
+    return samples[np.sort(first)], remap[triplets].astype(np.int64)
+
+
 class TripletDataset(Dataset):
     """Index triplets over a sample collection; a batch is one fancy index.
 
@@ -364,9 +451,17 @@ class TripletDataset(Dataset):
     ([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [8.0, 9.0]], [[0, 1, 2], [1, 0, 3]])
     """
 
+    #: Indexed with a whole batch of triplet numbers at a time (no collation).
+    fetches_batches = True
+
     def __init__(self, triplets: Any, samples: Any) -> None:
         self.samples = as_sample_source(samples)
         self.triplets = check_triplet_indices(triplets, len(self.samples), min_triplets=0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch on to the samples (image files augmented per epoch)."""
+        if hasattr(self.samples, "set_epoch"):
+            self.samples.set_epoch(epoch)
 
     @classmethod
     def from_rows(cls, rows: Any) -> TripletDataset:

@@ -15,7 +15,16 @@
 
 :func:`load` never unpickles arbitrary objects: a tampered, truncated or
 foreign file is refused with :class:`ModelFileError` before anything in it
-is used. It imports the modules named by the class paths in the config (as
+is used. It never inflates more than it allows, either (a zip bomb is refused
+at once): the file must hold exactly these three members; ``sha256.json`` may
+hold :data:`MAX_CHECKSUMS_BYTES`, ``config.json`` :data:`MAX_CONFIG_BYTES`,
+and ``weights.pt`` the size the config declares (:data:`MAX_WEIGHTS_BYTES`
+for files of sktriplet 0.1.0, which do not declare it) and at most
+:data:`MAX_WEIGHTS_RATIO` times its compressed size. Each size in the zip's
+headers is checked before the member is read, and the member is inflated in
+chunks that stop at its limit whatever the header says.
+
+:func:`load` imports the modules named by the class paths in the config (as
 ``import`` would) and checks that each names a ``torch.nn.Module`` or
 ``torch.optim.Optimizer`` subclass before calling it; load files only from
 sources whose code you would import. ``pickle`` and ``joblib`` also work on
@@ -51,6 +60,20 @@ __all__ = ["FORMAT_VERSION", "ModelFileError", "load", "save"]
 FORMAT_VERSION = 1
 
 _MEMBERS = ("config.json", "weights.pt", "sha256.json")
+
+#: Most bytes ``config.json`` may inflate to when loading (parameters, fitted
+#: attributes and the training history of a typical fit take well under 1 MiB).
+MAX_CONFIG_BYTES = 32 * 2**20
+#: Most bytes ``sha256.json`` may inflate to when loading.
+MAX_CHECKSUMS_BYTES = 4096
+#: Cap on ``weights.pt`` for files that do not declare its size (those
+#: written by sktriplet 0.1.0); newer files declare it in ``config.json``.
+MAX_WEIGHTS_BYTES = 4 * 2**30
+#: ``weights.pt`` may also inflate to at most this many times its compressed
+#: size (beyond 1 MiB): :func:`save` stores it uncompressed (ratio 1), and a
+#: config is no more trustworthy than the rest of the file.
+MAX_WEIGHTS_RATIO = 100
+_CHUNK = 2**20
 _PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _ALLOWED_BASES = (nn.Module, torch.optim.Optimizer)
 _ESTIMATOR = "sktriplet.embedder:TripletEmbedder"
@@ -212,7 +235,11 @@ def save(estimator, path: str | os.PathLike) -> None:
     estimator : TripletEmbedder
         A fitted estimator. Its ``module`` must be ``None`` or an importable
         ``torch.nn.Module`` subclass (not an instance, and not a class
-        defined in ``__main__`` or inside a function).
+        defined in ``__main__`` or inside a function). A triplet-mode
+        estimator's ``samples`` are not stored (they are data, not a
+        setting): the loaded estimator has ``samples=None``, transforms
+        single samples and scores triplet rows; ``set_params(samples=X)``
+        lets it score index triplets again.
     path : str or os.PathLike
         Where to write (conventionally with a ``.sktriplet`` suffix).
 
@@ -268,8 +295,38 @@ def save(estimator, path: str | os.PathLike) -> None:
             f"module={type(estimator.module).__name__} (the class) with module__* "
             "parameters, or use pickle/joblib (which run code on load) instead."
         )
+    params, dropped = _encoded_params(estimator)
+    net = estimator.net_
+    config = {
+        "format": "sktriplet",
+        "format_version": FORMAT_VERSION,
+        "sktriplet_version": _version(),
+        "torch_version": torch.__version__,
+        "estimator": f"{type(estimator).__module__}:{type(estimator).__qualname__}",
+        "params": params,
+        "dropped_params": dropped,
+        "fitted": _encoded_fitted(estimator),
+        "input_spec": estimator.input_spec_.to_dict(),
+        "net": {"seed": getattr(net, "seed", None), "history": _plain(list(net.history))},
+    }
+    state = {
+        "module": {k: v.detach().cpu() for k, v in net.module_.state_dict().items()},
+        "optimizer": _to_cpu(net.optimizer_.state_dict()),
+    }
+    if getattr(net, "rng_state_", None) is not None:
+        state["rng_state"] = net.rng_state_.cpu()
+    _write(Path(path), config, state)
+
+
+def _encoded_params(estimator) -> tuple[dict, list[str]]:
+    """The JSON-able parameters, and the names of those that are not (dropped)."""
     params, dropped = {}, []
     for name, value in estimator.get_params(deep=False).items():
+        if name == "samples":
+            # Triplet mode's samples are data, not a setting: the loaded model
+            # transforms single samples; set samples again to score index triplets.
+            params[name] = None
+            continue
         try:
             params[name] = _encode(value)
         except _NotEncodableError as exc:
@@ -283,8 +340,13 @@ def save(estimator, path: str | os.PathLike) -> None:
             f"parameters {dropped} are not JSON-able and are not saved; the loaded "
             "estimator has their default values.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+    return params, dropped
+
+
+def _encoded_fitted(estimator) -> dict:
+    """The JSON-able fitted attributes (the net and the spec are stored apart)."""
     fitted = {}
     for name, value in vars(estimator).items():
         if not name.endswith("_") or name.startswith("_") or name in ("net_", "input_spec_"):
@@ -295,33 +357,19 @@ def save(estimator, path: str | os.PathLike) -> None:
             warnings.warn(
                 f"fitted attribute {name} is not JSON-able and is not saved.",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-    net = estimator.net_
-    config = {
-        "format": "sktriplet",
-        "format_version": FORMAT_VERSION,
-        "sktriplet_version": _version(),
-        "torch_version": torch.__version__,
-        "estimator": f"{type(estimator).__module__}:{type(estimator).__qualname__}",
-        "params": params,
-        "dropped_params": dropped,
-        "fitted": fitted,
-        "input_spec": estimator.input_spec_.to_dict(),
-        "net": {"seed": getattr(net, "seed", None), "history": _plain(list(net.history))},
-    }
-    state = {
-        "module": {k: v.detach().cpu() for k, v in net.module_.state_dict().items()},
-        "optimizer": _to_cpu(net.optimizer_.state_dict()),
-    }
-    if getattr(net, "rng_state_", None) is not None:
-        state["rng_state"] = net.rng_state_.cpu()
+    return fitted
+
+
+def _write(path: Path, config: dict, state: dict) -> None:
+    """Write the zip: to a temporary name, then renamed (never half-written)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     weights = buffer.getvalue()
+    config["weights_bytes"] = len(weights)  # bounds what load inflates
     config_bytes = json.dumps(config, indent=1, allow_nan=True).encode()
     checksums = {"config.json": _sha256(config_bytes), "weights.pt": _sha256(weights)}
-    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
@@ -416,36 +464,71 @@ def _version() -> str:
 
 
 # --------------------------------------------------------------------- load
-def _read(path: str | os.PathLike) -> tuple[dict, bytes]:
-    """The verified config and weights bytes of a model file."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if names != set(_MEMBERS):
-                raise ModelFileError(
-                    f"{os.fspath(path)!r} is not an sktriplet model file: it holds "
-                    f"{sorted(names)}, expected {list(_MEMBERS)}. Was it written by "
-                    "sktriplet.save?"
-                )
-            raw = {name: zf.read(name) for name in _MEMBERS}
-    except zipfile.BadZipFile as exc:
+def _refuse(path: str | os.PathLike, problem: str) -> ModelFileError:
+    return ModelFileError(
+        f"{os.fspath(path)!r} is not a valid sktriplet model file: {problem}. Refusing to "
+        "read it; load only files written by sktriplet.save (save the model again if it "
+        "is yours)."
+    )
+
+
+def _member_limit(name: str, info: zipfile.ZipInfo, declared_weights: int | None) -> int:
+    """The most bytes ``name`` may inflate to (see the module's limits)."""
+    if name == "sha256.json":
+        return MAX_CHECKSUMS_BYTES
+    if name == "config.json":
+        return MAX_CONFIG_BYTES
+    cap = MAX_WEIGHTS_BYTES if declared_weights is None else declared_weights
+    return min(cap, max(2**20, MAX_WEIGHTS_RATIO * info.compress_size))
+
+
+def _read_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, path: str | os.PathLike
+) -> bytes:
+    """Inflate one member in chunks, refusing it once it passes ``limit`` bytes.
+
+    The size in the zip's header is checked first (a bomb that declares its
+    size is refused without inflating anything), and never trusted: reading
+    stops one chunk past ``limit`` whatever the header says.
+    """
+    if info.file_size > limit:
+        raise _refuse(
+            path,
+            f"its member {info.filename} declares {info.file_size:,} bytes, more than the "
+            f"{limit:,} bytes allowed for it",
+        )
+    chunks, total = [], 0
+    with zf.open(info) as member:
+        while chunk := member.read(min(_CHUNK, limit + 1 - total)):
+            total += len(chunk)
+            if total > limit:
+                raise _refuse(path, f"its member {info.filename} inflates past {limit:,} bytes")
+            chunks.append(chunk)
+    if total != info.file_size:
+        raise _refuse(
+            path,
+            f"its member {info.filename} holds {total:,} bytes where its header declares "
+            f"{info.file_size:,}",
+        )
+    return b"".join(chunks)
+
+
+def _members_of(zf: zipfile.ZipFile, path: str | os.PathLike) -> dict[str, zipfile.ZipInfo]:
+    infos = zf.infolist()
+    names = [info.filename for info in infos]
+    if len(infos) != len(_MEMBERS) or set(names) != set(_MEMBERS):
+        shown = sorted(set(names))[:10]
         raise ModelFileError(
-            f"{os.fspath(path)!r} is not a valid sktriplet model file (not a complete zip "
-            f"archive: {exc}); it may be truncated or corrupted. Save the model again "
-            "with sktriplet.save."
-        ) from None
+            f"{os.fspath(path)!r} is not an sktriplet model file: it holds {len(infos)} "
+            f"members {shown}, expected exactly {list(_MEMBERS)}. Was it written by "
+            "sktriplet.save?"
+        )
+    return {info.filename: info for info in infos}
+
+
+def _check_config(path: str | os.PathLike, config_bytes: bytes) -> dict:
     try:
-        checksums = json.loads(raw["sha256.json"])
-    except ValueError:
-        raise ModelFileError(f"{os.fspath(path)!r}: sha256.json is not valid JSON.") from None
-    for name in ("config.json", "weights.pt"):
-        if not isinstance(checksums, dict) or checksums.get(name) != _sha256(raw[name]):
-            raise ModelFileError(
-                f"{os.fspath(path)!r}: the SHA-256 checksum of {name} does not match; the "
-                "file was modified or corrupted after it was saved. Refusing to load it."
-            )
-    try:
-        config = json.loads(raw["config.json"])
+        config = json.loads(config_bytes)
     except ValueError:
         raise ModelFileError(f"{os.fspath(path)!r}: config.json is not valid JSON.") from None
     if not isinstance(config, dict) or config.get("format") != "sktriplet":
@@ -456,7 +539,55 @@ def _read(path: str | os.PathLike) -> tuple[dict, bytes]:
             f"{os.fspath(path)!r} has format version {version!r}, newer than this "
             f"sktriplet ({_version()}, format {FORMAT_VERSION}) reads; upgrade sktriplet."
         )
-    return config, raw["weights.pt"]
+    declared = config.get("weights_bytes")
+    if declared is not None and (
+        isinstance(declared, bool) or not isinstance(declared, int) or declared < 0
+    ):
+        raise _refuse(path, f"its config declares weights_bytes={declared!r}")
+    return config
+
+
+def _verify(path: str | os.PathLike, checksums: Any, name: str, data: bytes) -> None:
+    if not isinstance(checksums, dict) or checksums.get(name) != _sha256(data):
+        raise ModelFileError(
+            f"{os.fspath(path)!r}: the SHA-256 checksum of {name} does not match; the "
+            "file was modified or corrupted after it was saved. Refusing to load it."
+        )
+
+
+def _read(path: str | os.PathLike) -> tuple[dict, bytes]:
+    """The verified config and weights bytes of a model file, read within bounds.
+
+    Members are read in this order, each bounded before it is inflated:
+    ``sha256.json``, ``config.json`` (checked against its checksum and
+    parsed), then ``weights.pt``, bounded by the size the config declares.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = _members_of(zf, path)
+            raw = {}
+            for name in ("sha256.json", "config.json"):
+                limit = _member_limit(name, infos[name], None)
+                raw[name] = _read_member(zf, infos[name], limit, path)
+            try:
+                checksums = json.loads(raw["sha256.json"])
+            except ValueError:
+                raise ModelFileError(
+                    f"{os.fspath(path)!r}: sha256.json is not valid JSON."
+                ) from None
+            _verify(path, checksums, "config.json", raw["config.json"])
+            config = _check_config(path, raw["config.json"])
+            info = infos["weights.pt"]
+            limit = _member_limit("weights.pt", info, config.get("weights_bytes"))
+            weights = _read_member(zf, info, limit, path)
+    except zipfile.BadZipFile as exc:
+        raise ModelFileError(
+            f"{os.fspath(path)!r} is not a valid sktriplet model file (not a complete zip "
+            f"archive: {exc}); it may be truncated or corrupted. Save the model again "
+            "with sktriplet.save."
+        ) from None
+    _verify(path, checksums, "weights.pt", weights)
+    return config, weights
 
 
 def load(path: str | os.PathLike, *, device: str = "cpu"):

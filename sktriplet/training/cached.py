@@ -97,5 +97,20 @@ def train_on_cached_features(fit, module: nn.Module) -> tuple[TripletNet, int]:
             f"non-finite embeddings: training diverged. Lower the learning rate (lr={net.lr} "
             f"now, try lr={net.lr / 10:g})."
         )
-    net.module_ = module  # the whole network; its head is the one just trained
+    _hand_over(net, module)
     return net, n_components
+
+
+def _hand_over(net: TripletNet, module: nn.Module) -> None:
+    """Make ``module`` (the whole network) the net's, with an optimizer over all of it.
+
+    The head's optimizer state (Adam's moments) carries over, so a saved model
+    loads like any other and ``warm_start`` continues from here.
+    """
+    trained = net.optimizer_
+    net.module_ = module  # its head is the one just trained
+    net.initialize_optimizer()
+    for group in trained.param_groups:
+        for param in group["params"]:
+            if param in trained.state:
+                net.optimizer_.state[param] = trained.state[param]

@@ -3,7 +3,9 @@
 :class:`MiningStats` writes per-epoch mining statistics into the history and
 warns when training collapses; :class:`RetrievalValidation` scores retrieval
 on held-out data before training and after every epoch, stops early and
-restores the best weights (which may be the ones training started from).
+restores the best weights (which may be the ones training started from);
+:class:`TerminalPrintLog` is skorch's epoch table, coloured only on a
+terminal.
 Both work with any skorch ``NeuralNet`` whose criterion is a
 :class:`sktriplet.triplets.losses.TripletLoss`.
 """
@@ -12,15 +14,25 @@ from __future__ import annotations
 
 import copy
 import math
+import re
+import sys
 import warnings
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, PrintLog
 
-from sktriplet.training.net import StopTraining
+from sktriplet.training.errors import StopTraining
 
-__all__ = ["CollapseWarning", "InputBeatsEmbeddingWarning", "MiningStats", "RetrievalValidation"]
+__all__ = [
+    "CollapseWarning",
+    "InputBeatsEmbeddingWarning",
+    "MiningStats",
+    "RetrievalValidation",
+    "TerminalPrintLog",
+]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 _STAT_KEYS = ("active", "fallback", "d_ap", "d_an", "spread")
 
@@ -124,6 +136,17 @@ class MiningStats(Callback):
         )
 
 
+# Why not skorch's train_split + EpochScoring + EarlyStopping + Checkpoint:
+# - the held-out split is by class (validation_split="class": the open-set
+#   protocol), and skorch's train_split feeds the validation data through the
+#   training iterator and the criterion, which would mine triplets on it;
+# - retrieval scores (MAP@R) need all held-out embeddings at once, not a mean
+#   of per-batch scores;
+# - the weights training started from compete as "epoch 0" and are kept when
+#   no epoch beats them, which EarlyStopping's load_best cannot express;
+# - the best weights are kept in memory, not written to disk by Checkpoint.
+# So the project keeps this one callback; mining statistics (MiningStats)
+# likewise need the criterion's per-batch statistics, not an EpochScoring.
 class RetrievalValidation(Callback):
     """Score retrieval on held-out data each epoch; stop early; keep the best.
 
@@ -265,3 +288,47 @@ class RetrievalValidation(Callback):
         # The held-out data and the best weights are only needed while
         # training: do not keep them in the fitted net.
         self.X = self.y = self._best_state = None
+
+
+class TerminalPrintLog(PrintLog):
+    """The epoch table of skorch, with ANSI colours only when they reach a terminal.
+
+    skorch's :class:`~skorch.callbacks.PrintLog` colours the best value of
+    every column with ANSI escape codes (``ESC[36m`` ... ``ESC[0m``), which
+    end up as garbage in redirected logs, CI output and notebooks
+    saved as text. This subclass prints the same table and drops the codes
+    unless ``color`` says otherwise.
+
+    Parameters
+    ----------
+    color : bool or None, default=None
+        ``None``: colour when the sink is ``print`` and ``sys.stdout`` is a
+        terminal (``isatty()``); ``True`` / ``False``: always / never.
+    **kwargs : dict
+        As for :class:`skorch.callbacks.PrintLog` (``keys_ignored``, ``sink``,
+        ``tablefmt``, ``floatfmt``, ``stralign``).
+
+    Examples
+    --------
+    >>> from sktriplet.training.callbacks import TerminalPrintLog
+    >>> log = TerminalPrintLog(color=False).initialize()
+    >>> print(log.table({"epoch": 1, "train_loss": 0.25, "train_loss_best": True}))
+      epoch    train_loss
+    -------  ------------
+          1        0.2500
+    """
+
+    def __init__(self, color: bool | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.color = color
+
+    def _colored(self) -> bool:
+        if self.color is not None:
+            return bool(self.color)
+        stdout = sys.stdout
+        return self.sink is print and hasattr(stdout, "isatty") and stdout.isatty()
+
+    def table(self, row) -> str:
+        """The epoch's table row(s), without colour codes unless they reach a terminal."""
+        text = super().table(row)
+        return text if self._colored() else _ANSI.sub("", text)

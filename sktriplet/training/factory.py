@@ -107,9 +107,14 @@ def resolve_lr(params: dict[str, Any], spec: InputSpec, codes: np.ndarray | None
 
 
 def schedule_callbacks(params: dict[str, Any], spec: InputSpec) -> list:
-    """The learning-rate schedule ``lr_schedule`` asks for, as named callbacks."""
+    """The learning-rate schedule ``lr_schedule`` asks for, as named callbacks.
+
+    ``"auto"`` is the cosine schedule for images and in triplet mode
+    (``params["triplets"]``), constant for labelled 2-D ``X``.
+    """
     schedule = params["lr_schedule"]
-    if schedule == "cosine" or (schedule == "auto" and spec.is_image):
+    auto_cosine = spec.is_image or bool(params.get("triplets", False))
+    if schedule == "cosine" or (schedule == "auto" and auto_cosine):
         from sktriplet.training.schedules import CosineLR
 
         return [("lr_schedule", CosineLR(warmup_epochs=1))]

@@ -18,6 +18,7 @@ import torch
 
 from sktriplet.inputs.datasets import make_dataset
 from sktriplet.inputs.spec import InputSpec
+from sktriplet.inputs.triplets import ArraySamples, DatasetSamples, TripletDataset
 from sktriplet.training.build import build_network, check_network_output, input_statistics
 from sktriplet.training.cached import can_cache_features, train_on_cached_features
 from sktriplet.training.factory import (
@@ -32,7 +33,7 @@ from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed, embed_data
 from sktriplet.training.net import TrainingDivergedError, TripletNet
 from sktriplet.training.policy import resolve_scaling
 
-__all__ = ["FitResult", "draw_seed", "split_validation", "train"]
+__all__ = ["FitResult", "draw_seed", "split_validation", "train", "triplet_dataset"]
 
 #: Callbacks a warm-started fit replaces with its own.
 _PER_FIT_CALLBACKS = ("retrieval_validation", "lr_schedule")
@@ -139,6 +140,46 @@ def _check_finite_output(net: TripletNet, X, spec: InputSpec) -> None:
         )
 
 
+def triplet_dataset(
+    samples, spec: InputSpec, triplets: np.ndarray, *, train: bool = False, seed: int = 0
+) -> TripletDataset:
+    """The training dataset of index triplets over validated samples.
+
+    Parameters
+    ----------
+    samples : numpy.ndarray
+        Validated samples (rows, images, or image file paths).
+    spec : InputSpec
+        What they are.
+    triplets : numpy.ndarray of shape (n_triplets, 3)
+        Index triplets into ``samples``.
+    train : bool, default=False
+        For image files: read them with the training augmentation.
+    seed : int, default=0
+        Seed of that augmentation.
+
+    Returns
+    -------
+    TripletDataset
+        Batches ``(distinct samples, (m, 3) triplets into them)``.
+    """
+    if spec.kind == "paths":
+        source = DatasetSamples(make_dataset(samples, spec, train=train, seed=seed))
+    else:
+        source = ArraySamples(samples)
+    return TripletDataset(triplets, source)
+
+
+def _check_triplet_mode(params: dict[str, Any], triplets) -> None:
+    from sktriplet.training.distributed import is_distributed
+
+    if triplets is not None and is_distributed():
+        raise ValueError(
+            "triplets=True does not train inside a torch.distributed process group yet "
+            "(batches of triplets are not sharded across processes); fit on one process."
+        )
+
+
 @dataclass
 class _Fit:
     """What one fit trains on: parameters, data, split, seed, device, learning rate."""
@@ -150,6 +191,7 @@ class _Fit:
     held: np.ndarray | None
     seed: int
     device: str
+    triplets: np.ndarray | None = None
 
     @property
     def train_mask(self):
@@ -157,14 +199,18 @@ class _Fit:
 
     @property
     def lr(self) -> float:
-        return resolve_lr(self.params, self.spec, self.codes[self.train_mask])
+        codes = None if self.codes is None else self.codes[self.train_mask]
+        return resolve_lr(self.params, self.spec, codes)
 
     def training_dataset(self):
+        train = dataset_augments(self.params, self.spec)
+        if self.triplets is not None:
+            return triplet_dataset(self.X, self.spec, self.triplets, train=train, seed=self.seed)
         return make_dataset(
             self.X[self.train_mask],
             self.spec,
             self.codes[self.train_mask],
-            train=dataset_augments(self.params, self.spec),
+            train=train,
             seed=self.seed,
             on_error=self.params.get("on_error", "raise"),
         )
@@ -178,17 +224,21 @@ class _Fit:
         return self.X[self.held], self.codes[self.held]
 
     def statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """The data-fitted input standardisation (``scaling="auto"`` resolved)."""
+        """The data-fitted input standardisation (``scaling="auto"`` resolved).
+
+        In triplet mode, of the distinct samples the triplets use.
+        """
+        X = self.X if self.triplets is None else self.X[np.unique(self.triplets)]
         scaling = self.params["scaling"]
         if scaling == "auto":
-            scaling = "feature" if self.spec.kind == "paths" else resolve_scaling(scaling, self.X)
-        return input_statistics(self.X, self.spec, scaling)
+            scaling = "feature" if self.spec.kind == "paths" else resolve_scaling(scaling, X)
+        return input_statistics(X, self.spec, scaling)
 
 
 def _fresh(fit: _Fit) -> tuple[TripletNet, int]:
     params, spec = fit.params, fit.spec
     module = build_network(spec, params, fit.statistics)
-    if can_cache_features(module, params):
+    if fit.triplets is None and can_cache_features(module, params):
         return train_on_cached_features(fit, module)
     net = make_net(params, spec, module, fit.seed, fit.device, lr=fit.lr)
     net.callbacks = list(net.callbacks) + validation_callbacks(params, *fit.valid())
@@ -226,12 +276,13 @@ def train(
     params: dict[str, Any],
     spec: InputSpec,
     X: np.ndarray,
-    codes: np.ndarray,
+    codes: np.ndarray | None,
     *,
     device: str,
     warm: tuple[TripletNet, int] | None = None,
+    triplets: np.ndarray | None = None,
 ) -> FitResult:
-    """Train a network on validated samples and integer class codes.
+    """Train a network on validated samples and integer class codes, or on triplets.
 
     Parameters
     ----------
@@ -241,29 +292,36 @@ def train(
         What ``X`` is.
     X : numpy.ndarray
         Validated samples (or image file paths).
-    codes : numpy.ndarray of int
-        Class codes, one per sample.
+    codes : numpy.ndarray of int or None
+        Class codes, one per sample (``None`` with ``triplets``).
     device : str
         A resolved torch device.
     warm : tuple of (TripletNet, int), default=None
         A fitted net to continue training and its embedding width
         (``warm_start``); on failure it is restored to its state before.
+    triplets : numpy.ndarray of shape (n_triplets, 3), default=None
+        Index triplets into ``X`` (triplet mode): batches of
+        ``batch_size`` triplets, each embedding its distinct samples once,
+        and no validation split.
 
     Returns
     -------
     FitResult
         The trained net and what the estimator records from it.
     """
+    _check_triplet_mode(params, triplets)
     seed = draw_seed(params["random_state"])
     cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
     snapshot = warm[0].snapshot() if warm is not None else None
     try:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)
-            held = split_validation(
-                codes, params["validation_fraction"], params["validation_split"], seed
-            )
-            fit = _Fit(params, spec, X, codes, held, seed, device)
+            held = None
+            if triplets is None:
+                held = split_validation(
+                    codes, params["validation_fraction"], params["validation_split"], seed
+                )
+            fit = _Fit(params, spec, X, codes, held, seed, device, triplets)
             if warm is None:
                 net, width = _fresh(fit)
             else:

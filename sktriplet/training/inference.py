@@ -92,7 +92,7 @@ def embed(
     return np.concatenate(parts)
 
 
-def embed_dataset(net, dataset, batch_size: int | None = None) -> np.ndarray:
+def embed_dataset(net, dataset, batch_size: int | None = None, **loader) -> np.ndarray:
     """Embeddings of a whole dataset, in order, through the net's inference loader.
 
     Parameters
@@ -104,6 +104,8 @@ def embed_dataset(net, dataset, batch_size: int | None = None) -> np.ndarray:
         Samples (e.g. from :func:`~sktriplet.inputs.datasets.make_dataset`).
     batch_size : int, default=None
         Samples per batch (``None``: the net's ``batch_size``).
+    **loader : dict
+        Data-loader settings replacing the net's ``iterator_valid__*`` ones.
 
     Returns
     -------
@@ -113,4 +115,4 @@ def embed_dataset(net, dataset, batch_size: int | None = None) -> np.ndarray:
     from torch.utils.data import BatchSampler, SequentialSampler
 
     batches = BatchSampler(SequentialSampler(dataset), batch_size or net.batch_size, False)
-    return embed(net.module_, net.batch_loader(dataset, batches), device=net.device)
+    return embed(net.module_, net.batch_loader(dataset, batches, **loader), device=net.device)

@@ -13,6 +13,7 @@ normally), and non-finite weights at the end of an epoch stop training.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from typing import Any
@@ -22,21 +23,12 @@ from skorch import NeuralNet
 from skorch.utils import TeeGenerator
 from torch.utils.data import BatchSampler, SequentialSampler
 
+from sktriplet.inputs.triplets import TripletBatchSampler, TripletDataset
+from sktriplet.training.errors import StopTraining, TrainingDivergedError
 from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH, PKSampler
+from sktriplet.training.threads import fit_threads
 
 __all__ = ["StopTraining", "TrainingDivergedError", "TripletNet"]
-
-
-class TrainingDivergedError(FloatingPointError):
-    """Raised when the training loss stops being finite."""
-
-
-class StopTraining(KeyboardInterrupt):
-    """Raised by a callback at the end of an epoch to end training early.
-
-    skorch ends ``fit`` normally on a ``KeyboardInterrupt``; this subclass
-    marks a planned stop (early stopping), which keeps the weights as they are.
-    """
 
 
 class TripletNet(NeuralNet):
@@ -59,6 +51,10 @@ class TripletNet(NeuralNet):
     augment : callable or None, default=None
         Applied to the input of every training batch (never at inference),
         e.g. :class:`sktriplet.vision.augment.RandomAffine` for images.
+    n_threads : int or None, default=None
+        torch threads while training on the CPU. ``None``: one for a small
+        network, else torch's count capped by the limit joblib or
+        threadpoolctl set (see :func:`sktriplet.training.threads.choose_threads`).
 
     Attributes
     ----------
@@ -77,6 +73,7 @@ class TripletNet(NeuralNet):
         seed: int | None = None,
         precision: str = "32",
         augment=None,
+        n_threads: int | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -84,6 +81,17 @@ class TripletNet(NeuralNet):
         self.seed = seed
         self.precision = precision
         self.augment = augment
+        self.n_threads = n_threads
+
+    def get_default_callbacks(self):
+        """The default callbacks of skorch, the epoch table coloured only on a terminal."""
+        from sktriplet.training.callbacks import TerminalPrintLog
+
+        # An instance, not the class: skorch runs PrintLog instances last.
+        return [
+            (name, TerminalPrintLog()) if name == "print_log" else (name, cb)
+            for name, cb in super().get_default_callbacks()
+        ]
 
     # ------------------------------------------------------ mixed precision
     def autocast(self):
@@ -151,6 +159,12 @@ class TripletNet(NeuralNet):
     def get_iterator(self, dataset, training=False):
         """PK batches for training, plain sequential batches otherwise.
 
+        A :class:`~sktriplet.inputs.triplets.TripletDataset` (triplet mode)
+        is trained on shuffled batches of ``batch_size`` triplets
+        (:class:`~sktriplet.inputs.triplets.TripletBatchSampler`, seeded per
+        epoch as the PK batches are); each batch holds the distinct samples
+        of its triplets and the ``(m, 3)`` triplets into them as the target.
+
         The loader is skorch's ``iterator_train`` / ``iterator_valid`` class
         with the ``iterator_train__*`` / ``iterator_valid__*`` parameters
         (``num_workers``, ``pin_memory``, ``persistent_workers``,
@@ -161,6 +175,11 @@ class TripletNet(NeuralNet):
                 # Augmentation drawn as files are read follows the epoch
                 # (workers get the dataset as it is when the loader starts).
                 dataset.set_epoch(len(self.history))
+            if isinstance(dataset, TripletDataset):
+                batches = TripletBatchSampler(
+                    len(dataset), self.batch_size, random_state=self.seed, epoch=len(self.history)
+                )
+                return self.batch_loader(dataset, batches, training=training)
             batches = PKSampler(
                 dataset.labels,
                 batch_size=self.batch_size,
@@ -182,7 +201,7 @@ class TripletNet(NeuralNet):
         """
         return int(self.get_params_for("iterator_train").get("min_batches", MIN_BATCHES_PER_EPOCH))
 
-    def batch_loader(self, dataset, batches, training=False):
+    def batch_loader(self, dataset, batches, training=False, **overrides):
         """A data loader over ``dataset`` that yields the given batches of indices.
 
         Parameters
@@ -195,6 +214,9 @@ class TripletNet(NeuralNet):
             The batches (a batch sampler).
         training : bool, default=False
             Use the ``iterator_train`` settings, else ``iterator_valid``.
+        **overrides : dict
+            Loader settings that replace the net's (e.g. the estimator's
+            current ``iterator_valid__*`` parameters at ``transform`` time).
 
         Returns
         -------
@@ -202,7 +224,7 @@ class TripletNet(NeuralNet):
             The loader (skorch's iterator class with its routed parameters).
         """
         name = "iterator_train" if training else "iterator_valid"
-        kwargs = self.get_params_for(name)
+        kwargs = {**self.get_params_for(name), **overrides}
         given = ("batch_size", "shuffle", "sampler", "batch_sampler", "drop_last", "min_batches")
         for key in given:
             kwargs.pop(key, None)  # the batches are given
@@ -280,10 +302,26 @@ class TripletNet(NeuralNet):
         super().on_train_end(net, X=X, y=y, **kwargs)
         self.epoch_snapshot_ = None
 
+    def threads(self):
+        """The torch thread count for this net's work: a context manager.
+
+        On the CPU, :func:`~sktriplet.training.threads.fit_threads` (one thread
+        for a small network, the joblib / threadpoolctl limit otherwise, or
+        ``n_threads``); elsewhere nothing changes.
+        """
+        if torch.device(self.device).type != "cpu":
+            return contextlib.nullcontext()
+        n_threads = getattr(self, "n_threads", None)  # nets pickled by 0.1.0 lack it
+        return fit_threads(n_threads, module=self.module_, batch_size=self.batch_size)
+
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        """Skorch's loop; on ``KeyboardInterrupt`` roll back to the last epoch end."""
+        """Skorch's loop; on ``KeyboardInterrupt`` roll back to the last epoch end.
+
+        On the CPU the loop runs inside :func:`~sktriplet.training.threads.fit_threads`.
+        """
         try:
-            return super().fit_loop(X, y, epochs, **fit_params)
+            with self.threads():
+                return super().fit_loop(X, y, epochs, **fit_params)
         except StopTraining:
             raise  # a planned stop at the end of an epoch: nothing to roll back
         except KeyboardInterrupt:

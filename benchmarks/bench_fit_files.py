@@ -1,0 +1,249 @@
+"""Throughput of TripletEmbedder on image files against a plain PyTorch loop.
+
+Question: how many images per second do ``TripletEmbedder.fit`` and
+``transform`` process on real JPEGs (Stanford Cars, 73 to 3896 px, read at
+``image_size`` 64), with 0, 1 and 2 data-loader workers, compared with a
+hand-written PyTorch loop that does the same work? Targets (issue 16): fit
+>= 0.9x the plain loop, transform >= 0.95x.
+
+The two sides do the same work:
+
+- **fit**: the files of classes 001-098 (784 JPEGs), PK batches of 64 (16
+  classes x 4), the same random resized crop + flip decoded with Pillow
+  (:class:`sktriplet.vision.transforms.RandomResizedCrop`), the same network
+  (the plain loop trains a copy of the estimator's network, so architecture
+  and input scaling are identical), semi-hard triplet loss, Adam. The plain
+  side is :func:`bench_files.plain_loop_images_per_s`. Both clocks start
+  after the first batch (worker start-up and warm-up excluded): the
+  estimator's is read by a callback at the end of every training batch. One
+  epoch of the estimator is 13 batches (12 timed); the plain loop runs 12
+  timed batches too. "fit wall" is the whole ``fit`` call (input checks,
+  channel and normalisation statistics from a sample of the files, building
+  the net, the epoch and the final check).
+- **transform**: the files of classes 099-196 (784 JPEGs), resized and
+  centre-cropped (:class:`~sktriplet.vision.transforms.ResizeCenterCrop`),
+  batches of 64, the fitted network in eval mode without gradients; the plain
+  side is a DataLoader over a minimal Dataset and a ``torch.inference_mode``
+  loop. Both are timed from the call to the last batch (worker start-up
+  included on both sides).
+
+Per repeat, the configurations run in turn (for each worker count: the
+estimator's fit, then the plain loop and the two transforms, the plain side
+first in even repeats and last in odd ones), so load from other processes
+hits both sides alike; the table gives the median over repeats of each side
+and the median of the per-repeat ratios.
+
+Usage: OMP_NUM_THREADS=1 python benchmarks/bench_fit_files.py [--workers 0 1 2] [--repeats 3]
+    [--cars ../shared/data/stanford_cars_196x8/images] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_files import CARS, plain_loop_images_per_s  # noqa: E402
+
+from sktriplet import TripletEmbedder  # noqa: E402
+from sktriplet.vision.folders import list_image_folder  # noqa: E402
+from sktriplet.vision.transforms import ResizeCenterCrop  # noqa: E402
+
+BATCH, K, SIZE = 64, 4, 64
+
+
+class BatchClock(Callback):
+    """Training images per second after the first batch of the first epoch."""
+
+    def initialize(self):
+        self.t0 = None
+        self.images = 0
+        self.t_end = None
+        return self
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        if not training:
+            return
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0 = now
+            return
+        self.images += len(batch[1])
+        self.t_end = now
+
+    def rate(self) -> float:
+        return self.images / (self.t_end - self.t0)
+
+
+def make_estimator(workers: int, clock: BatchClock) -> TripletEmbedder:
+    return TripletEmbedder(
+        image_size=SIZE,
+        batch_size=BATCH,
+        samples_per_class=K,
+        max_epochs=1,
+        device="cpu",
+        random_state=0,
+        callbacks=[("clock", clock)],
+        iterator_train__num_workers=workers,
+        iterator_valid__num_workers=workers,
+    )
+
+
+def estimator_fit(paths, labels, workers: int) -> tuple[TripletEmbedder, float, float]:
+    """(fitted estimator, training images/s after the first batch, fit wall seconds)."""
+    clock = BatchClock()
+    emb = make_estimator(workers, clock)
+    t0 = time.perf_counter()
+    emb.fit(paths, labels)
+    wall = time.perf_counter() - t0
+    return emb, clock.rate(), wall
+
+
+class PlainEvalFiles(Dataset):
+    """A plain user's eval dataset: resize + centre crop one file per item."""
+
+    def __init__(self, paths) -> None:
+        self.paths = list(paths)
+        self.policy = ResizeCenterCrop(SIZE)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return torch.from_numpy(self.policy(self.paths[i], 3))
+
+
+def plain_eval_seconds(module: torch.nn.Module, paths, workers: int) -> float:
+    """Seconds for a plain eval loop over ``paths`` (worker start-up included)."""
+    t0 = time.perf_counter()
+    loader = DataLoader(PlainEvalFiles(paths), batch_size=BATCH, num_workers=workers)
+    module.eval()
+    out = []
+    with torch.inference_mode():
+        for x in loader:
+            out.append(module(x).float().numpy())
+    np.concatenate(out)
+    return time.perf_counter() - t0
+
+
+def estimator_transform_seconds(emb: TripletEmbedder, paths) -> float:
+    t0 = time.perf_counter()
+    emb.transform(paths)
+    return time.perf_counter() - t0
+
+
+def run(cars: Path, workers: list[int], repeats: int) -> None:
+    paths, labels, names = list_image_folder(cars)
+    ids = np.array([int(n.split("_")[0]) for n in names])[labels]
+    train, test = ids <= 98, ids >= 99
+    n_batches = int(np.ceil(train.sum() / BATCH)) - 1  # timed batches of one epoch
+    rows = {w: {k: [] for k in ("fit", "plain", "wall", "tr", "plain_tr")} for w in workers}
+    for r in range(repeats):
+        for w in workers:
+            emb, fit_rate, wall = estimator_fit(paths[train], labels[train], w)
+
+            def plain(emb=emb, w=w):
+                return plain_loop_images_per_s(
+                    paths[train],
+                    labels[train],
+                    copy.deepcopy(emb.net_.module_),
+                    image_size=SIZE,
+                    batch_size=BATCH,
+                    samples_per_class=K,
+                    num_workers=w,
+                    n_batches=n_batches,
+                )
+
+            # Alternate which side of each pair runs first (A B, then B A).
+            if r % 2 == 0:
+                plain_rate = plain()
+                tr = estimator_transform_seconds(emb, paths[test])
+                plain_tr = plain_eval_seconds(copy.deepcopy(emb.net_.module_), paths[test], w)
+            else:
+                plain_tr = plain_eval_seconds(copy.deepcopy(emb.net_.module_), paths[test], w)
+                tr = estimator_transform_seconds(emb, paths[test])
+                plain_rate = plain()
+            for key, value in zip(
+                ("fit", "plain", "wall", "tr", "plain_tr"),
+                (fit_rate, plain_rate, wall, tr, plain_tr),
+                strict=True,
+            ):
+                rows[w][key].append(value)
+            print(
+                f"repeat {r} workers {w}: fit {fit_rate:.1f} vs plain {plain_rate:.1f} images/s; "
+                f"transform {tr:.2f} s vs plain {plain_tr:.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    n_test = int(test.sum())
+    print(
+        f"## Fit and transform on Stanford Cars JPEGs, image_size {SIZE}, batches of {BATCH}, "
+        f"median of {repeats} repeats"
+    )
+    print()
+    print(
+        "| workers | fit (images/s) | plain loop (images/s) | ratio | fit wall (s) "
+        "| transform (images/s) | plain eval (images/s) | ratio |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    med = statistics.median
+    for w in workers:
+        d = rows[w]
+        fit_ratio = med(a / b for a, b in zip(d["fit"], d["plain"], strict=True))
+        tr_ratio = med(b / a for a, b in zip(d["tr"], d["plain_tr"], strict=True))
+        print(
+            f"| {w} | {med(d['fit']):,.1f} | {med(d['plain']):,.1f} | {fit_ratio:.2f}x "
+            f"| {med(d['wall']):.1f} | {n_test / med(d['tr']):,.1f} "
+            f"| {n_test / med(d['plain_tr']):,.1f} | {tr_ratio:.2f}x |"
+        )
+    print()
+
+
+def profile(cars: Path) -> None:
+    """Where one fit with 0 workers spends its time (cProfile, top 25 by cumulative time)."""
+    import cProfile
+    import pstats
+
+    paths, labels, names = list_image_folder(cars)
+    ids = np.array([int(n.split("_")[0]) for n in names])[labels]
+    train = ids <= 98
+    profiler = cProfile.Profile()
+    profiler.enable()
+    estimator_fit(paths[train], labels[train], 0)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cars", type=Path, default=CARS)
+    parser.add_argument("--profile", action="store_true", help="profile one fit instead")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.profile:
+        profile(args.cars)
+        return
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPU(s), "
+        f"load average {os.getloadavg()[0]:.1f} at the start, 1 torch thread"
+    )
+    print()
+    run(args.cars, args.workers, args.repeats)
+    print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
+
+
+if __name__ == "__main__":
+    main()

