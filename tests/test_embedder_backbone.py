@@ -86,3 +86,21 @@ def test_backbone_model_saves_loads_offline_and_exports_identically(fitted, tmp_
     session = ort.InferenceSession(str(onnx_path))
     out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     np.testing.assert_allclose(out, Z, atol=1e-4)
+
+
+def test_an_unfreezer_turns_the_cache_off_so_the_backbone_trains():
+    from skorch.callbacks import Unfreezer
+
+    est = TripletEmbedder(
+        **{**PARAMS, "max_epochs": 2},
+        augment=False,
+        callbacks=[Unfreezer("*backbone.*", at=2)],
+    ).fit(X, Y)
+    fresh = BackboneEmbedder("efficientnet_lite0", image_size=32)
+    trained = est.net_.module_[1].backbone.state_dict()
+    changed = [
+        name
+        for name, value in fresh.backbone.state_dict().items()
+        if value.is_floating_point() and not torch.equal(value, trained[name])
+    ]
+    assert changed  # the unfrozen backbone trained in epoch 2

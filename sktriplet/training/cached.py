@@ -45,13 +45,30 @@ def can_cache_features(module: nn.Module, params: dict[str, Any]) -> bool:
     -------
     bool
         ``True`` when the body is a :class:`BackboneEmbedder` whose backbone
-        is frozen, and ``augment`` is ``"auto"`` or ``False``.
+        is frozen, ``augment`` is ``"auto"`` or ``False``, and no callback
+        maps parameters while training (skorch's ``Freezer`` / ``Unfreezer``).
     """
     body = module[-1] if isinstance(module, nn.Sequential) and len(module) else module
     if not isinstance(body, BackboneEmbedder):
         return False
     frozen = not any(p.requires_grad for p in body.backbone.parameters())
-    return frozen and params["augment"] in ("auto", False)
+    return frozen and params["augment"] in ("auto", False) and not _maps_params(params)
+
+
+def _maps_params(params: dict[str, Any]) -> bool:
+    """Whether a callback changes parameters while training (e.g. skorch's Unfreezer).
+
+    Such a fit must train through the backbone: with cached features an
+    unfrozen backbone would never be used.
+    """
+    from skorch.callbacks import ParamMapper
+
+    for cb in params.get("callbacks") or []:
+        item = cb[1] if isinstance(cb, tuple) else cb
+        kind = item if isinstance(item, type) else type(item)
+        if issubclass(kind, ParamMapper):
+            return True
+    return False
 
 
 def _features(extractor: nn.Module, net: TripletNet, fit) -> np.ndarray:
