@@ -332,6 +332,14 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         stay whole (mind the leakage this invites: ``docs/triplets.md``).
         ``None``: ``fit`` and :meth:`score` take triplet rows. ``clone``
         copies it, and :func:`sktriplet.save` does not store it.
+    classification_weight : float, default=0.0
+        Add ``classification_weight`` times the cross-entropy of a cosine
+        classifier over the training classes to the triplet loss (an
+        auxiliary loss as in re-identification practice:
+        :class:`sktriplet.training.criteria.TripletWithClassification`, whose
+        class weights train with the network and are saved with it). ``0``
+        trains with the triplet loss alone; not measured as a default yet.
+        Needs class labels (not ``triplets=True``).
     **kwargs : dict
         ``module__*``, ``optimizer__*``, ``callbacks__*``,
         ``iterator_train__*`` and ``iterator_valid__*`` parameters, routed to
@@ -475,6 +483,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "image_size": [None, Interval(numbers.Integral, 1, None, closed="left"), tuple, list],
         "channels": [StrOptions({"auto"}), Interval(numbers.Integral, 1, 3, closed="both")],
         "on_error": [StrOptions({"raise", "skip"})],
+        "classification_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "triplets": ["boolean"],
         "samples": [None, "array-like"],
     }
@@ -511,6 +520,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         on_error: str = "raise",
         triplets: bool = False,
         samples: Any = None,
+        classification_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         self.margin = margin
@@ -540,6 +550,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.image_size = image_size
         self.channels = channels
         self.on_error = on_error
+        self.classification_weight = classification_weight
         self.triplets = triplets
         self.samples = samples
         for key, value in kwargs.items():

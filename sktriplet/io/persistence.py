@@ -313,6 +313,9 @@ def save(estimator, path: str | os.PathLike) -> None:
         "module": {k: v.detach().cpu() for k, v in net.module_.state_dict().items()},
         "optimizer": _to_cpu(net.optimizer_.state_dict()),
     }
+    criterion = {k: v.detach().cpu() for k, v in net.criterion_.state_dict().items()}
+    if criterion:  # a criterion with weights (classification_weight > 0)
+        state["criterion"] = criterion
     if getattr(net, "rng_state_", None) is not None:
         state["rng_state"] = net.rng_state_.cpu()
     _write(Path(path), config, state)
@@ -408,18 +411,25 @@ def _network_variants(params: dict[str, Any], spec: InputSpec) -> list[dict[str,
     return variants
 
 
-def _rebuild_net(params, spec, state, seed, device, name, config):
-    """The net the config describes, with the saved weights; and the params that fit."""
+def _rebuild_net(params, spec, state, seed, device, name, config, sizes=(None, None)):
+    """The net the config describes, with the saved weights; and the params that fit.
+
+    ``sizes`` is ``(n_classes, width)``, which a criterion with a classifier
+    (``classification_weight > 0``) is built with.
+    """
     from sktriplet.training.build import build_network
     from sktriplet.training.factory import make_net
 
     errors = []
     for variant in _network_variants(params, spec):
         with torch.random.fork_rng(devices=[]):
-            net = make_net(variant, spec, build_network(spec, variant), seed, device)
+            module = build_network(spec, variant)
+            net = make_net(variant, spec, module, seed, device, n_classes=sizes[0], width=sizes[1])
             net.initialize()
         try:
             net.module_.load_state_dict(state["module"], strict=True)
+            if isinstance(state.get("criterion"), dict):
+                net.criterion_.load_state_dict(state["criterion"], strict=True)
         except (RuntimeError, ValueError, KeyError) as exc:
             errors.append(exc)
             continue
@@ -685,8 +695,11 @@ def load(path: str | os.PathLike, *, device: str = "cpu"):
         setattr(estimator, key, value)
     estimator.input_spec_ = spec
     estimator.input_shape_ = spec.sample_shape
+    classes = fitted.get("classes_")
+    sizes = (None if classes is None else len(classes), fitted.get("n_components_"))
+    params_now = estimator.get_params(deep=False)
     net, used = _rebuild_net(
-        estimator.get_params(deep=False), spec, state, net_config.get("seed"), device, name, config
+        params_now, spec, state, net_config.get("seed"), device, name, config, sizes
     )
     if "module__pooling" in used and "module__pooling" not in params:
         estimator.set_params(module__pooling=used["module__pooling"])

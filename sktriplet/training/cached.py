@@ -78,7 +78,7 @@ def _features(extractor: nn.Module, net: TripletNet, fit) -> np.ndarray:
     return embed(extractor, net.batch_loader(dataset, batches), device=net.device)
 
 
-def train_on_cached_features(fit, module: nn.Module) -> tuple[TripletNet, int]:
+def train_on_cached_features(fit, module: nn.Module, width: int) -> tuple[TripletNet, int]:
     """Train the head of ``module`` on its frozen backbone's features.
 
     Parameters
@@ -87,6 +87,8 @@ def train_on_cached_features(fit, module: nn.Module) -> tuple[TripletNet, int]:
         The fit's parameters, data, hold-out, seed, device and learning rate.
     module : torch.nn.Module
         The whole network (its backbone frozen).
+    width : int
+        Width of its embeddings.
 
     Returns
     -------
@@ -97,7 +99,16 @@ def train_on_cached_features(fit, module: nn.Module) -> tuple[TripletNet, int]:
     """
     params = {**fit.params, "augment": False}
     extractor, head = split_for_caching(module)
-    net = make_net(params, fit.spec, head, fit.seed, fit.device, lr=fit.lr)
+    net = make_net(
+        params,
+        fit.spec,
+        head,
+        fit.seed,
+        fit.device,
+        lr=fit.lr,
+        n_classes=fit.n_classes,
+        width=width,
+    )
     net.initialize()
     features = _features(extractor, net, fit)
     valid = (None, None) if fit.held is None else (features[fit.held], fit.codes[fit.held])

@@ -30,6 +30,7 @@ __all__ = [
     "AUTO_LR_ROWS",
     "augmenter",
     "changed_training_params",
+    "criterion_params",
     "dataset_augments",
     "default_workers",
     "make_net",
@@ -205,6 +206,38 @@ def _routed_net_params(params: dict[str, Any], spec: InputSpec) -> dict[str, Any
     return out
 
 
+def criterion_params(
+    params: dict[str, Any], n_classes: int | None, width: int | None
+) -> dict[str, Any]:
+    """The skorch ``criterion`` and ``criterion__*`` arguments of a fit.
+
+    ``classification_weight > 0`` adds the cross-entropy of a cosine
+    classifier over the training classes to the triplet loss
+    (:class:`~sktriplet.training.criteria.TripletWithClassification`).
+    """
+    out: dict[str, Any] = {
+        "criterion": TripletLoss,
+        "criterion__margin": params["margin"],
+        "criterion__mining": params["mining"],
+        "criterion__distance": params["distance"],
+        "criterion__soft": params["soft"],
+    }
+    weight = params.get("classification_weight", 0.0)
+    if weight:
+        if n_classes is None or width is None:
+            raise ValueError(
+                f"classification_weight={weight} needs class labels (a classifier over the "
+                "training classes); with triplets=True set classification_weight=0."
+            )
+        from sktriplet.training.criteria import TripletWithClassification
+
+        out["criterion"] = TripletWithClassification
+        out["criterion__n_classes"] = int(n_classes)
+        out["criterion__n_components"] = int(width)
+        out["criterion__weight"] = float(weight)
+    return out
+
+
 def make_net(
     params: dict[str, Any],
     spec: InputSpec,
@@ -212,6 +245,8 @@ def make_net(
     seed: int | None,
     device: str,
     lr: float | None = None,
+    n_classes: int | None = None,
+    width: int | None = None,
 ) -> TripletNet:
     """The (uninitialised) skorch net that trains ``module``.
 
@@ -230,6 +265,9 @@ def make_net(
     lr : float, default=None
         The learning rate (``None``: :func:`resolve_lr` without the fit's
         labels, as when loading a saved model).
+    n_classes, width : int, default=None
+        Number of classes and embedding width, for ``classification_weight``
+        (:func:`criterion_params`).
 
     Returns
     -------
@@ -242,11 +280,7 @@ def make_net(
     net_class = DistributedTripletNet if is_distributed() else TripletNet
     return net_class(
         module=module,
-        criterion=TripletLoss,
-        criterion__margin=params["margin"],
-        criterion__mining=params["mining"],
-        criterion__distance=params["distance"],
-        criterion__soft=params["soft"],
+        **criterion_params(params, n_classes, width),
         optimizer=params["optimizer"],
         lr=resolve_lr(params, spec) if lr is None else lr,
         max_epochs=params["max_epochs"],

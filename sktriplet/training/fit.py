@@ -187,7 +187,7 @@ class _Fit:
     params: dict[str, Any]
     spec: InputSpec
     X: Any
-    codes: np.ndarray
+    codes: np.ndarray | None
     held: np.ndarray | None
     seed: int
     device: str
@@ -196,6 +196,10 @@ class _Fit:
     @property
     def train_mask(self):
         return slice(None) if self.held is None else ~self.held
+
+    @property
+    def n_classes(self) -> int | None:
+        return None if self.codes is None else int(self.codes.max()) + 1
 
     @property
     def lr(self) -> float:
@@ -238,16 +242,18 @@ class _Fit:
 def _fresh(fit: _Fit) -> tuple[TripletNet, int]:
     params, spec = fit.params, fit.spec
     module = build_network(spec, params, fit.statistics)
+    sample = make_dataset(fit.X[:2], spec)[[0, 1]][0]
+    width = check_network_output(module, sample, params["n_components"])
     if fit.triplets is None and can_cache_features(module, params):
-        return train_on_cached_features(fit, module)
-    net = make_net(params, spec, module, fit.seed, fit.device, lr=fit.lr)
+        return train_on_cached_features(fit, module, width)
+    net = make_net(
+        params, spec, module, fit.seed, fit.device, lr=fit.lr, n_classes=fit.n_classes, width=width
+    )
     net.callbacks = list(net.callbacks) + validation_callbacks(params, *fit.valid())
     net.initialize()
-    sample = make_dataset(fit.X[:2], spec)[[0, 1]][0].to(net.device)
-    n_components = check_network_output(net.module_, sample, params["n_components"])
     net.partial_fit(fit.training_dataset(), None)
     _check_finite_output(net, fit.X[fit.train_mask], spec)
-    return net, n_components
+    return net, width
 
 
 def _continue(net: TripletNet, fit: _Fit) -> None:
