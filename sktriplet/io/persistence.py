@@ -330,6 +330,15 @@ def _encoded_params(estimator) -> tuple[dict, list[str]]:
             # transforms single samples; set samples again to score index triplets.
             params[name] = None
             continue
+        if isinstance(value, nn.Module):
+            raise ValueError(
+                f"cannot save {name}={type(value).__name__}(...), a module instance: the safe "
+                "format stores settings and weights, not objects. Pass the class instead "
+                f"({name}={type(value).__name__}, importable and built without arguments; "
+                "with module__weights=<a .pt file> for weights of your own), export the "
+                "fitted network (export_torchscript / export_onnx), or use pickle/joblib "
+                "(which run code on load)."
+            )
         try:
             params[name] = _encode(value)
         except _NotEncodableError as exc:
@@ -417,12 +426,14 @@ def _rebuild_net(params, spec, state, seed, device, name, config, sizes=(None, N
     ``sizes`` is ``(n_classes, width)``, which a criterion with a classifier
     (``classification_weight > 0``) is built with.
     """
+    from sktriplet.networks.pretrained import weights_loaded_later
     from sktriplet.training.build import build_network
     from sktriplet.training.factory import make_net
 
     errors = []
     for variant in _network_variants(params, spec):
-        with torch.random.fork_rng(devices=[]):
+        # Every weight comes from the file: pretrained weights are not read again.
+        with torch.random.fork_rng(devices=[]), weights_loaded_later():
             module = build_network(spec, variant)
             net = make_net(variant, spec, module, seed, device, n_classes=sizes[0], width=sizes[1])
             net.initialize()

