@@ -338,8 +338,10 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         auxiliary loss as in re-identification practice:
         :class:`sktriplet.training.criteria.TripletWithClassification`, whose
         class weights train with the network and are saved with it). ``0``
-        trains with the triplet loss alone; not measured as a default yet.
-        Needs class labels (not ``triplets=True``).
+        trains with the triplet loss alone: with a frozen pretrained backbone
+        (the head trained on cached features), 0.5 and 1.0 scored the same
+        as 0 on unseen classes (``docs/benchmarks.md``, "Pretrained
+        backbones"). Needs class labels (not ``triplets=True``).
     **kwargs : dict
         ``module__*``, ``optimizer__*``, ``callbacks__*``,
         ``iterator_train__*`` and ``iterator_valid__*`` parameters, routed to

@@ -14,6 +14,7 @@ from torch import nn
 from sktriplet.inputs.datasets import ArrayDataset
 from sktriplet.networks import BackboneEmbedder, Standardize, declared_standardize
 from sktriplet.networks.backbone import find_blocks, freeze_backbone
+from sktriplet.networks.layers import AnchoredLinear
 from sktriplet.networks.pretrained import (
     EFFICIENTNET_LITE_MEAN,
     EFFICIENTNET_LITE_STD,
@@ -447,3 +448,110 @@ def test_estimator_route_trains_head_at_its_rate_and_backbone_at_its_own():
     torch.testing.assert_close(body.backbone[0].weight, trunk[0].weight)  # lr 0 kept it
     assert not torch.allclose(body.head[0].weight, torch.eye(12))  # the head trained
     assert emb.transform(X).shape == (48, 12)
+
+
+def test_a_model_trained_from_a_weights_file_loads_without_it(tmp_path):
+    from sktriplet import TripletEmbedder, load, save
+
+    weights = tmp_path / "trunk.pt"
+    torch.manual_seed(1)
+    torch.save(ResNetLike().state_dict(), weights)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 6)
+    X = rng.integers(0, 256, size=(18, 3, 16, 16), dtype=np.uint8)
+    params = dict(
+        module=BackboneEmbedder,
+        module__weights=str(weights),
+        batch_size=6,
+        samples_per_class=2,
+        max_epochs=2,
+        random_state=0,
+    )
+    instance = TripletEmbedder(module__backbone=ResNetLike(), **params).fit(X, y)
+    with pytest.raises(ValueError, match="module instance.*Pass the class"):
+        save(instance, tmp_path / "m.sktriplet")
+    assert not (tmp_path / "m.sktriplet").exists()
+    emb = TripletEmbedder(module__backbone=ResNetLike, **params).fit(X, y)
+    np.testing.assert_array_equal(emb.transform(X), instance.transform(X))
+    save(emb, tmp_path / "m.sktriplet")
+    weights.unlink()  # e.g. the model was copied to another machine
+    loaded = load(tmp_path / "m.sktriplet")
+    np.testing.assert_array_equal(loaded.transform(X), emb.transform(X))
+    assert loaded.get_params()["module__weights"] == str(weights)
+
+
+# ------------------------------------------------------------------ L2-SP head
+def test_anchored_linear_penalty_is_the_squared_distance_to_its_start():
+    layer = AnchoredLinear(4, 3, strength=0.25)
+    w0, b0 = layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy()
+    with torch.no_grad():
+        layer.weight.add_(torch.arange(12.0).reshape(3, 4) / 10)
+        layer.bias.mul_(-1)
+    expected = 0.25 * (
+        ((layer.weight.detach().numpy() - w0) ** 2).sum()
+        + ((layer.bias.detach().numpy() - b0) ** 2).sum()
+    )
+    assert layer.regularization_loss().item() == pytest.approx(expected, rel=1e-6)
+    assert layer.reset_anchor().regularization_loss().item() == 0.0
+    assert AnchoredLinear(4, 3).regularization_loss().item() == 0.0  # strength 0
+    with pytest.raises(ValueError, match="strength"):
+        AnchoredLinear(2, 2, strength=-1.0)
+
+
+def test_anchor_is_not_saved_so_state_dicts_stay_those_of_a_linear_head():
+    net = BackboneEmbedder(tiny_trunk(), image_size=16)
+    assert isinstance(net.head[0], AnchoredLinear) and net.head[0].strength == 0.01
+    head_keys = {k for k in net.state_dict() if k.startswith("head.")}
+    assert head_keys == {"head.0.weight", "head.0.bias"}
+    torch.testing.assert_close(net.head[0].weight_anchor, torch.eye(12))  # identity start
+
+
+def test_pca_initialisation_moves_the_anchor():
+    net = BackboneEmbedder(tiny_trunk(), n_components=3, image_size=16)
+    with torch.no_grad():
+        net.init_head_from_features(net.features(torch.rand(20, 3, 16, 16)))
+    torch.testing.assert_close(net.head[0].weight_anchor, net.head[0].weight)
+    assert net.head[0].regularization_loss().item() == 0.0
+
+
+def test_training_loss_adds_the_penalty_and_evaluation_does_not():
+    net = TripletNet(
+        BackboneEmbedder(tiny_trunk(), image_size=16, head_anchor=0.5),
+        criterion=TripletLoss,
+        train_split=None,
+        device="cpu",
+    ).initialize()
+    with torch.no_grad():
+        net.module_.head[0].weight.add_(0.1)  # drift 0.1 on each of 144 weights
+    z = net.module_.eval()(X16)
+    y = torch.tensor([0, 0, 1, 1, 1])
+    plain = net.get_loss(z, y, training=False)
+    assert net.get_loss(z, y, training=True).item() == pytest.approx(
+        plain.item() + 0.5 * 144 * 0.01, rel=1e-5
+    )
+
+
+# The random tiny trunk maps all images close together (not what is tested here).
+@pytest.mark.filterwarnings("ignore::sktriplet.training.callbacks.CollapseWarning")
+@pytest.mark.parametrize("anchor", [0.0, 100.0])
+def test_a_strong_anchor_keeps_the_trained_head_at_its_start(anchor):
+    from sktriplet import TripletEmbedder
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(6), 8)
+    X = np.clip(rng.normal(40 * y[:, None, None, None], 30, size=(48, 3, 16, 16)), 0, 255)
+    X = X.astype(np.uint8)
+    emb = TripletEmbedder(
+        module=BackboneEmbedder,
+        module__backbone=tiny_trunk(),
+        module__head_anchor=anchor,
+        max_epochs=3,
+        batch_size=24,
+        samples_per_class=4,
+        random_state=0,
+    ).fit(X, y)
+    drift = (emb.net_.module_[1].head[0].weight - torch.eye(12)).abs().max().item()
+    if anchor:
+        assert drift < 1e-3  # the penalty's gradient (200 x drift) pins it
+    else:
+        assert drift > 1e-3

