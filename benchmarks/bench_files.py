@@ -305,6 +305,8 @@ def plain_loop_images_per_s(
     samples_per_class: int = 4,
     num_workers: int = 0,
     n_batches: int = 20,
+    epochs: int = 1,
+    cpu_rate: bool = False,
     lr: float = 1e-3,
     margin: float = 0.2,
     seed: int = 0,
@@ -314,8 +316,14 @@ def plain_loop_images_per_s(
     A ``DataLoader`` over :class:`PlainImageFiles` (the same decoding and
     random resized crop as :class:`~sktriplet.inputs.files.ImageFileDataset`)
     with PK batches, pixels scaled to ``[0, 1]``, ``model``, semi-hard
-    triplet loss and Adam. The clock starts after the first batch (worker
-    start-up and warm-up excluded) and stops after ``n_batches`` more.
+    triplet loss and Adam. Each of ``epochs`` passes over the loader draws
+    ``n_batches + 1`` batches (workers are started anew for each pass, as a
+    plain ``for epoch in ...`` loop does); the clock starts after the very
+    first batch (worker start-up and warm-up excluded) and stops after the
+    last, so ``epochs * (n_batches + 1) - 1`` batches are timed. With
+    ``cpu_rate=True`` returns ``(images/s, images per CPU-second of this
+    process)``; the second is all the work with 0 workers and hardly moves
+    with load from other processes.
     """
     torch.manual_seed(seed)
     sampler = PKSampler(
@@ -330,16 +338,20 @@ def plain_loop_images_per_s(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     images_seen, t0 = 0, None
-    for step, (x, y) in enumerate(loader):
-        if step == 1:
-            t0 = time.perf_counter()
-        loss = triplet_loss(model(x.float().div_(255)), y, margin=margin)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step >= 1:
-            images_seen += len(x)
-    return images_seen / (time.perf_counter() - t0)
+    for _ in range(epochs):
+        for x, y in loader:
+            loss = triplet_loss(model(x.float().div_(255)), y, margin=margin)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if t0 is None:
+                t0, cpu0 = time.perf_counter(), time.process_time()
+            else:
+                images_seen += len(x)
+    rate = images_seen / (time.perf_counter() - t0)
+    if cpu_rate:  # also images per CPU-second of this process
+        return rate, images_seen / (time.process_time() - cpu0)
+    return rate
 
 
 def run_plain(cars: Path, workers: list[int], n_batches: int) -> None:

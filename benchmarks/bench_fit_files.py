@@ -11,15 +11,19 @@ The two sides do the same work:
 - **fit**: the files of classes 001-098 (784 JPEGs), PK batches of 64 (16
   classes x 4), the same random resized crop + flip decoded with Pillow
   (:class:`sktriplet.vision.transforms.RandomResizedCrop`), the same network
-  (the plain loop trains a copy of the estimator's network, so architecture
-  and input scaling are identical), semi-hard triplet loss, Adam. The plain
+  (the plain loop trains a copy of the estimator's network as it was when
+  the estimator's training began, at the estimator's learning rate, so
+  architecture, input scaling and starting weights are identical; the
+  estimator's warm-up and cosine schedule are its own), semi-hard triplet loss, Adam. The plain
   side is :func:`bench_files.plain_loop_images_per_s`. Both clocks start
   after the first batch (worker start-up and warm-up excluded): the
   estimator's is read by a callback at the end of every training batch. One
-  epoch of the estimator is 13 batches (12 timed); the plain loop runs 12
-  timed batches too. "fit wall" is the whole ``fit`` call (input checks,
-  channel and normalisation statistics from a sample of the files, building
-  the net, the epoch and the final check).
+  epoch is 13 batches; with ``--epochs E`` both sides run E epochs (the
+  plain loop re-iterates its DataLoader, starting its workers anew, as the
+  estimator does) and time the last ``13 E - 1`` batches. "fit wall" is
+  the whole ``fit`` call (input checks, channel and normalisation
+  statistics from a sample of the files, building the net, the epochs and
+  the final check).
 - **transform**: the files of classes 099-196 (784 JPEGs), resized and
   centre-cropped (:class:`~sktriplet.vision.transforms.ResizeCenterCrop`),
   batches of 64, the fitted network in eval mode without gradients; the plain
@@ -31,10 +35,13 @@ Per repeat, the configurations run in turn (for each worker count: the
 estimator's fit, then the plain loop and the two transforms, the plain side
 first in even repeats and last in odd ones), so load from other processes
 hits both sides alike; the table gives the median over repeats of each side
-and the median of the per-repeat ratios.
+and the median of the per-repeat ratios. "fit CPU ratio" (0 workers only)
+compares training images per CPU-second of the process: with 0 workers all
+the work runs in it, and CPU time moves far less than wall time with load
+from other processes, so it isolates the estimator's own overhead.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_fit_files.py [--workers 0 1 2] [--repeats 3]
-    [--cars ../shared/data/stanford_cars_196x8/images] [--profile]
+    [--epochs 3] [--step] [--cars ../shared/data/stanford_cars_196x8/images] [--profile]
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_files import CARS, plain_loop_images_per_s  # noqa: E402
 
 from sktriplet import TripletEmbedder  # noqa: E402
+from sktriplet.inputs.files import ImageFileDataset  # noqa: E402
+from sktriplet.triplets.losses import triplet_loss  # noqa: E402
 from sktriplet.vision.folders import list_image_folder  # noqa: E402
 from sktriplet.vision.transforms import ResizeCenterCrop  # noqa: E402
 
@@ -66,32 +75,40 @@ BATCH, K, SIZE = 64, 4, 64
 class BatchClock(Callback):
     """Training images per second after the first batch of the first epoch."""
 
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        # The weights training starts from, for the plain loop to start there too.
+        self.start_module = copy.deepcopy(net.module_)
+
     def initialize(self):
-        self.t0 = None
+        self.t0 = self.cpu0 = None
         self.images = 0
-        self.t_end = None
+        self.t_end = self.cpu_end = None
         return self
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
         if not training:
             return
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self.t0 is None:
-            self.t0 = now
+            self.t0, self.cpu0 = now, cpu
             return
         self.images += len(batch[1])
-        self.t_end = now
+        self.t_end, self.cpu_end = now, cpu
 
     def rate(self) -> float:
         return self.images / (self.t_end - self.t0)
 
+    def cpu_rate(self) -> float:
+        """Images per CPU-second of this process (all the work with 0 workers)."""
+        return self.images / (self.cpu_end - self.cpu0)
 
-def make_estimator(workers: int, clock: BatchClock) -> TripletEmbedder:
+
+def make_estimator(workers: int, clock: BatchClock, epochs: int = 1) -> TripletEmbedder:
     return TripletEmbedder(
         image_size=SIZE,
         batch_size=BATCH,
         samples_per_class=K,
-        max_epochs=1,
+        max_epochs=epochs,
         device="cpu",
         random_state=0,
         callbacks=[("clock", clock)],
@@ -100,14 +117,17 @@ def make_estimator(workers: int, clock: BatchClock) -> TripletEmbedder:
     )
 
 
-def estimator_fit(paths, labels, workers: int) -> tuple[TripletEmbedder, float, float]:
-    """(fitted estimator, training images/s after the first batch, fit wall seconds)."""
+def estimator_fit(
+    paths, labels, workers: int, epochs: int = 1
+) -> tuple[TripletEmbedder, float, float, float, torch.nn.Module]:
+    """(fitted estimator, training images/s after the first batch, fit wall seconds,
+    training images per CPU-second of the main process, the network it started from)."""
     clock = BatchClock()
-    emb = make_estimator(workers, clock)
+    emb = make_estimator(workers, clock, epochs)
     t0 = time.perf_counter()
     emb.fit(paths, labels)
     wall = time.perf_counter() - t0
-    return emb, clock.rate(), wall
+    return emb, clock.rate(), wall, clock.cpu_rate(), clock.start_module
 
 
 class PlainEvalFiles(Dataset):
@@ -143,45 +163,52 @@ def estimator_transform_seconds(emb: TripletEmbedder, paths) -> float:
     return time.perf_counter() - t0
 
 
-def run(cars: Path, workers: list[int], repeats: int) -> None:
+def run(cars: Path, workers: list[int], repeats: int, epochs: int) -> None:
     paths, labels, names = list_image_folder(cars)
     ids = np.array([int(n.split("_")[0]) for n in names])[labels]
     train, test = ids <= 98, ids >= 99
     n_batches = int(np.ceil(train.sum() / BATCH)) - 1  # timed batches of one epoch
-    rows = {w: {k: [] for k in ("fit", "plain", "wall", "tr", "plain_tr")} for w in workers}
+    keys = ("fit", "plain", "wall", "tr", "plain_tr", "cpu", "plain_cpu")
+    rows = {w: {k: [] for k in keys} for w in workers}
     for r in range(repeats):
         for w in workers:
-            emb, fit_rate, wall = estimator_fit(paths[train], labels[train], w)
+            emb, fit_rate, wall, cpu_rate, start = estimator_fit(
+                paths[train], labels[train], w, epochs
+            )
 
-            def plain(emb=emb, w=w):
+            def plain(emb=emb, w=w, start=start):
                 return plain_loop_images_per_s(
                     paths[train],
                     labels[train],
-                    copy.deepcopy(emb.net_.module_),
+                    copy.deepcopy(start),
                     image_size=SIZE,
                     batch_size=BATCH,
                     samples_per_class=K,
                     num_workers=w,
                     n_batches=n_batches,
+                    epochs=epochs,
+                    cpu_rate=True,
+                    lr=float(emb.net_.lr),
                 )
 
             # Alternate which side of each pair runs first (A B, then B A).
             if r % 2 == 0:
-                plain_rate = plain()
+                plain_rate, plain_cpu = plain()
                 tr = estimator_transform_seconds(emb, paths[test])
                 plain_tr = plain_eval_seconds(copy.deepcopy(emb.net_.module_), paths[test], w)
             else:
                 plain_tr = plain_eval_seconds(copy.deepcopy(emb.net_.module_), paths[test], w)
                 tr = estimator_transform_seconds(emb, paths[test])
-                plain_rate = plain()
+                plain_rate, plain_cpu = plain()
             for key, value in zip(
-                ("fit", "plain", "wall", "tr", "plain_tr"),
-                (fit_rate, plain_rate, wall, tr, plain_tr),
+                keys,
+                (fit_rate, plain_rate, wall, tr, plain_tr, cpu_rate, plain_cpu),
                 strict=True,
             ):
                 rows[w][key].append(value)
             print(
-                f"repeat {r} workers {w}: fit {fit_rate:.1f} vs plain {plain_rate:.1f} images/s; "
+                f"repeat {r} workers {w}: fit {fit_rate:.1f} vs plain {plain_rate:.1f} images/s "
+                f"({cpu_rate:.1f} vs {plain_cpu:.1f} per main-process CPU-s); "
                 f"transform {tr:.2f} s vs plain {plain_tr:.2f} s",
                 file=sys.stderr,
                 flush=True,
@@ -189,23 +216,26 @@ def run(cars: Path, workers: list[int], repeats: int) -> None:
     n_test = int(test.sum())
     print(
         f"## Fit and transform on Stanford Cars JPEGs, image_size {SIZE}, batches of {BATCH}, "
+        f"{epochs} epoch(s) ({epochs * (n_batches + 1) - 1} timed batches), "
         f"median of {repeats} repeats"
     )
     print()
     print(
         "| workers | fit (images/s) | plain loop (images/s) | ratio | fit wall (s) "
-        "| transform (images/s) | plain eval (images/s) | ratio |"
+        "| transform (images/s) | plain eval (images/s) | ratio | fit CPU ratio |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     med = statistics.median
     for w in workers:
         d = rows[w]
         fit_ratio = med(a / b for a, b in zip(d["fit"], d["plain"], strict=True))
         tr_ratio = med(b / a for a, b in zip(d["tr"], d["plain_tr"], strict=True))
+        cpu_ratio = med(a / b for a, b in zip(d["cpu"], d["plain_cpu"], strict=True))
         print(
             f"| {w} | {med(d['fit']):,.1f} | {med(d['plain']):,.1f} | {fit_ratio:.2f}x "
             f"| {med(d['wall']):.1f} | {n_test / med(d['tr']):,.1f} "
-            f"| {n_test / med(d['plain_tr']):,.1f} | {tr_ratio:.2f}x |"
+            f"| {n_test / med(d['plain_tr']):,.1f} | {tr_ratio:.2f}x "
+            f"| {f'{cpu_ratio:.2f}x' if w == 0 else '-'} |"
         )
     print()
 
@@ -225,23 +255,76 @@ def profile(cars: Path) -> None:
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 
 
+def step_times(cars: Path, steps: int = 15) -> None:
+    """Seconds per training step on one identical batch: the estimator's step against a plain one.
+
+    Fits the estimator for one epoch (0 workers), then times its
+    ``net_.train_step`` (skorch's step: forward, triplet loss, backward, Adam,
+    callbacks' batch hooks excluded) and a plain ``loss.backward(); step()``
+    on a copy of the same network, on the same decoded batch of 64 training
+    files, alternating which goes first, ``steps`` times each. Equal times
+    mean the estimator adds no cost per step; what differs end to end is
+    then data, weights and noise.
+    """
+    paths, labels, names = list_image_folder(cars)
+    ids = np.array([int(n.split("_")[0]) for n in names])[labels]
+    train = ids <= 98
+    emb = estimator_fit(paths[train], labels[train], 0)[0]
+    net = emb.net_
+    codes = np.unique(labels[train], return_inverse=True)[1]
+    data = ImageFileDataset(paths[train], codes, image_size=SIZE, channels=3, train=True)
+    batch = data[np.arange(0, train.sum(), 12)[:BATCH]]
+    module = copy.deepcopy(net.module_)
+    optimizer = torch.optim.Adam(module.parameters(), lr=float(net.lr))
+
+    def plain_step():
+        loss = triplet_loss(module(batch[0]), batch[1], margin=0.2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    sides = {"estimator": lambda: net.train_step(batch), "plain": plain_step}
+    for step in sides.values():
+        step()  # warm-up
+    spent = dict.fromkeys(sides, 0.0)
+    for i in range(steps):
+        for name in sorted(sides, reverse=i % 2 == 1):
+            t0 = time.perf_counter()
+            sides[name]()
+            spent[name] += time.perf_counter() - t0
+    print("| side | seconds per step |")
+    print("|---|---:|")
+    for name, seconds in spent.items():
+        print(f"| {name} | {seconds / steps:.4f} |")
+    print(f"\nplain / estimator: {spent['plain'] / spent['estimator']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="epochs per fit (13 batches each; default 3)"
+    )
     parser.add_argument("--cars", type=Path, default=CARS)
     parser.add_argument("--profile", action="store_true", help="profile one fit instead")
+    parser.add_argument(
+        "--step", action="store_true", help="time training steps on one identical batch instead"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.profile:
         profile(args.cars)
+        return
+    if args.step:
+        step_times(args.cars)
         return
     print(
         f"torch {torch.__version__}, {os.cpu_count()} CPU(s), "
         f"load average {os.getloadavg()[0]:.1f} at the start, 1 torch thread"
     )
     print()
-    run(args.cars, args.workers, args.repeats)
+    run(args.cars, args.workers, args.repeats, args.epochs)
     print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
 
 

@@ -20,11 +20,14 @@ route at 64 px.
     ``TripletEmbedder(module=BackboneEmbedder,
     module__backbone="efficientnet_lite0", image_size=...)`` with every
     other parameter at its default (``random_state`` aside; ``max_epochs``
-    is ``--epochs``, whose default is the default 30).
+    is ``--epochs``, whose default is the default 30). ``--params KEY=VALUE
+    ...`` sets other parameters of this row only (e.g. ``--params
+    classification_weight=0.5``; values are Python literals).
 ``pml``
     What a user writes with pytorch-metric-learning: the same network
     (frozen EfficientNet-Lite0, channels_last, the square identity-initialised
-    head, L2 normalisation), ``MPerClassSampler`` batches of the same shape
+    head, L2 normalisation; not the L2-SP penalty of ``head_anchor``, which
+    sktriplet's training loss adds), ``MPerClassSampler`` batches of the same shape
     as sktriplet's PK batches, ``TripletMarginMiner(type_of_triplets=
     "semihard")`` + ``TripletMarginLoss`` (margin 0.2), Adam at the learning
     rate the sktriplet row used (``2e-3`` when that row is not run), constant,
@@ -41,18 +44,29 @@ route at 64 px.
 
 Data sets: ``cars`` is ``stanford_cars_196x8`` (classes 001-098 train,
 099-196 unseen, 8 photos each); ``faces`` is ``faces94_subset18`` (18
-people, split 9 / 9 at random with ``--seed``). ``--max-classes`` and
-``--max-train-images`` shrink them for quick checks.
+people, split 9 / 9 at random with ``--seed``). ``faces-hard`` is a
+*synthetic* stress version of ``faces`` (same people, same split): every
+photo gets its own random crop (35-80 % of the area, so parts of the face
+go missing), rotation (up to 20 degrees), brightness, contrast and colour
+cast, greyscale half of the time, a resolution drop to a 16-40 px shorter
+side, noise and JPEG quality 20-60 (:func:`make_hard_faces`, seeded per
+file, written once to ``--cache``). faces94 itself is saturated (frozen
+ImageNet features already retrieve every unseen person perfectly); the
+stress version is what is left of a harder face set on this machine, not a
+real one. ``--max-classes`` and ``--max-train-images`` shrink the sets for
+quick checks.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/bench_transfer.py [--datasets cars faces]
+Usage: OMP_NUM_THREADS=1 python benchmarks/bench_transfer.py [--datasets cars faces faces-hard]
        [--rows raw frozen sktriplet pml softmax scratch] [--image-size 128] [--epochs 30]
-       [--softmax-epochs 2] [--max-classes N] [--max-train-images N] [--seed 0]
-       [--threads 1] [--device cpu] [--data ../shared/data]
+       [--softmax-epochs 2] [--params KEY=VALUE ...] [--max-classes N]
+       [--max-train-images N] [--seed 0]
+       [--threads 1] [--device cpu] [--data ../shared/data] [--cache /tmp/sktriplet-bench]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import platform
 import sys
@@ -61,6 +75,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageEnhance
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -72,7 +87,11 @@ from sktriplet.training.sampling import PKSampler
 from sktriplet.vision.transforms import ResizeCenterCrop
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SETS = {"cars": "stanford_cars_196x8/images", "faces": "faces94_subset18/images"}
+SETS = {
+    "cars": "stanford_cars_196x8/images",
+    "faces": "faces94_subset18/images",
+    "faces-hard": "faces94_subset18/images",
+}
 ROWS = ("raw", "frozen", "sktriplet", "pml", "softmax", "scratch")
 BACKBONE = "efficientnet_lite0"
 
@@ -110,9 +129,52 @@ def _cap(paths, labels, max_classes, max_images, seed):
     return paths, labels
 
 
+def _degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """One random crop, rotation, photometric change, resolution drop and noise."""
+    w, h = image.size
+    area, aspect = rng.uniform(0.35, 0.8) * w * h, np.exp(rng.uniform(-0.22, 0.22))
+    cw, ch = min(w, round((area * aspect) ** 0.5)), min(h, round((area / aspect) ** 0.5))
+    left, top = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+    grey = int(rng.integers(0, 256))
+    image = image.crop((left, top, left + cw, top + ch))
+    image = image.rotate(rng.uniform(-20, 20), Image.BILINEAR, fillcolor=(grey,) * 3)
+    image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.45, 1.6))
+    image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.5, 1.5))
+    if rng.random() < 0.5:
+        image = image.convert("L").convert("RGB")
+    pixels = np.asarray(image, dtype=np.float32) * rng.uniform(0.75, 1.25, size=3)
+    small = rng.uniform(16, 40) / min(image.size)
+    low = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).resize(
+        (max(1, round(cw * small)), max(1, round(ch * small))), Image.BILINEAR
+    )
+    pixels = np.asarray(low.resize((cw, ch), Image.BILINEAR), dtype=np.float32)
+    pixels += rng.normal(0, rng.uniform(0, 12), size=pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def make_hard_faces(source: Path, target: Path, seed: int = 0) -> Path:
+    """Write the ``faces-hard`` stress set (see the module docstring) once; its root."""
+    paths, _, _ = list_image_folder(source)
+    done = target / "complete"
+    if done.exists():
+        return target
+    for i, path in enumerate(paths):
+        rng = np.random.default_rng([seed, i])
+        out = target / Path(path).parent.name / (Path(path).stem + ".jpg")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as image:
+            degraded = _degrade(image.convert("RGB"), rng)
+        degraded.save(out, quality=int(rng.integers(20, 61)))
+    done.write_text(f"{len(paths)} files from {source}, seed {seed}\n")
+    return target
+
+
 def load_split(name: str, args) -> Split:
     """The class-disjoint split of a data set (see the module docstring)."""
-    paths, labels, names = list_image_folder(Path(args.data) / SETS[name])
+    root = Path(args.data) / SETS[name]
+    if name == "faces-hard":
+        root = make_hard_faces(root, Path(args.cache) / "faces94_hard")
+    paths, labels, names = list_image_folder(root)
     if name == "cars":
         train_classes = [i for i, n in enumerate(names) if int(n[:3]) <= 98]
     else:
@@ -181,6 +243,18 @@ def row_frozen(split: Split, args):
     return z, 0.0, seconds, f"{net.n_features} pooled features, L2-normalised; nothing trained"
 
 
+def parse_params(pairs: list[str]) -> dict:
+    """``["a=1", "b='x'"]`` -> ``{"a": 1, "b": "x"}`` (bare words stay strings)."""
+    params = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key] = value
+    return params
+
+
 def row_sktriplet(split: Split, args):
     emb = TripletEmbedder(
         module=BackboneEmbedder,
@@ -189,6 +263,7 @@ def row_sktriplet(split: Split, args):
         max_epochs=args.epochs,
         random_state=args.seed,
         device=args.device,
+        **parse_params(args.params),
     )
     start = time.perf_counter()
     emb.fit(split.train_paths, split.train_y)
@@ -198,6 +273,8 @@ def row_sktriplet(split: Split, args):
     z = emb.transform(split.test_paths)
     epochs = len(emb.net_.history)
     note = f"{epochs} epochs, lr {emb.net_.lr:g}, n_components {emb.n_components_}"
+    if args.params:
+        note += ", " + ", ".join(args.params)
     return z, fit, time.perf_counter() - t0, note
 
 
@@ -213,6 +290,7 @@ def row_pml(split: Split, args):
     from pytorch_metric_learning import losses, miners, samplers
 
     torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # noqa: NPY002 (MPerClassSampler draws from the global RNG)
     model = backbone(split, args)  # frozen, channels_last, identity-initialised square head
     p, k, n_batches = pk_shape(split.train_y)
     sampler = samplers.MPerClassSampler(
@@ -321,6 +399,9 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--softmax-epochs", type=int, default=2)
+    parser.add_argument(
+        "--params", nargs="*", default=[], help="KEY=VALUE parameters of the sktriplet row"
+    )
     parser.add_argument("--max-classes", type=int, default=None)
     parser.add_argument("--max-train-images", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -328,6 +409,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data", default=str(DATA))
+    parser.add_argument(
+        "--cache", default="/tmp/sktriplet-bench", help="where faces-hard is written once"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {' '.join(sys.argv)}\n")
