@@ -307,6 +307,7 @@ def plain_loop_images_per_s(
     n_batches: int = 20,
     epochs: int = 1,
     cpu_rate: bool = False,
+    scale_pixels: bool = True,
     lr: float = 1e-3,
     margin: float = 0.2,
     seed: int = 0,
@@ -323,7 +324,9 @@ def plain_loop_images_per_s(
     last, so ``epochs * (n_batches + 1) - 1`` batches are timed. With
     ``cpu_rate=True`` returns ``(images/s, images per CPU-second of this
     process)``; the second is all the work with 0 workers and hardly moves
-    with load from other processes.
+    with load from other processes. ``scale_pixels=False`` feeds the uint8
+    batches as they are, for a model that standardises its own input (the
+    estimator's network does).
     """
     torch.manual_seed(seed)
     sampler = PKSampler(
@@ -340,7 +343,8 @@ def plain_loop_images_per_s(
     images_seen, t0 = 0, None
     for _ in range(epochs):
         for x, y in loader:
-            loss = triplet_loss(model(x.float().div_(255)), y, margin=margin)
+            x = x.float().div_(255) if scale_pixels else x  # else: the model standardises
+            loss = triplet_loss(model(x), y, margin=margin)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -188,6 +188,7 @@ def run(cars: Path, workers: list[int], repeats: int, epochs: int) -> None:
                     n_batches=n_batches,
                     epochs=epochs,
                     cpu_rate=True,
+                    scale_pixels=False,  # uint8 in, as the estimator feeds its network
                     lr=float(emb.net_.lr),
                 )
 
