@@ -12,11 +12,12 @@ The two sides do the same work:
   classes x 4), the same random resized crop + flip decoded with Pillow
   (:class:`sktriplet.vision.transforms.RandomResizedCrop`), the same network
   (the plain loop trains a copy of the estimator's network as it was when
-  the estimator's training began, at the estimator's learning rate, so
-  architecture, input scaling and starting weights are identical; the
-  estimator's warm-up and cosine schedule are its own), semi-hard triplet loss, Adam. The plain
-  side is :func:`bench_files.plain_loop_images_per_s`. Both clocks start
-  after the first batch (worker start-up and warm-up excluded): the
+  the estimator's training began, at the estimator's learning rate, on the
+  same uint8 batches, so architecture, input scaling and starting weights
+  are identical; the estimator's warm-up and cosine schedule are its own),
+  semi-hard triplet loss, Adam. The plain side is
+  :func:`bench_files.plain_loop_images_per_s`. Both clocks start after the
+  first batch (worker start-up and warm-up excluded): the
   estimator's is read by a callback at the end of every training batch. One
   epoch is 13 batches; with ``--epochs E`` both sides run E epochs (the
   plain loop re-iterates its DataLoader, starting its workers anew, as the
