@@ -7,6 +7,8 @@ mode switch live in one place.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 from torch import nn
@@ -106,6 +108,8 @@ def embed_dataset(net, dataset, batch_size: int | None = None, **loader) -> np.n
         Samples per batch (``None``: the net's ``batch_size``).
     **loader : dict
         Data-loader settings replacing the net's ``iterator_valid__*`` ones.
+        Over more than one batch the loop runs in the net's ``allocator()``
+        context (:meth:`sktriplet.training.net.TripletNet.allocator`).
 
     Returns
     -------
@@ -115,4 +119,9 @@ def embed_dataset(net, dataset, batch_size: int | None = None, **loader) -> np.n
     from torch.utils.data import BatchSampler, SequentialSampler
 
     batches = BatchSampler(SequentialSampler(dataset), batch_size or net.batch_size, False)
-    return embed(net.module_, net.batch_loader(dataset, batches, **loader), device=net.device)
+    allocator = getattr(net, "allocator", None)
+    # Several batches: let them reuse each other's freed pages (see
+    # sktriplet.training.allocator); one batch gains nothing from it.
+    context = allocator() if allocator is not None and len(batches) > 1 else nullcontext()
+    with context:
+        return embed(net.module_, net.batch_loader(dataset, batches, **loader), device=net.device)
