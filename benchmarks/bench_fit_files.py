@@ -32,17 +32,32 @@ The two sides do the same work:
   loop. Both are timed from the call to the last batch (worker start-up
   included on both sides).
 
-Per repeat, the configurations run in turn (for each worker count: the
-estimator's fit, then the plain loop and the two transforms, the plain side
-first in even repeats and last in odd ones), so load from other processes
-hits both sides alike; the table gives the median over repeats of each side
-and the median of the per-repeat ratios. "fit CPU ratio" (0 workers only)
-compares training images per CPU-second of the process: with 0 workers all
-the work runs in it, and CPU time moves far less than wall time with load
-from other processes, so it isolates the estimator's own overhead.
+Before the repeats, one untimed warm-up round (the estimator's fit for one
+epoch, then the plain loop, 0 workers) takes the costs of the first training
+in a process (the heap growing to its working size), which would otherwise
+fall on whichever side runs first; its rates are printed apart. It also fixes
+the starting weights and learning rate that every later pair uses (checked:
+the estimator starts each fit from the same weights). Per repeat, the
+configurations run in turn; for each worker count the two sides alternate
+which goes first (even repeats: the estimator's fit, the plain loop, then the
+two transforms; odd repeats: the plain loop, the fit, then the transforms in
+the other order), so load from other processes and the process's history
+fall on both sides alike. The table gives the median over repeats of each
+side and the median of the per-repeat ratios. "fit CPU ratio" (0 workers
+only) compares training images per CPU-second of the process: with 0
+workers all the work runs in it, and CPU time moves far less than wall time
+with load from other processes, so it isolates the estimator's own overhead.
+
+``--malloc both`` runs the whole benchmark twice, each in a fresh process:
+once with glibc's malloc as it comes (the estimator then tunes it during
+``fit`` and ``transform``, :mod:`sktriplet.training.allocator`; the plain
+loop does not) and once with ``GLIBC_TUNABLES`` set so that glibc keeps the
+memory it frees for both sides (the estimator then leaves it alone). The
+end of each run prints the process's peak RSS and minor page faults.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_fit_files.py [--workers 0 1 2] [--repeats 3]
-    [--epochs 3] [--step] [--cars ../shared/data/stanford_cars_196x8/images] [--profile]
+    [--epochs 3] [--malloc {as-is,keep,both}] [--transform-pairs N] [--step] [--profile]
+    [--cars ../shared/data/stanford_cars_196x8/images]
 """
 
 from __future__ import annotations
@@ -50,7 +65,9 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -118,6 +135,13 @@ def make_estimator(workers: int, clock: BatchClock, epochs: int = 1) -> TripletE
     )
 
 
+def cars_split(cars: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(paths, labels, train mask, test mask): classes 001-098 train, 099-196 test."""
+    paths, labels, names = list_image_folder(cars)
+    ids = np.array([int(n.split("_")[0]) for n in names])[labels]
+    return paths, labels, ids <= 98, ids >= 99
+
+
 def estimator_fit(
     paths, labels, workers: int, epochs: int = 1
 ) -> tuple[TripletEmbedder, float, float, float, torch.nn.Module]:
@@ -164,44 +188,63 @@ def estimator_transform_seconds(emb: TripletEmbedder, paths) -> float:
     return time.perf_counter() - t0
 
 
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two networks hold identical parameters and buffers."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def run(cars: Path, workers: list[int], repeats: int, epochs: int) -> None:
-    paths, labels, names = list_image_folder(cars)
-    ids = np.array([int(n.split("_")[0]) for n in names])[labels]
-    train, test = ids <= 98, ids >= 99
+    paths, labels, train, test = cars_split(cars)
     n_batches = int(np.ceil(train.sum() / BATCH)) - 1  # timed batches of one epoch
     keys = ("fit", "plain", "wall", "tr", "plain_tr", "cpu", "plain_cpu")
     rows = {w: {k: [] for k in keys} for w in workers}
+
+    def plain(w: int, start: torch.nn.Module, lr: float, n_epochs: int = epochs):
+        return plain_loop_images_per_s(
+            paths[train],
+            labels[train],
+            copy.deepcopy(start),
+            image_size=SIZE,
+            batch_size=BATCH,
+            samples_per_class=K,
+            num_workers=w,
+            n_batches=n_batches,
+            epochs=n_epochs,
+            cpu_rate=True,
+            scale_pixels=False,  # uint8 in, as the estimator feeds its network
+            lr=lr,
+        )
+
+    # Warm-up: the first training in a process pays one-time costs (the heap
+    # growing, allocator thresholds adapting) that fall on whichever side runs
+    # first; one untimed round of each side, reported apart, takes them.
+    emb, cold_fit, _, _, start = estimator_fit(paths[train], labels[train], 0, 1)
+    lr = float(emb.net_.lr)
+    cold_plain = plain(0, start, lr, 1)[0]
+    print(
+        f"warm-up (first training in the process, estimator first, 1 epoch, 0 workers): "
+        f"fit {cold_fit:.1f} vs plain {cold_plain:.1f} images/s",
+        file=sys.stderr,
+        flush=True,
+    )
     for r in range(repeats):
         for w in workers:
-            emb, fit_rate, wall, cpu_rate, start = estimator_fit(
+            # Alternate which side of each pair runs first (A B, then B A).
+            if r % 2 == 1:
+                plain_rate, plain_cpu = plain(w, start, lr)
+            emb, fit_rate, wall, cpu_rate, fit_start = estimator_fit(
                 paths[train], labels[train], w, epochs
             )
-
-            def plain(emb=emb, w=w, start=start):
-                return plain_loop_images_per_s(
-                    paths[train],
-                    labels[train],
-                    copy.deepcopy(start),
-                    image_size=SIZE,
-                    batch_size=BATCH,
-                    samples_per_class=K,
-                    num_workers=w,
-                    n_batches=n_batches,
-                    epochs=epochs,
-                    cpu_rate=True,
-                    scale_pixels=False,  # uint8 in, as the estimator feeds its network
-                    lr=float(emb.net_.lr),
-                )
-
-            # Alternate which side of each pair runs first (A B, then B A).
+            if not same_weights(fit_start, start):
+                raise RuntimeError("the estimator started from other weights than the plain loop")
             if r % 2 == 0:
-                plain_rate, plain_cpu = plain()
+                plain_rate, plain_cpu = plain(w, start, lr)
                 tr = estimator_transform_seconds(emb, paths[test])
                 plain_tr = plain_eval_seconds(copy.deepcopy(emb.net_.module_), paths[test], w)
             else:
                 plain_tr = plain_eval_seconds(copy.deepcopy(emb.net_.module_), paths[test], w)
                 tr = estimator_transform_seconds(emb, paths[test])
-                plain_rate, plain_cpu = plain()
             for key, value in zip(
                 keys,
                 (fit_rate, plain_rate, wall, tr, plain_tr, cpu_rate, plain_cpu),
@@ -240,6 +283,11 @@ def run(cars: Path, workers: list[int], repeats: int, epochs: int) -> None:
             f"| {f'{cpu_ratio:.2f}x' if w == 0 else '-'} |"
         )
     print()
+    print(
+        f"Warm-up round, not in the table (the process's first training, the estimator "
+        f"first, 1 epoch, 0 workers): fit {cold_fit:.1f} vs plain {cold_plain:.1f} images/s."
+    )
+    print()
 
 
 def profile(cars: Path) -> None:
@@ -247,9 +295,7 @@ def profile(cars: Path) -> None:
     import cProfile
     import pstats
 
-    paths, labels, names = list_image_folder(cars)
-    ids = np.array([int(n.split("_")[0]) for n in names])[labels]
-    train = ids <= 98
+    paths, labels, train, _ = cars_split(cars)
     profiler = cProfile.Profile()
     profiler.enable()
     estimator_fit(paths[train], labels[train], 0)
@@ -268,9 +314,7 @@ def step_times(cars: Path, steps: int = 15) -> None:
     mean the estimator adds no cost per step; what differs end to end is
     then data, weights and noise.
     """
-    paths, labels, names = list_image_folder(cars)
-    ids = np.array([int(n.split("_")[0]) for n in names])[labels]
-    train = ids <= 98
+    paths, labels, train, _ = cars_split(cars)
     emb = estimator_fit(paths[train], labels[train], 0)[0]
     net = emb.net_
     codes = np.unique(labels[train], return_inverse=True)[1]
@@ -301,6 +345,60 @@ def step_times(cars: Path, steps: int = 15) -> None:
     print(f"\nplain / estimator: {spent['plain'] / spent['estimator']:.3f}")
 
 
+def transform_pairs(cars: Path, workers: list[int], pairs: int) -> None:
+    """Transform against the plain eval loop only, in many alternating pairs.
+
+    One fit (1 epoch, 0 workers) gives the network; then, ``pairs`` times
+    for each worker count, the estimator's ``transform`` and the plain eval
+    loop embed the 784 test photos, alternating which goes first. A
+    transform takes a few seconds, so single pairs vary by 10-20 % on a
+    shared machine; many pairs give a median that the noise moves less.
+    """
+    paths, labels, train, test = cars_split(cars)
+    emb = estimator_fit(paths[train], labels[train], 0, 1)[0]
+    print(
+        f"## transform vs plain eval, {test.sum()} Stanford Cars JPEGs, image_size {SIZE}, "
+        f"batches of {BATCH}, {pairs} alternating pairs per worker count"
+    )
+    print()
+    print(
+        "| workers | transform (images/s) | plain eval (images/s) | median ratio | pairs >= 0.95x |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    for w in workers:
+        emb.set_params(iterator_valid__num_workers=w)  # transform reads it after fit too
+        tr, plain_tr = [], []
+        for r in range(pairs):
+            if r % 2 == 0:
+                tr.append(estimator_transform_seconds(emb, paths[test]))
+            plain_tr.append(plain_eval_seconds(copy.deepcopy(emb.net_.module_), paths[test], w))
+            if r % 2 == 1:
+                tr.append(estimator_transform_seconds(emb, paths[test]))
+        ratios = [p / t for p, t in zip(plain_tr, tr, strict=True)]
+        print(
+            f"| {w} | {test.sum() / statistics.median(tr):.1f} "
+            f"| {test.sum() / statistics.median(plain_tr):.1f} "
+            f"| {statistics.median(ratios):.2f}x | {sum(x >= 0.95 for x in ratios)} of {pairs} |",
+            flush=True,
+        )
+    print()
+
+
+#: glibc keeps the memory it frees: no ``mmap`` per large block, no trimming of the heap.
+KEEP_FREED = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824"
+
+
+def in_child(argv: list[str], tunables: str | None) -> None:
+    """Run this script with ``argv`` in a fresh process, glibc tuned by ``tunables``."""
+    env = dict(os.environ)
+    env.pop("GLIBC_TUNABLES", None)
+    if tunables:
+        env["GLIBC_TUNABLES"] = tunables
+    print(f"### GLIBC_TUNABLES={tunables or '(unset: glibc defaults)'}", flush=True)
+    print(flush=True)
+    subprocess.run([sys.executable, __file__, *argv], env=env, check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
@@ -313,7 +411,28 @@ def main() -> None:
     parser.add_argument(
         "--step", action="store_true", help="time training steps on one identical batch instead"
     )
+    parser.add_argument(
+        "--transform-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time only transform against the plain eval loop, N alternating pairs per "
+        "worker count",
+    )
+    parser.add_argument(
+        "--malloc",
+        choices=("as-is", "keep", "both"),
+        default="as-is",
+        help="as-is: this process's allocator settings; keep: a child process with "
+        f"GLIBC_TUNABLES={KEEP_FREED}; both: glibc's defaults, then keep, in two children",
+    )
     args = parser.parse_args()
+    if args.malloc != "as-is":
+        argv = [a for a in sys.argv[1:] if not a.startswith("--malloc")]
+        argv = [a for a in argv if a not in ("keep", "both")]
+        for tunables in ([None] if args.malloc == "both" else []) + [KEEP_FREED]:
+            in_child(argv, tunables)
+        return
     torch.set_num_threads(1)
     if args.profile:
         profile(args.cars)
@@ -323,11 +442,20 @@ def main() -> None:
         return
     print(
         f"torch {torch.__version__}, {os.cpu_count()} CPU(s), "
-        f"load average {os.getloadavg()[0]:.1f} at the start, 1 torch thread"
+        f"load average {os.getloadavg()[0]:.1f} at the start, 1 torch thread, "
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}"
     )
     print()
-    run(args.cars, args.workers, args.repeats, args.epochs)
-    print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
+    if args.transform_pairs:
+        transform_pairs(args.cars, args.workers, args.transform_pairs)
+    else:
+        run(args.cars, args.workers, args.repeats, args.epochs)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        f"(load average {os.getloadavg()[0]:.1f} at the end; main process: peak RSS "
+        f"{usage.ru_maxrss / 1024:,.0f} MiB, {usage.ru_minflt:,} minor page faults)"
+    )
+    print()
 
 
 if __name__ == "__main__":
