@@ -1,14 +1,14 @@
 """What keeping freed memory in glibc's heap does to fit and transform on the CPU.
 
 Question: how much does :func:`sktriplet.training.allocator.keep_freed_memory`
-(entered by ``fit`` and by a ``transform`` of several batches on the CPU)
+(entered by ``fit`` on the CPU)
 change training speed, page faults and peak memory? Each run is a fresh
 process that fits ``TripletEmbedder(image_size=64)`` for ``--epochs`` epochs
 on the 784 JPEGs of Stanford Cars classes 001-098 (PK batches of 64, 0
 data-loader workers, 1 torch thread), then embeds the 784 JPEGs of classes
 099-196, with the allocator setting of its row:
 
-- **library** - the library as it is (glibc tuned during fit and transform);
+- **library** - the library as it is (glibc tuned during fit);
 - **off** - ``SKTRIPLET_KEEP_FREED_MEMORY=0`` (glibc's malloc as it comes:
   blocks above its adaptive threshold, at most 32 MiB, are ``mmap``-ed and
   unmapped per step, and the heap's free top is trimmed).

@@ -50,9 +50,9 @@ with load from other processes, so it isolates the estimator's own overhead.
 
 ``--malloc both`` runs the whole benchmark twice, each in a fresh process:
 once with glibc's malloc as it comes (the estimator then tunes it during
-``fit`` and ``transform``, :mod:`sktriplet.training.allocator`; the plain
-loop does not) and once with ``GLIBC_TUNABLES`` set so that glibc keeps the
-memory it frees for both sides (the estimator then leaves it alone). The
+``fit``, :mod:`sktriplet.training.allocator`; the plain loop does not)
+and once with ``GLIBC_TUNABLES`` set so that glibc keeps the memory it
+frees for both sides (the estimator then leaves it alone). The
 end of each run prints the process's peak RSS and minor page faults.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_fit_files.py [--workers 0 1 2] [--repeats 3]

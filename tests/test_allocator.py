@@ -167,35 +167,3 @@ def test_cpu_training_runs_inside_the_context_and_leaves_it():
     emb.fit(X, y)
     assert probe.depths and min(probe.depths) >= 1
     assert allocator._depth == 0
-
-
-def _depth_during_forward(emb: TripletEmbedder, X) -> list[int]:
-    depths: list[int] = []
-    handle = emb.net_.module_.register_forward_pre_hook(
-        lambda module, args: depths.append(allocator._depth)
-    )
-    try:
-        emb.transform(X)
-    finally:
-        handle.remove()
-    return depths
-
-
-@needs_glibc
-def test_transform_of_several_batches_of_files_runs_inside_the_context(tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    paths, labels = [], []
-    for i in range(12):
-        path = tmp_path / f"{i}.png"
-        Image.fromarray(rng.integers(0, 255, (10 + i, 14, 3), dtype=np.uint8)).save(path)
-        paths.append(str(path))
-        labels.append(i % 3)
-    emb = TripletEmbedder(
-        image_size=8, max_epochs=1, batch_size=6, samples_per_class=2, random_state=0,
-        device="cpu", iterator_train__num_workers=0, iterator_valid__num_workers=0,
-    ).fit(paths, labels)
-    assert min(_depth_during_forward(emb, paths)) >= 1  # two batches of 6
-    assert _depth_during_forward(emb, paths[:6]) == [0]  # one batch: left as it is
-    assert allocator._depth == 0
