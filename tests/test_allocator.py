@@ -1,6 +1,7 @@
-"""keep_freed_memory: measured with the kernel's page-fault counter, not the code's state.
+"""keep_freed_memory: measured with the kernel's counters (page faults, resident
+memory), not the code's state.
 
-The page faults are counted in a fresh interpreter per case: glibc's heap in a
+They are read in a fresh interpreter per case: glibc's heap in a
 long-lived test process may hold large free chunks left by earlier tests,
 which serve a block without ``mmap`` whatever the settings.
 """
