@@ -31,18 +31,30 @@ index triplets with ``samples=X_train`` (``--input indices``); its input
 statistics come from the distinct samples of the triplets and its cosine
 schedule is :class:`sktriplet.training.schedules.CosineLR` (half the rate in
 the first epoch). ``--defaults-row`` adds ``TripletEmbedder(triplets=True,
-random_state=seed)`` with every other parameter at its default (``"semihard"``
-mining among the batch's negatives, margin 0.2, 30 epochs, cosine schedule) on
-index triplets.
+random_state=seed)`` with every other parameter at its default (today
+``"semihard"`` mining among the batch's negatives, margin 0.2, 30 epochs,
+cosine schedule) on index triplets.
+
+``--method defaults`` is the estimator with every parameter at its default
+but ``mining`` and ``margin`` (and ``distance``), on index triplets: the
+question of what ``mining="auto"`` and ``margin="auto"`` should resolve to in
+triplet mode (the epochs, batch, rate and schedule columns then read "auto").
+
+Robustness: ``--n-triplets`` takes several sizes of the training set of
+triplets, ``--noise`` several fractions of them whose positive and negative
+are swapped (seeded), as wrong human judgements would be; the test triplets
+stay correct. For a size of 6,000 and no noise the triplets are those of the
+earlier tables (the draw per seed is unchanged).
 
 The ``ratio`` columns divide each seed's MAP@R by the same seed's reference.
 metric-learn's ``SCML`` (linear, triplets only) gets its own row when it runs;
 otherwise the row records the error it raises.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_triplets.py [--seeds 0 1 2]
-       [--method loop estimator] [--mining none semihard hard] [--epochs 20]
-       [--batch-triplets 128] [--lr 1e-3] [--schedule constant] [--input indices]
-       [--margin 0.2] [--defaults-row] [--no-scml]
+       [--method loop estimator defaults] [--mining none semihard hard]
+       [--epochs 20] [--batch-triplets 128] [--lr 1e-3] [--schedule constant]
+       [--input indices] [--margin 0.2] [--distance sqeuclidean]
+       [--n-triplets 6000] [--noise 0.0] [--defaults-row] [--no-scml]
 
 Every combination of the listed values is one row.
 """
@@ -68,6 +80,8 @@ from sktriplet.evaluation.triplet_accuracy import triplet_accuracy
 from sktriplet.inputs.triplets import TripletBatchSampler, TripletDataset
 from sktriplet.networks import MLPEmbedder, Standardize
 from sktriplet.triplets.losses import triplet_loss
+
+DISTANCES = ["sqeuclidean", "euclidean", "cosine"]
 
 
 def random_triplets(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -95,7 +109,7 @@ def split(seed: int, test_size: float):
 
 
 def train_on_triplets(
-    X, triplets, *, mining, epochs, batch_triplets, lr, schedule, rows, seed, margin
+    X, triplets, *, mining, epochs, batch_triplets, lr, schedule, rows, seed, margin, distance
 ):
     """The plain PyTorch loop; returns the trained network (eval mode)."""
     torch.manual_seed(seed)
@@ -114,7 +128,9 @@ def train_on_triplets(
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
         for ids in sampler:
             Xb, idx = data[ids]
-            loss = triplet_loss(net(Xb), triplets=idx, mining=mining, margin=margin)
+            loss = triplet_loss(
+                net(Xb), triplets=idx, mining=mining, margin=margin, distance=distance
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -122,7 +138,7 @@ def train_on_triplets(
 
 
 def train_estimator(
-    X, triplets, *, mining, epochs, batch_triplets, lr, schedule, rows, seed, margin
+    X, triplets, *, mining, epochs, batch_triplets, lr, schedule, rows, seed, margin, distance
 ):
     """The same configuration through ``TripletEmbedder(triplets=True)``; its transform."""
     emb = TripletEmbedder(
@@ -130,6 +146,7 @@ def train_estimator(
         samples=None if rows else X,
         mining=mining,
         margin=margin,
+        distance=distance,
         max_epochs=epochs,
         batch_size=batch_triplets,
         lr=lr,
@@ -138,6 +155,30 @@ def train_estimator(
         device="cpu",
     )
     return emb.fit(X[triplets] if rows else triplets).transform
+
+
+def train_defaults(X, triplets, *, mining, margin, distance, seed, **_):
+    """``TripletEmbedder(triplets=True)`` with only mining, margin and distance set.
+
+    ``None`` leaves a parameter at its default (the ``--defaults-row``).
+    """
+    given = {"mining": mining, "margin": margin, "distance": distance}
+    emb = TripletEmbedder(
+        triplets=True,
+        samples=X,
+        random_state=seed,
+        device="cpu",
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    return emb.fit(triplets).transform
+
+
+def flip(triplets: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A copy with ``fraction`` of the triplets' positive and negative swapped."""
+    out = triplets.copy()
+    rows = np.random.default_rng([seed, 1]).permutation(len(out))[: round(fraction * len(out))]
+    out[rows, 1], out[rows, 2] = triplets[rows, 2], triplets[rows, 1]
+    return out
 
 
 def scores(embed, X_test, y_test, test_triplets) -> tuple[float, float]:
@@ -161,7 +202,7 @@ def torch_embed(net):
     return embed
 
 
-def scml_row(args, data):
+def scml_row(data):
     """SCML on triplet rows, or the error it raises."""
     try:
         from metric_learn import SCML
@@ -188,10 +229,63 @@ def scml_row(args, data):
 
 
 def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    data, reference = prepare(args)
+    print(
+        f"Machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{args.threads} thread(s), load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"digits, test_size={args.test_size}, training triplets {args.n_triplets}, "
+        f"noise {args.noise}, seeds {args.seeds}, mean +- std over the seeds\n"
+    )
+    print(
+        "| method | input | mining | margin | distance | triplets | noise | epochs "
+        "| triplets/batch | lr | schedule | test MAP@R | ratio to labels (mean, min) "
+        "| test triplet acc. | acc. on new triplets of training samples | fit s |"
+    )
+    print("|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    first = args.n_triplets[0]
+    ref = [reference[s, first] for s in args.seeds]
+    print(
+        f"| TripletEmbedder on labels | labels | semihard (PK) | 0.2 | sqeuclidean | | | 30 "
+        f"| | auto | | {_fmt([r[0] for r in ref])} | 1 | {_fmt([r[1] for r in ref])} | "
+        f"{_fmt([r[3] for r in ref])} | {statistics.mean(r[2] for r in ref):.1f} |"
+    )
+    if args.defaults_row:
+        config = ("defaults", "indices", None, 0, 128, 0.0, "auto", None, None)
+        print(run_config((*config, first, 0.0), args.seeds, data, reference), flush=True)
+    grid = itertools.product(
+        args.method,
+        args.input,
+        args.mining,
+        args.epochs,
+        args.batch_triplets,
+        args.lr,
+        args.schedule,
+        args.margin,
+        args.distance,
+        args.n_triplets,
+        args.noise,
+    )
+    for config in grid:
+        if config[0] == "defaults" and config[1] == "rows":
+            continue  # the defaults row trains on index triplets only
+        print(run_config(config, args.seeds, data, reference), flush=True)
+    if not args.no_scml:
+        print(scml_line(args, data, reference))
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--method", nargs="+", default=["loop", "estimator"], choices=["loop", "estimator"]
+        "--method",
+        nargs="+",
+        default=["loop", "estimator"],
+        choices=["loop", "estimator", "defaults"],
     )
     parser.add_argument("--defaults-row", action="store_true")
     parser.add_argument("--mining", nargs="+", default=["none", "semihard", "hard"])
@@ -203,51 +297,13 @@ def main() -> None:
     )
     parser.add_argument("--input", nargs="+", default=["indices"], choices=["indices", "rows"])
     parser.add_argument("--margin", type=float, nargs="+", default=[0.2])
-    parser.add_argument("--n-triplets", type=int, default=6000)
+    parser.add_argument("--distance", nargs="+", default=["sqeuclidean"], choices=DISTANCES)
+    parser.add_argument("--n-triplets", type=int, nargs="+", default=[6000])
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.0])
     parser.add_argument("--test-size", type=float, default=0.3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-scml", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    data, reference = prepare(args)
-    print(
-        f"Machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"{args.threads} thread(s), load average "
-        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
-    )
-    print(
-        f"digits, test_size={args.test_size}, {args.n_triplets} training triplets, "
-        f"seeds {args.seeds}, sqeuclidean, mean +- std over the seeds\n"
-    )
-    print(
-        "| method | input | mining | epochs | triplets/batch | lr | schedule | margin "
-        "| test MAP@R | ratio to labels (mean, min) | test triplet acc. "
-        "| acc. on new triplets of training samples | fit s |"
-    )
-    print("|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
-    ref = [reference[s] for s in args.seeds]
-    print(
-        f"| TripletEmbedder on labels | labels | semihard (PK) | 30 | | auto | | 0.2 | "
-        f"{_fmt([r[0] for r in ref])} | 1 | {_fmt([r[1] for r in ref])} | "
-        f"{_fmt([r[3] for r in ref])} | {statistics.mean(r[2] for r in ref):.1f} |"
-    )
-    if args.defaults_row:
-        print(defaults_line(args.seeds, data, reference), flush=True)
-    grid = itertools.product(
-        args.method,
-        args.input,
-        args.mining,
-        args.epochs,
-        args.batch_triplets,
-        args.lr,
-        args.schedule,
-        args.margin,
-    )
-    for config in grid:
-        print(run_config(config, args.seeds, data, reference), flush=True)
-    if not args.no_scml:
-        print(scml_line(args, data, reference))
+    return parser.parse_args()
 
 
 def _fmt(values) -> str:
@@ -255,54 +311,58 @@ def _fmt(values) -> str:
 
 
 def prepare(args):
-    """Per seed: the split, the triplets and the label-trained reference."""
+    """Per seed: the split and the label-trained reference; per size and noise, triplets.
+
+    ``data[seed, n, noise]`` holds the split, ``n`` training triplets (a
+    ``noise`` fraction of them flipped), 2,000 test triplets and 2,000 new
+    triplets of training samples; ``reference[seed, n]`` the reference's
+    MAP@R, test triplet accuracy, fit time and accuracy on the new triplets.
+    """
     data, reference = {}, {}
     for seed in args.seeds:
         X_train, X_test, y_train, y_test = split(seed, args.test_size)
-        rng = np.random.default_rng(seed)
-        trip = random_triplets(y_train, args.n_triplets, rng)
-        test_trip = random_triplets(y_test, 2000, rng)
-        seen_trip = random_triplets(y_train, 2000, rng)
-        data[seed] = (X_train, X_test, y_train, y_test, trip, test_trip, seen_trip)
         t0 = time.perf_counter()
         emb = TripletEmbedder(random_state=seed).fit(X_train, y_train)
-        reference[seed] = (
-            *scores(emb.transform, X_test, y_test, test_trip),
-            time.perf_counter() - t0,
-            seen_accuracy(emb.transform, X_train, seen_trip),
-        )
+        seconds = time.perf_counter() - t0
+        for n in args.n_triplets:
+            rng = np.random.default_rng(seed)
+            trip = random_triplets(y_train, n, rng)
+            test_trip = random_triplets(y_test, 2000, rng)
+            seen_trip = random_triplets(y_train, 2000, rng)
+            for noise in args.noise:
+                data[seed, n, noise] = (
+                    X_train,
+                    X_test,
+                    y_train,
+                    y_test,
+                    flip(trip, noise, seed),
+                    test_trip,
+                    seen_trip,
+                )
+            reference[seed, n] = (
+                *scores(emb.transform, X_test, y_test, test_trip),
+                seconds,
+                seen_accuracy(emb.transform, X_train, seen_trip),
+            )
     return data, reference
 
 
-def defaults_line(seeds, data, reference) -> str:
-    """``TripletEmbedder(triplets=True)`` with every other default, on index triplets."""
-    maps, accs, ratios, times, seen = [], [], [], [], []
-    for seed in seeds:
-        X_train, X_test, _, y_test, trip, test_trip, seen_trip = data[seed]
-        t0 = time.perf_counter()
-        emb = TripletEmbedder(triplets=True, samples=X_train, random_state=seed).fit(trip)
-        times.append(time.perf_counter() - t0)
-        m, acc = scores(emb.transform, X_test, y_test, test_trip)
-        seen.append(seen_accuracy(emb.transform, X_train, seen_trip))
-        maps.append(m)
-        accs.append(acc)
-        ratios.append(m / reference[seed][0])
-    return (
-        f"| TripletEmbedder(triplets=True), defaults | indices | semihard | 30 | 128 | auto "
-        f"| auto (cosine) | 0.2 | {_fmt(maps)} | {statistics.mean(ratios):.3f}, "
-        f"{min(ratios):.3f} | {_fmt(accs)} | {_fmt(seen)} | {statistics.mean(times):.1f} |"
-    )
+TRAINERS = {"loop": train_on_triplets, "estimator": train_estimator, "defaults": train_defaults}
+NAMES = {
+    "loop": "triplet loop",
+    "estimator": "TripletEmbedder(triplets=True)",
+    "defaults": "TripletEmbedder(triplets=True), defaults but",
+}
 
 
 def run_config(config, seeds, data, reference) -> str:
     """Train one configuration on every seed; its table row."""
-    method, inp, mining, epochs, bt, lr, schedule, margin = config
-    trainer = train_estimator if method == "estimator" else train_on_triplets
+    method, inp, mining, epochs, bt, lr, schedule, margin, distance, n, noise = config
     maps, accs, ratios, times, seen = [], [], [], [], []
     for seed in seeds:
-        X_train, X_test, _, y_test, trip, test_trip, seen_trip = data[seed]
+        X_train, X_test, _, y_test, trip, test_trip, seen_trip = data[seed, n, noise]
         t0 = time.perf_counter()
-        net = trainer(
+        net = TRAINERS[method](
             X_train,
             trip,
             mining=mining,
@@ -313,30 +373,41 @@ def run_config(config, seeds, data, reference) -> str:
             rows=inp == "rows",
             seed=seed,
             margin=margin,
+            distance=distance,
         )
         times.append(time.perf_counter() - t0)
-        embed = net if method == "estimator" else torch_embed(net)
+        embed = torch_embed(net) if method == "loop" else net
         m, acc = scores(embed, X_test, y_test, test_trip)
         seen.append(seen_accuracy(embed, X_train, seen_trip))
         maps.append(m)
         accs.append(acc)
-        ratios.append(m / reference[seed][0])
-    name = "TripletEmbedder(triplets=True)" if method == "estimator" else "triplet loop"
+        ratios.append(m / reference[seed, n][0])
+    if method == "defaults":
+        epochs, bt, lr, schedule = "auto (30)", "128", "auto", "auto (cosine)"
+    else:
+        bt, lr = str(bt), f"{lr:g}"
+    if mining is None:  # the --defaults-row: every parameter at its default
+        name, mining, margin, distance = f"{NAMES['estimator']}, defaults", *["default"] * 3
+    else:
+        name, margin = NAMES[method], f"{margin:g}"
     return (
-        f"| {name} | {inp} | {mining} | {epochs} | {bt} | {lr:g} | {schedule} | {margin:g} "
-        f"| {_fmt(maps)} | {statistics.mean(ratios):.3f}, {min(ratios):.3f} | {_fmt(accs)} | "
+        f"| {name} | {inp} | {mining} | {margin} | {distance} | {n} | {noise:g} "
+        f"| {epochs} | {bt} | {lr} | {schedule} | {_fmt(maps)} | "
+        f"{statistics.mean(ratios):.3f}, {min(ratios):.3f} | {_fmt(accs)} | "
         f"{_fmt(seen)} | {statistics.mean(times):.1f} |"
     )
 
 
 def scml_line(args, data, reference) -> str:
-    res = scml_row(args, data)
+    first = (args.n_triplets[0], args.noise[0])
+    res = scml_row({s: data[(s, *first)] for s in args.seeds})
+    lead = "| metric-learn SCML | rows |" + " |" * 9
     if isinstance(res, str):
-        return f"| metric-learn SCML | rows | | | | | | | failed: {res} | | | | |"
-    ratios = [r[0] / reference[s][0] for r, s in zip(res, args.seeds, strict=True)]
+        return f"{lead} failed: {res} | | | | |"
+    ratios = [r[0] / reference[s, first[0]][0] for r, s in zip(res, args.seeds, strict=True)]
     return (
-        f"| metric-learn SCML | rows | | | | | | | {_fmt([r[0] for r in res])} | "
-        f"{statistics.mean(ratios):.3f}, {min(ratios):.3f} | {_fmt([r[1] for r in res])} | | |"
+        f"{lead} {_fmt([r[0] for r in res])} | {statistics.mean(ratios):.3f}, "
+        f"{min(ratios):.3f} | {_fmt([r[1] for r in res])} | | |"
     )
 
 
