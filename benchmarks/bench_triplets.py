@@ -40,6 +40,9 @@ but ``mining`` and ``margin`` (and ``distance``), on index triplets: the
 question of what ``mining="auto"`` and ``margin="auto"`` should resolve to in
 triplet mode (the epochs, batch, rate and schedule columns then read "auto").
 
+``--margin soft`` trains with the soft margin (``soft=True``,
+``log1p(exp(d(a, p) - d(a, n)))``) in place of the hinge.
+
 Robustness: ``--n-triplets`` takes several sizes of the training set of
 triplets, ``--noise`` several fractions of them whose positive and negative
 are swapped (seeded), as wrong human judgements would be; the test triplets
@@ -53,7 +56,7 @@ otherwise the row records the error it raises.
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_triplets.py [--seeds 0 1 2]
        [--method loop estimator defaults] [--mining none semihard hard]
        [--epochs 20] [--batch-triplets 128] [--lr 1e-3] [--schedule constant]
-       [--input indices] [--margin 0.2] [--distance sqeuclidean]
+       [--input indices] [--margin 0.2 soft] [--distance sqeuclidean]
        [--n-triplets 6000] [--noise 0.0] [--defaults-row] [--no-scml]
 
 Every combination of the listed values is one row.
@@ -108,6 +111,18 @@ def split(seed: int, test_size: float):
     )
 
 
+def hinge(margin: float | str | None) -> dict:
+    """``margin=...``, or ``soft=True`` for ``"soft"`` (``None``: the default)."""
+    if margin == "soft":
+        return {"soft": True}
+    return {"margin": margin}
+
+
+def margin_value(text: str) -> float | str:
+    """``--margin`` values: numbers, or ``soft`` for the soft margin."""
+    return text if text == "soft" else float(text)
+
+
 def train_on_triplets(
     X, triplets, *, mining, epochs, batch_triplets, lr, schedule, rows, seed, margin, distance
 ):
@@ -129,7 +144,7 @@ def train_on_triplets(
         for ids in sampler:
             Xb, idx = data[ids]
             loss = triplet_loss(
-                net(Xb), triplets=idx, mining=mining, margin=margin, distance=distance
+                net(Xb), triplets=idx, mining=mining, distance=distance, **hinge(margin)
             )
             opt.zero_grad()
             loss.backward()
@@ -145,8 +160,8 @@ def train_estimator(
         triplets=True,
         samples=None if rows else X,
         mining=mining,
-        margin=margin,
         distance=distance,
+        **hinge(margin),
         max_epochs=epochs,
         batch_size=batch_triplets,
         lr=lr,
@@ -162,7 +177,7 @@ def train_defaults(X, triplets, *, mining, margin, distance, seed, **_):
 
     ``None`` leaves a parameter at its default (the ``--defaults-row``).
     """
-    given = {"mining": mining, "margin": margin, "distance": distance}
+    given = {"mining": mining, "distance": distance, **hinge(margin)}
     emb = TripletEmbedder(
         triplets=True,
         samples=X,
@@ -296,7 +311,7 @@ def parse_args() -> argparse.Namespace:
         "--schedule", nargs="+", default=["constant"], choices=["constant", "cosine"]
     )
     parser.add_argument("--input", nargs="+", default=["indices"], choices=["indices", "rows"])
-    parser.add_argument("--margin", type=float, nargs="+", default=[0.2])
+    parser.add_argument("--margin", type=margin_value, nargs="+", default=[0.2])
     parser.add_argument("--distance", nargs="+", default=["sqeuclidean"], choices=DISTANCES)
     parser.add_argument("--n-triplets", type=int, nargs="+", default=[6000])
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0])
@@ -389,7 +404,7 @@ def run_config(config, seeds, data, reference) -> str:
     if mining is None:  # the --defaults-row: every parameter at its default
         name, mining, margin, distance = f"{NAMES['estimator']}, defaults", *["default"] * 3
     else:
-        name, margin = NAMES[method], f"{margin:g}"
+        name, margin = NAMES[method], margin if margin == "soft" else f"{margin:g}"
     return (
         f"| {name} | {inp} | {mining} | {margin} | {distance} | {n} | {noise:g} "
         f"| {epochs} | {bt} | {lr} | {schedule} | {_fmt(maps)} | "

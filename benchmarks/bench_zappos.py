@@ -39,7 +39,8 @@ Rows (``--rows``):
   else randomly) and L2 normalisation trained on batches of
   ``--batch-triplets`` triplets over the cached features, Adam at ``--lr``
   with a cosine decay over ``--epochs``, ``triplet_loss(emb,
-  triplets=..., mining=--mining, margin=--margin)``. The fit time includes
+  triplets=..., mining=--mining, margin=--margin)`` (``--margin soft``:
+  ``soft=True``). The fit time includes
   the feature pass.
 * ``blocks``: as ``head``, but the backbone's last ``--blocks`` MBConv blocks
   and its final 1x1 convolution also train (BatchNorm statistics fixed), on
@@ -58,7 +59,7 @@ table; they are pessimistic on a shared machine.
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_zappos.py [--seeds 0 1 2]
        [--protocol triplets items] [--test-size 0.3] [--image-size 128]
        [--rows raw frozen free head blocks estimator] [--mining none]
-       [--margin 0.5] [--epochs 5] [--batch-triplets 1024] [--lr 1e-3]
+       [--margin 0.5 soft] [--epochs 5] [--batch-triplets 1024] [--lr 1e-3]
        [--head-anchor 0.01] [--n-components 0] [--blocks 1] [--free-dim 16]
        [--estimator-params KEY=VALUE ...] [--max-train-triplets N]
        [--threads 1] [--data ../shared/data]
@@ -80,6 +81,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_transfer import parse_params  # the same KEY=VALUE parsing
+from bench_triplets import hinge, margin_value  # numbers, or "soft"
 from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.nn import functional as F
@@ -159,7 +161,7 @@ def train_triplets(embed, params, triplets: np.ndarray, cfg: dict, seed: int) ->
             ids, local = torch.unique(batch, return_inverse=True)
             z, penalty = embed(ids)
             loss = triplet_loss(
-                z, triplets=local.view(-1, 3), mining=cfg["mining"], margin=cfg["margin"]
+                z, triplets=local.view(-1, 3), mining=cfg["mining"], **hinge(cfg["margin"])
             )
             _cosine(opt, cfg["lr"], step, steps)
             opt.zero_grad()
@@ -303,8 +305,9 @@ def describe(row: str, cfg: dict | None, args) -> str:
     if row == "estimator":
         return ", ".join(args.estimator_params) or "defaults"
     width = cfg["n_components"] or "1280 (identity start)"
+    margin = cfg["margin"] if cfg["margin"] == "soft" else f"{cfg['margin']:g}"
     text = (
-        f"mining {cfg['mining']}, margin {cfg['margin']:g}, {cfg['epochs']} epochs of "
+        f"mining {cfg['mining']}, margin {margin}, {cfg['epochs']} epochs of "
         f"{cfg['batch']} triplets, lr {cfg['lr']:g}, anchor {cfg['anchor']:g}, width {width}"
     )
     return f"last {cfg['blocks']} block(s) + head, {text}" if row == "blocks" else text
@@ -379,7 +382,7 @@ def main() -> None:
         "--rows", nargs="+", default=["raw", "frozen", "free", "head"], choices=ROWS
     )
     parser.add_argument("--mining", nargs="+", default=["none"])
-    parser.add_argument("--margin", type=float, nargs="+", default=[0.5])
+    parser.add_argument("--margin", type=margin_value, nargs="+", default=[0.5])
     parser.add_argument("--epochs", type=int, nargs="+", default=[5])
     parser.add_argument("--batch-triplets", type=int, nargs="+", default=[1024])
     parser.add_argument("--lr", type=float, nargs="+", default=[1e-3])
