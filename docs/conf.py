@@ -122,8 +122,9 @@ API_MODULES = [
     "sktriplet.evaluation.plotting",
     "sktriplet.training.distributed",
 ]
-#: Modules with no API of their own to list (the estimator is top level, the
-#: command line has its own page, the aliases only keep 0.1.0 paths working).
+#: Modules (and their submodules) with no API of their own to list (the
+#: estimator is top level, the command line has its own page, the aliases only
+#: keep 0.1.0 paths working).
 NOT_IN_API = {"sktriplet.embedder", "sktriplet.cli", "sktriplet.__main__"}
 
 
@@ -135,7 +136,8 @@ def _public_modules(package: Path) -> dict[str, Path]:
         if parts[-1] == "__init__":
             parts = parts[:-1]
         name = ".".join(parts)
-        if len(parts) > 1 and not any(p.startswith("_") for p in parts) and name not in NOT_IN_API:
+        listed = not any(name == m or name.startswith(m + ".") for m in NOT_IN_API)
+        if len(parts) > 1 and not any(p.startswith("_") for p in parts) and listed:
             found[name] = path
     return found
 
@@ -221,7 +223,7 @@ def write_api_page(out: Path) -> None:
 
 def write_cli_help(out_dir: Path) -> None:
     """Write ``sktriplet --help`` and each command's help to text files."""
-    from sktriplet.cli import build_parser
+    from sktriplet.cli.parser import build_parser
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for command in (None, "fit", "embed", "evaluate"):
