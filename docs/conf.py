@@ -115,7 +115,6 @@ API_MODULES = [
     "sktriplet.evaluation.metrics",
     "sktriplet.evaluation.scoring",
     "sktriplet.evaluation.neighbors",
-    "sktriplet.evaluation.index",
     "sktriplet.io.persistence",
     "sktriplet.io.export",
     "sktriplet.datasets",

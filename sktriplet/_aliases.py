@@ -1,7 +1,9 @@
 """Import paths of sktriplet 0.1.0, kept working after the regrouping.
 
 0.1.0 was one flat package (``sktriplet.losses``, ``sktriplet.metrics``,
-...). Its modules now live in subpackages by role; the old dotted names
+...). Its modules now live in subpackages by role (and
+``sktriplet.evaluation.index`` and ``.triplet_accuracy`` moved again, into
+``evaluation.neighbors`` and ``evaluation.metrics``); the old dotted names
 still import, as the very same module objects, through a meta path finder
 installed by ``sktriplet/__init__.py``. ``sktriplet.losses`` and
 ``sktriplet.sampling`` are part of the documented API and stay silent; the
@@ -28,12 +30,14 @@ ALIASES: dict[str, tuple[str, bool]] = {
     "sktriplet.augment": ("sktriplet.vision.augment", True),
     "sktriplet.metrics": ("sktriplet.evaluation.metrics", True),
     "sktriplet.scoring": ("sktriplet.evaluation.scoring", True),
-    "sktriplet.index": ("sktriplet.evaluation.index", True),
+    "sktriplet.index": ("sktriplet.evaluation.neighbors.index", True),
     "sktriplet.neighbors": ("sktriplet.evaluation.neighbors", True),
     "sktriplet.plotting": ("sktriplet.evaluation.plotting", True),
     "sktriplet.persistence": ("sktriplet.io.persistence", True),
     "sktriplet.export": ("sktriplet.io.export", True),
     "sktriplet.estimator": ("sktriplet.embedder", True),
+    "sktriplet.evaluation.index": ("sktriplet.evaluation.neighbors.index", True),
+    "sktriplet.evaluation.triplet_accuracy": ("sktriplet.evaluation.metrics.triplet_scores", True),
 }
 
 

@@ -789,7 +789,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         With ``triplets=True``, the score is the fraction of triplets whose
         anchor is strictly nearer (by ``distance``) to its positive than to
         its negative in the embedding
-        (:func:`~sktriplet.evaluation.triplet_accuracy.triplet_accuracy`).
+        (:func:`~sktriplet.evaluation.metrics.triplet_accuracy`).
         Index triplets embed each sample they touch once.
 
         Parameters
@@ -808,8 +808,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             MAP@R (see :func:`sktriplet.evaluation.metrics.map_at_r`), or
             the triplet accuracy.
         """
-        from sktriplet.evaluation.metrics import map_at_r
-        from sktriplet.evaluation.triplet_accuracy import indexed_triplet_accuracy
+        from sktriplet.evaluation.metrics import indexed_triplet_accuracy, map_at_r
 
         if self.triplets:
             check_is_fitted(self)

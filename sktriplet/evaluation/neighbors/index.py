@@ -101,7 +101,7 @@ def auto_ef_search(n_gallery: int, k: int) -> int:
 
     Examples
     --------
-    >>> from sktriplet.evaluation.index import auto_ef_search
+    >>> from sktriplet.evaluation.neighbors import auto_ef_search
     >>> auto_ef_search(20_000, 10)
     323
     >>> auto_ef_search(100, 1)
@@ -132,7 +132,7 @@ def auto_nprobe(n_lists: int) -> int:
 
     Examples
     --------
-    >>> from sktriplet.evaluation.index import auto_nprobe
+    >>> from sktriplet.evaluation.neighbors import auto_nprobe
     >>> auto_nprobe(1024)
     576
     """
@@ -188,7 +188,7 @@ class ExactIndex(_BaseIndex):
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.evaluation.index import ExactIndex
+    >>> from sktriplet.evaluation.neighbors import ExactIndex
     >>> index = ExactIndex(distance="euclidean")
     >>> index.add(np.array([[0.0, 0.0], [3.0, 4.0]]))
     >>> index.search(np.array([[3.0, 3.0]]), k=2)
@@ -283,7 +283,7 @@ class FaissIndex(_BaseIndex):
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.evaluation.index import FaissIndex
+    >>> from sktriplet.evaluation.neighbors import FaissIndex
     >>> index = FaissIndex(factory="Flat")  # doctest: +SKIP
     """
 
@@ -420,7 +420,7 @@ class HNSWIndex(_BaseIndex):
 
     Examples
     --------
-    >>> from sktriplet.evaluation.index import HNSWIndex
+    >>> from sktriplet.evaluation.neighbors import HNSWIndex
     >>> index = HNSWIndex(distance="cosine")  # doctest: +SKIP
     """
 
@@ -555,7 +555,7 @@ def make_index(algorithm: str = "brute", distance: str = "sqeuclidean", **params
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.evaluation.index import make_index
+    >>> from sktriplet.evaluation.neighbors import make_index
     >>> index = make_index("brute", distance="cosine")
     >>> index.add(np.eye(3))
     >>> index.search(np.array([[1.0, 0.1, 0.0]]), k=1)[1]

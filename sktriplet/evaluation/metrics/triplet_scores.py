@@ -59,7 +59,7 @@ def triplet_accuracy(
 
     Examples
     --------
-    >>> from sktriplet.evaluation.triplet_accuracy import triplet_accuracy
+    >>> from sktriplet.evaluation.metrics import triplet_accuracy
     >>> triplet_accuracy([[0.0], [0.0]], [[1.0], [3.0]], [[2.0], [2.0]])
     0.5
     """
@@ -101,7 +101,7 @@ def indexed_triplet_accuracy(
 
     Examples
     --------
-    >>> from sktriplet.evaluation.triplet_accuracy import indexed_triplet_accuracy
+    >>> from sktriplet.evaluation.metrics import indexed_triplet_accuracy
     >>> indexed_triplet_accuracy([[0.0], [1.0], [3.0]], [[0, 1, 2], [2, 0, 1]])
     0.5
     """

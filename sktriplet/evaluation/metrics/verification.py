@@ -1,0 +1,223 @@
+"""Verification metrics: ROC AUC, equal error rate and TAR@FAR of pair distances.
+
+Each scores a distance per pair of samples against whether the pair is
+"same" or "different" (face verification), through the ROC curve of the
+rule "accept if distance <= t". Plain NumPy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["equal_error_rate", "tar_at_far", "verification_scores"]
+
+
+def _check_pairs(distances: npt.ArrayLike, is_same: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    d = np.asarray(distances, dtype=np.float64)
+    same = np.asarray(is_same)
+    if d.ndim != 1 or same.ndim != 1:
+        raise ValueError("distances and is_same must be 1-D.")
+    if d.shape != same.shape:
+        raise ValueError(f"distances has {d.shape[0]} entries but is_same has {same.shape[0]}.")
+    if not np.isfinite(d).all():
+        raise ValueError("distances contains NaN or infinite values.")
+    if same.dtype != bool:
+        if not np.isin(same, (0, 1)).all():
+            raise ValueError("is_same must be boolean (or 0/1).")
+        same = same.astype(bool)
+    if same.all() or not same.any():
+        raise ValueError("is_same must contain both same and different pairs.")
+    return d, same
+
+
+def _roc(distances: npt.ArrayLike, is_same: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Return the false and true accept rates of "accept if distance <= t".
+
+    One point per distinct distance t, plus the origin (accept nothing).
+    """
+    d, same = _check_pairs(distances, is_same)
+    order = np.argsort(d, kind="stable")
+    d, same = d[order], same[order]
+    last_of_value = np.append(d[1:] != d[:-1], True)
+    tp = np.cumsum(same)[last_of_value]
+    fp = np.cumsum(~same)[last_of_value]
+    fpr = np.append(0.0, fp / fp[-1])
+    tpr = np.append(0.0, tp / tp[-1])
+    return fpr, tpr
+
+
+def _check_far(far: float) -> float:
+    if not 0.0 <= far <= 1.0:
+        raise ValueError(f"far must be in [0, 1]; got {far}.")
+    return float(far)
+
+
+def _tar_at_far(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    return float(tpr[fpr <= _check_far(far)].max())
+
+
+def _eer(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    # fpr + tpr strictly increases from 0 to 2 along the curve; the EER is
+    # where it crosses 1, i.e. where FAR = FRR = 1 - TAR.
+    return float(np.interp(1.0, fpr + tpr, fpr))
+
+
+def _auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
+
+
+def tar_at_far(distances: npt.ArrayLike, is_same: npt.ArrayLike, far: float = 1e-3) -> float:
+    """Compute the true accept rate at a given false accept rate.
+
+    Parameters
+    ----------
+    distances : array-like of shape (n_pairs,)
+        Distance between the two samples of each pair; smaller means more
+        alike.
+    is_same : array-like of shape (n_pairs,)
+        Whether each pair is of the same identity (bool or 0/1). Both kinds
+        of pair must be present.
+    far : float, default=1e-3
+        Highest acceptable false accept rate, in ``[0, 1]``.
+
+    Returns
+    -------
+    float
+        The largest fraction of "same" pairs accepted by a threshold rule
+        "accept if distance <= t" that accepts at most a fraction ``far`` of
+        the "different" pairs.
+
+    Raises
+    ------
+    ValueError
+        If the inputs are not 1-D of equal length, ``distances`` is not
+        finite, ``is_same`` is not boolean or lacks one kind of pair, or
+        ``far`` is outside ``[0, 1]``.
+
+    See Also
+    --------
+    equal_error_rate : Where false accept and false reject rates meet.
+    verification_scores : AUC, EER and TAR@FAR together.
+
+    Notes
+    -----
+    No interpolation: only thresholds actually realisable on the data count
+    (pairs at equal distance are accepted or rejected together), so the
+    result is the highest point of the ROC curve with FAR <= ``far``.
+
+    Examples
+    --------
+    >>> from sktriplet.evaluation.metrics import tar_at_far
+    >>> d = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    >>> same = [True, True, False, True, False, False]
+    >>> tar_at_far(d, same, far=0.0)
+    0.6666666666666666
+    >>> tar_at_far(d, same, far=0.5)
+    1.0
+    """
+    fpr, tpr = _roc(distances, is_same)
+    return _tar_at_far(fpr, tpr, far)
+
+
+def equal_error_rate(distances: npt.ArrayLike, is_same: npt.ArrayLike) -> float:
+    """Compute the equal error rate, where false accepts and rejects balance.
+
+    Parameters
+    ----------
+    distances : array-like of shape (n_pairs,)
+        Distance between the two samples of each pair; smaller means more
+        alike.
+    is_same : array-like of shape (n_pairs,)
+        Whether each pair is of the same identity (bool or 0/1). Both kinds
+        of pair must be present.
+
+    Returns
+    -------
+    float
+        The EER, in ``[0, 1]``; lower is better.
+
+    Raises
+    ------
+    ValueError
+        If the inputs are not 1-D of equal length, ``distances`` is not
+        finite, or ``is_same`` is not boolean or lacks one kind of pair.
+
+    See Also
+    --------
+    tar_at_far : True accept rate at a fixed false accept rate.
+    verification_scores : AUC, EER and TAR@FAR together.
+
+    Notes
+    -----
+    The ROC curve of the rule "accept if distance <= t" is taken as the
+    polyline through its realisable points; the EER is the false accept
+    rate where that polyline crosses FAR = FRR (``FAR + TAR = 1``), found by
+    linear interpolation between the two points that straddle it.
+
+    Examples
+    --------
+    >>> from sktriplet.evaluation.metrics import equal_error_rate
+    >>> equal_error_rate([0.1, 0.2, 0.3, 0.4], [True, True, False, False])
+    0.0
+    >>> equal_error_rate([0.1, 0.2, 0.3, 0.4], [True, False, True, False])
+    0.5
+    """
+    return _eer(*_roc(distances, is_same))
+
+
+def verification_scores(
+    distances: npt.ArrayLike,
+    is_same: npt.ArrayLike,
+    *,
+    far: Sequence[float] = (1e-3, 1e-2, 1e-1),
+) -> dict[str, float]:
+    """Compute ROC AUC, equal error rate and TAR@FAR of pair distances.
+
+    Parameters
+    ----------
+    distances : array-like of shape (n_pairs,)
+        Distance between the two samples of each pair; smaller means more
+        alike.
+    is_same : array-like of shape (n_pairs,)
+        Whether each pair is of the same identity (bool or 0/1). Both kinds
+        of pair must be present.
+    far : sequence of float, default=(1e-3, 1e-2, 1e-1)
+        False accept rates at which to report the true accept rate.
+
+    Returns
+    -------
+    dict
+        ``"roc_auc"`` (the probability that a random "same" pair is closer
+        than a random "different" pair, ties counting one half), ``"eer"``
+        and ``f"tar_at_far_{far:g}"`` for each ``far``.
+
+    Raises
+    ------
+    ValueError
+        If the inputs are not 1-D of equal length, ``distances`` is not
+        finite, ``is_same`` is not boolean or lacks one kind of pair, or a
+        ``far`` is outside ``[0, 1]``.
+
+    See Also
+    --------
+    tar_at_far, equal_error_rate
+        The individual metrics, whose definitions apply here unchanged.
+
+    Examples
+    --------
+    >>> from sktriplet.evaluation.metrics import verification_scores
+    >>> d = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    >>> same = [True, True, False, True, False, False]
+    >>> verification_scores(d, same, far=(0.0, 0.5))
+    ... # doctest: +NORMALIZE_WHITESPACE +ELLIPSIS
+    {'roc_auc': 0.888..., 'eer': 0.333..., 'tar_at_far_0': 0.666...,
+     'tar_at_far_0.5': 1.0}
+    """
+    fpr, tpr = _roc(distances, is_same)
+    scores = {"roc_auc": _auc(fpr, tpr), "eer": _eer(fpr, tpr)}
+    for rate in far:
+        scores[f"tar_at_far_{rate:g}"] = _tar_at_far(fpr, tpr, rate)
+    return scores
