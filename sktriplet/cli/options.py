@@ -36,12 +36,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sktriplet.embedder import TripletEmbedder
 
 __all__ = [
+    "COLOR",
+    "FROM_ESTIMATOR",
     "IMAGE_OPTIONS",
+    "IMAGE_SIZE",
+    "ON_ERROR",
     "TRAINING_OPTIONS",
     "EstimatorOption",
     "fit_params",
     "image_file_params",
     "image_size",
+    "non_negative_int",
     "positive_int",
     "worker_params",
 ]
