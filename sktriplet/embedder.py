@@ -27,10 +27,11 @@ from torch import nn
 from sktriplet.inputs.datasets import make_dataset
 from sktriplet.inputs.spec import LAYOUTS, InputSpec
 from sktriplet.inputs.triplet_validation import triplet_score_input, validate_fit_triplets
-from sktriplet.inputs.validation import all_finite, encode_labels, validate_fit, validate_transform
+from sktriplet.inputs.validation import encode_labels, validate_fit, validate_transform
+from sktriplet.runtime.inference import embed, embed_dataset
 from sktriplet.training.build import ROUTED_PREFIXES, routed
+from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.fit import FitResult, train
-from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed, embed_dataset
 from sktriplet.triplets.distances import DISTANCES
 from sktriplet.triplets.mining import MINING_STRATEGIES
 
@@ -59,8 +60,7 @@ def resolve_device(device: str) -> str:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or "
-            "'cuda:N'."
+            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
         ) from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
@@ -743,15 +743,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 )
         # One vectorised check at the end instead of a device sync and an
         # extra pass per batch (see benchmarks/bench_fit.py).
-        if not all_finite(out):
-            bad = ~np.isfinite(out).all(axis=1)
-            start = int(np.argmax(bad)) // TRANSFORM_BATCH_SIZE * TRANSFORM_BATCH_SIZE
-            stop = min(start + TRANSFORM_BATCH_SIZE, len(X))
-            raise FloatingPointError(
-                f"the network returned non-finite embeddings for samples {start} to "
-                f"{stop - 1}; check X for extreme values (refit on rescaled data) or "
-                "refit with a lower lr."
-            )
+        check_finite_embeddings(out)
         return out
 
     def fit_transform(self, X, y=None, **fit_params: Any) -> np.ndarray:

@@ -22,11 +22,12 @@ from torch.utils.data import BatchSampler, SequentialSampler
 
 from sktriplet.inputs.datasets import ArrayDataset, make_dataset
 from sktriplet.networks.backbone import BackboneEmbedder
+from sktriplet.runtime.inference import TRANSFORM_BATCH_SIZE, embed
 from sktriplet.training.build import check_network_output
+from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.factory import make_net, validation_callbacks
 from sktriplet.training.feature_cache import split_for_caching
-from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed
-from sktriplet.training.net import TrainingDivergedError, TripletNet
+from sktriplet.training.net import TripletNet
 
 __all__ = ["can_cache_features", "train_on_cached_features"]
 
@@ -119,12 +120,7 @@ def train_on_cached_features(fit, module: nn.Module, width: int) -> tuple[Triple
     train = fit.train_mask
     net.partial_fit(ArrayDataset(features[train], fit.codes[train]), None)
     out = embed(net.module_, features[train][:TRANSFORM_BATCH_SIZE], device=net.device)
-    if not np.isfinite(out).all():
-        raise TrainingDivergedError(
-            f"after {len(net.history)} epoch(s) the head maps training features to "
-            f"non-finite embeddings: training diverged. Lower the learning rate (lr={net.lr} "
-            f"now, try lr={net.lr / 10:g})."
-        )
+    check_finite_embeddings(out, net=net)
     _hand_over(net, module)
     return net, n_components
 

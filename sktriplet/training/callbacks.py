@@ -219,7 +219,7 @@ class RetrievalValidation(Callback):
         return self
 
     def _embed(self, net) -> np.ndarray:
-        from sktriplet.training.inference import embed, embed_dataset
+        from sktriplet.runtime.inference import embed, embed_dataset
 
         if isinstance(self.X, np.ndarray):
             return embed(net.module_, self.X, device=net.device, batch_size=self.batch_size)

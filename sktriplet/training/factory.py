@@ -1,10 +1,11 @@
 """Make the skorch net that trains a network, from the estimator's parameters.
 
-The training policy lives here: the learning rate and schedule that
-``lr="auto"`` and ``lr_schedule="auto"`` resolve to, the augmentation that
-``augment`` asks for, the callbacks every fit gets, and which net class runs
-(:class:`~sktriplet.training.net.TripletNet`, or its distributed subclass
-inside a process group). Like :mod:`sktriplet.training.build`, it reads an
+The net's policies live here: the schedule that ``lr_schedule="auto"``
+resolves to (the learning rate is :func:`sktriplet.training.policy.resolve_lr`),
+the augmentation of batches that ``augment`` asks for, the callbacks every
+fit gets, and which net class runs (:class:`~sktriplet.training.net.TripletNet`,
+or its distributed subclass inside a process group). Like
+:mod:`sktriplet.training.build`, it reads an
 :class:`~sktriplet.inputs.spec.InputSpec` and a plain dict of parameters, so
 ``fit`` and :func:`sktriplet.load` make the same net.
 """
@@ -15,26 +16,23 @@ import importlib.util
 import warnings
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from sktriplet.inputs.spec import InputSpec
 from sktriplet.training.build import routed
 from sktriplet.training.callbacks import MiningStats, RetrievalValidation
 from sktriplet.training.net import TripletNet
+from sktriplet.training.policy import resolve_lr
 from sktriplet.triplets.losses import TripletLoss
 
 __all__ = [
     "AUTO_AUGMENT_MIN_SIZE",
-    "AUTO_LR_IMAGES",
-    "AUTO_LR_ROWS",
     "augmenter",
     "changed_training_params",
     "criterion_params",
     "dataset_augments",
     "default_workers",
     "make_net",
-    "resolve_lr",
     "schedule_callbacks",
     "validation_callbacks",
 ]
@@ -42,11 +40,6 @@ __all__ = [
 #: ``augment="auto"`` moves images at least this many pixels high and wide
 #: (on 8x8 digits a 2-pixel shift is a quarter of the image and hurts).
 AUTO_AUGMENT_MIN_SIZE = 16
-
-#: ``lr="auto"``: the peak learning rate for images and for 2-D ``X``
-#: (see ``docs/defaults.md``).
-AUTO_LR_IMAGES = 2e-3
-AUTO_LR_ROWS = 1e-3
 
 #: History keys recorded every epoch but left out of the ``verbose=1`` table.
 QUIET_HISTORY_KEYS = [
@@ -60,51 +53,6 @@ QUIET_HISTORY_KEYS = [
     "valid_r_precision_start",
     "valid_precision_at_1_start",
 ]
-
-
-def resolve_lr(params: dict[str, Any], spec: InputSpec, codes: np.ndarray | None = None) -> float:
-    """The peak learning rate: ``lr``, or what ``lr="auto"`` picks for the fit.
-
-    ``"auto"`` is ``AUTO_LR_IMAGES`` for images and ``AUTO_LR_ROWS`` for
-    rows; for rows embedded by the default network and trained on fewer than
-    ``sktriplet.training.policy.FEW_CLASSES`` classes it is lowered to a
-    budget of ``lr * steps`` (:func:`sktriplet.training.policy.resolve_lr`),
-    so that few classes do not pull the embedding away from the input's
-    geometry (see ``docs/defaults.md``).
-
-    Parameters
-    ----------
-    params : dict
-        Estimator parameters.
-    spec : InputSpec
-        The fitted input.
-    codes : numpy.ndarray of int, default=None
-        Class codes of the training samples (after any hold-out); ``None``
-        (loading a saved model) skips the few-class policy.
-
-    Returns
-    -------
-    float
-        The learning rate.
-    """
-    if params["lr"] != "auto":
-        return float(params["lr"])
-    if spec.is_image:
-        return AUTO_LR_IMAGES
-    if codes is None:
-        return AUTO_LR_ROWS
-    from sktriplet.training import policy
-    from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH
-
-    steps = policy.training_steps(
-        len(codes),
-        batch_size=params["batch_size"],
-        max_epochs=params["max_epochs"],
-        min_batches=MIN_BATCHES_PER_EPOCH,
-    )
-    n_classes = int((np.bincount(codes) >= 2).sum())
-    rows = params["module"] is None
-    return policy.resolve_lr(AUTO_LR_ROWS, n_classes=n_classes, n_steps=steps, rows=rows)
 
 
 def schedule_callbacks(params: dict[str, Any], spec: InputSpec) -> list:
@@ -263,7 +211,8 @@ def make_net(
     device : str
         A resolved torch device.
     lr : float, default=None
-        The learning rate (``None``: :func:`resolve_lr` without the fit's
+        The learning rate (``None``:
+        :func:`~sktriplet.training.policy.resolve_lr` without the fit's
         labels, as when loading a saved model).
     n_classes, width : int, default=None
         Number of classes and embedding width, for ``classification_weight``

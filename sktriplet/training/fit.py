@@ -19,19 +19,19 @@ import torch
 from sktriplet.inputs.datasets import make_dataset
 from sktriplet.inputs.spec import InputSpec
 from sktriplet.inputs.triplets import ArraySamples, DatasetSamples, TripletDataset
+from sktriplet.runtime.inference import TRANSFORM_BATCH_SIZE, embed, embed_dataset
 from sktriplet.training.build import build_network, check_network_output, input_statistics
 from sktriplet.training.cached import can_cache_features, train_on_cached_features
+from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.factory import (
     changed_training_params,
     dataset_augments,
     make_net,
-    resolve_lr,
     schedule_callbacks,
     validation_callbacks,
 )
-from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed, embed_dataset
-from sktriplet.training.net import TrainingDivergedError, TripletNet
-from sktriplet.training.policy import resolve_scaling
+from sktriplet.training.net import TripletNet
+from sktriplet.training.policy import resolve_lr, resolve_scaling
 
 __all__ = ["FitResult", "draw_seed", "split_validation", "train", "triplet_dataset"]
 
@@ -132,12 +132,7 @@ def _check_finite_output(net: TripletNet, X, spec: InputSpec) -> None:
     else:
         n = _CHECKED_IMAGES if spec.is_image else _CHECKED_ROWS
         out = embed(net.module_, X[:n], device=net.device)
-    if not np.isfinite(out).all():
-        raise TrainingDivergedError(
-            f"after {len(net.history)} epoch(s) the network maps training samples to "
-            f"non-finite embeddings: training diverged. Lower the learning rate (lr={net.lr} "
-            f"now, try lr={net.lr / 10:g}) or check the input for extreme values."
-        )
+    check_finite_embeddings(out, net=net)
 
 
 def triplet_dataset(

@@ -25,10 +25,10 @@ from torch.utils.data import BatchSampler, SequentialSampler
 
 from sktriplet.inputs.triplets import TripletBatchSampler, TripletDataset
 from sktriplet.networks.layers import regularization_loss
-from sktriplet.training.allocator import keep_freed_memory
+from sktriplet.runtime.allocator import keep_freed_memory
+from sktriplet.runtime.threads import fit_threads
 from sktriplet.training.errors import StopTraining, TrainingDivergedError
 from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH, PKSampler
-from sktriplet.training.threads import fit_threads
 
 __all__ = ["StopTraining", "TrainingDivergedError", "TripletNet"]
 
@@ -56,7 +56,7 @@ class TripletNet(NeuralNet):
     n_threads : int or None, default=None
         torch threads while training on the CPU. ``None``: one for a small
         network, else torch's count capped by the limit joblib or
-        threadpoolctl set (see :func:`sktriplet.training.threads.choose_threads`).
+        threadpoolctl set (see :func:`sktriplet.runtime.threads.choose_threads`).
 
     Attributes
     ----------
@@ -317,7 +317,7 @@ class TripletNet(NeuralNet):
     def threads(self):
         """The torch thread count for this net's work: a context manager.
 
-        On the CPU, :func:`~sktriplet.training.threads.fit_threads` (one thread
+        On the CPU, :func:`~sktriplet.runtime.threads.fit_threads` (one thread
         for a small network, the joblib / threadpoolctl limit otherwise, or
         ``n_threads``); elsewhere nothing changes.
         """
@@ -329,7 +329,7 @@ class TripletNet(NeuralNet):
     def allocator(self):
         """How the C allocator keeps freed memory during training: a context manager.
 
-        On the CPU, :func:`~sktriplet.training.allocator.keep_freed_memory`
+        On the CPU, :func:`~sktriplet.runtime.allocator.keep_freed_memory`
         (a training step reuses the pages the step before freed); elsewhere
         nothing changes.
         """
@@ -340,8 +340,8 @@ class TripletNet(NeuralNet):
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """Skorch's loop; on ``KeyboardInterrupt`` roll back to the last epoch end.
 
-        On the CPU the loop runs inside :func:`~sktriplet.training.threads.fit_threads`
-        and :func:`~sktriplet.training.allocator.keep_freed_memory`.
+        On the CPU the loop runs inside :func:`~sktriplet.runtime.threads.fit_threads`
+        and :func:`~sktriplet.runtime.allocator.keep_freed_memory`.
         """
         try:
             with self.threads(), self.allocator():

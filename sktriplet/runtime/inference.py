@@ -67,7 +67,7 @@ def embed(
     Examples
     --------
     >>> import numpy as np, torch
-    >>> from sktriplet.training.inference import embed
+    >>> from sktriplet.runtime.inference import embed
     >>> embed(torch.nn.Linear(3, 2, bias=False), np.ones((5, 3), np.float32)).shape
     (5, 2)
     """
