@@ -34,6 +34,8 @@ ALIASES: dict[str, tuple[str, bool]] = {
     "sktriplet.persistence": ("sktriplet.io.persistence", True),
     "sktriplet.export": ("sktriplet.io.export", True),
     "sktriplet.estimator": ("sktriplet.embedder", True),
+    # Renamed after 0.1.0 (no longer the name of the sktriplet.triplets package).
+    "sktriplet.inputs.triplets": ("sktriplet.inputs.triplet_batches", False),
 }
 
 

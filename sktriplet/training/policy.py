@@ -3,7 +3,8 @@
 Pure functions of summary facts about the training data (its values, number
 of classes, optimizer steps) that choose what ``"auto"`` parameters mean:
 
-* :func:`is_pixel_like` and :func:`resolve_scaling`: ``scaling="auto"`` is
+* :func:`is_pixel_like` and :func:`resolve_scaling` (defined with the input
+  statistics in :mod:`sktriplet.inputs.statistics`): ``scaling="auto"`` is
   ``"global"`` (one common scale) for rows whose columns are values of one
   kind, such as flattened grey-level images, and ``"feature"`` (per-feature
   standardisation) otherwise.
@@ -23,6 +24,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from sktriplet.inputs.statistics import PIXEL_LIKE_MIN_FEATURES, is_pixel_like, resolve_scaling
 
 if TYPE_CHECKING:
     from sktriplet.inputs.spec import InputSpec
@@ -45,9 +48,6 @@ __all__ = [
 AUTO_LR_IMAGES = 2e-3
 AUTO_LR_ROWS = 1e-3
 
-#: Rows need at least this many columns to count as pixel-like (an 8x8 image).
-PIXEL_LIKE_MIN_FEATURES = 16
-
 #: With fewer training classes than this, ``lr="auto"`` bounds the fit's
 #: movement (:func:`few_class_lr`). Ten classes is where training helps
 #: unseen classes in the benchmarks (COIL-20's 10 objects, MNIST's 10
@@ -58,91 +58,6 @@ FEW_CLASSES = 10
 #: every weight by about ``lr`` per step, so this bounds the distance from
 #: the network training starts at (``docs/defaults.md``).
 FEW_CLASS_LR_BUDGET = 5e-3
-
-
-def is_pixel_like(X: np.ndarray, *, min_features: int = PIXEL_LIKE_MIN_FEATURES) -> bool:
-    """Whether 2-D rows look like flattened images: values of one kind in one range.
-
-    True when ``X`` has at least ``min_features`` columns, no negative value,
-    and either only whole numbers or only values in ``[0, 1]``, and when the
-    columns share their range: at least half of the columns that vary reach
-    half of the largest value in ``X``. Grey levels (0-255, 0-16, 0-1) pass;
-    measurements in different units, centred or signed data and counts whose
-    columns have very different ranges do not.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-        Training rows (finite values).
-    min_features : int, default=PIXEL_LIKE_MIN_FEATURES
-        Fewest columns that count as an image.
-
-    Returns
-    -------
-    bool
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sktriplet.training.policy import is_pixel_like
-    >>> rng = np.random.default_rng(0)
-    >>> is_pixel_like(rng.integers(0, 256, size=(50, 64)))
-    True
-    >>> is_pixel_like(rng.normal(size=(50, 64)))
-    False
-    """
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] < min_features or X.size == 0:
-        return False
-    low = X.min(axis=0)
-    high = X.max(axis=0)
-    if low.min() < 0:
-        return False
-    top = float(high.max())
-    if top <= 0:
-        return False
-    whole = bool(np.all(np.mod(X, 1) == 0))
-    if not whole and top > 1:
-        return False
-    varying = high > low
-    if not varying.any():
-        return False
-    return bool(np.mean(high[varying] >= top / 2) >= 0.5)
-
-
-def resolve_scaling(scaling: str | None, X: np.ndarray) -> str | None:
-    """The input scaling that ``scaling`` asks for, with ``"auto"`` resolved.
-
-    Parameters
-    ----------
-    scaling : {"auto", "feature", "global"} or None
-        The estimator's parameter.
-    X : ndarray
-        Training samples: rows ``(n_samples, n_features)`` or images
-        ``(n_samples, C, H, W)``.
-
-    Returns
-    -------
-    {"feature", "global"} or None
-        ``"auto"`` gives ``"global"`` for pixel-like rows
-        (:func:`is_pixel_like`) and ``"feature"`` for other rows and for
-        images (whose ``"feature"`` scaling is already per channel); any
-        other value is returned as it is.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sktriplet.training.policy import resolve_scaling
-    >>> grey = np.random.default_rng(0).integers(0, 17, size=(10, 64))
-    >>> resolve_scaling("auto", grey)
-    'global'
-    >>> resolve_scaling("auto", np.array([[1.5, -2.0], [0.5, 3.0]]))
-    'feature'
-    """
-    if scaling != "auto":
-        return scaling
-    X = np.asarray(X)
-    return "global" if X.ndim == 2 and is_pixel_like(X) else "feature"
 
 
 def training_steps(
