@@ -82,12 +82,8 @@ def policy_params(X, y, params: dict) -> dict:
         min_batches=MIN_BATCHES_PER_EPOCH,
     )
     params.setdefault("scaling", policy.resolve_scaling("auto", X))
-    params.setdefault(
-        "lr",
-        policy.resolve_lr(
-            1e-3, n_classes=len(np.unique(y)), n_steps=steps, rows=True, budget=budget
-        ),
-    )
+    few = len(np.unique(y)) < policy.FEW_CLASSES
+    params.setdefault("lr", policy.few_class_lr(steps, lr=1e-3, budget=budget) if few else 1e-3)
     return params
 
 

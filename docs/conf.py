@@ -95,11 +95,17 @@ API_MODULES = [
     "sktriplet.triplets.losses",
     "sktriplet.triplets.mining",
     "sktriplet.triplets.distances",
+    "sktriplet.triplets.base",
+    "sktriplet.triplets.registry",
+    "sktriplet.triplets.classification",
     "sktriplet.inputs.spec",
     "sktriplet.inputs.validation",
-    "sktriplet.inputs.datasets",
+    "sktriplet.inputs.loading",
     "sktriplet.inputs.files",
-    "sktriplet.inputs.triplets",
+    "sktriplet.inputs.boxes",
+    "sktriplet.inputs.statistics",
+    "sktriplet.inputs.training_data",
+    "sktriplet.inputs.triplet_batches",
     "sktriplet.vision.decode",
     "sktriplet.vision.transforms",
     "sktriplet.vision.folders",
@@ -107,11 +113,17 @@ API_MODULES = [
     "sktriplet.networks",
     "sktriplet.training.sampling",
     "sktriplet.training.build",
+    "sktriplet.training.criterion",
     "sktriplet.training.factory",
     "sktriplet.training.fit",
     "sktriplet.training.net",
     "sktriplet.training.callbacks",
     "sktriplet.training.policy",
+    "sktriplet.training.feature_cache",
+    "sktriplet.training.errors",
+    "sktriplet.runtime.inference",
+    "sktriplet.runtime.threads",
+    "sktriplet.runtime.allocator",
     "sktriplet.evaluation.metrics",
     "sktriplet.evaluation.scoring",
     "sktriplet.evaluation.neighbors",
@@ -162,9 +174,11 @@ def _is_constant(module: str, name: str) -> bool:
 API_INTRO = """\
 Every public name of sktriplet, generated from the docstrings. The modules
 follow the data flow (see :doc:`../architecture`): the triplet core
-(distances, mining, the loss); the input boundary (what ``X`` is, datasets,
-image files); the networks; training (PK batches, building the network, the
-skorch net, callbacks, policies); evaluation (metrics, scorers, open-set
+(distances, mining, the loss interface, the losses and their registry); the
+input boundary (what ``X`` is, image files and crop boxes, datasets, the
+training data of a fit); the networks; training (PK batches, building the
+network and the criterion, the skorch net, callbacks, policies); the runtime
+(the inference loop, threads, the allocator); evaluation (metrics, scorers, open-set
 recognition, search, plots); persistence and export.
 The command line is described in :doc:`../cli`."""
 

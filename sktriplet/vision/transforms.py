@@ -142,10 +142,15 @@ class ResizeCenterCrop:
         left = round((width - crop_w) / 2)
         return float(left), float(top), float(left + crop_w), float(top + crop_h)
 
-    def __call__(self, path: str | os.PathLike, channels: int = 3, draft: bool = True):
-        """Decode ``path`` as a ``(channels, *image_size)`` uint8 array."""
+    def __call__(self, path: str | os.PathLike, channels: int = 3, draft: bool = True, region=None):
+        """Decode ``path`` (or its ``region``) as a ``(channels, *image_size)`` uint8 array."""
         return decode_image(
-            path, channels=channels, size=self.image_size, crop=self.box, draft=draft
+            path,
+            channels=channels,
+            size=self.image_size,
+            crop=self.box,
+            draft=draft,
+            region=region,
         )
 
 
@@ -234,8 +239,9 @@ class RandomResizedCrop:
         rng: np.random.Generator,
         channels: int = 3,
         draft: bool = True,
+        region=None,
     ) -> np.ndarray:
-        """Decode ``path`` as an augmented ``(channels, *image_size)`` uint8 array."""
+        """Decode ``path`` (or its ``region``) as an augmented ``(channels, *image_size)`` array."""
         drawn: list[bool] = []
 
         def crop(height: int, width: int) -> Box:
@@ -243,7 +249,9 @@ class RandomResizedCrop:
             drawn.append(flipped)
             return box
 
-        image = decode_image(path, channels=channels, size=self.image_size, crop=crop, draft=draft)
+        image = decode_image(
+            path, channels=channels, size=self.image_size, crop=crop, draft=draft, region=region
+        )
         if drawn and drawn[0]:
             image = np.ascontiguousarray(image[:, :, ::-1])
         return image
