@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from bench_triplets import random_triplets, scores, split, torch_embed
 
-from sktriplet.inputs.triplets import TripletBatchSampler, TripletDataset
+from sktriplet.inputs.triplet_batches import TripletBatchSampler, TripletDataset
 from sktriplet.networks import MLPEmbedder, Standardize
 from sktriplet.triplets.distances import paired_distances
 

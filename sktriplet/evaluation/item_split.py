@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import check_random_state
 
-from sktriplet.inputs.triplets import check_triplet_indices
+from sktriplet.inputs.triplet_batches import check_triplet_indices
 
 __all__ = ["ItemShuffleSplit", "train_test_split_items"]
 
