@@ -118,8 +118,8 @@ def hinge(margin: float | str | None) -> dict:
 
 
 def margin_value(text: str) -> float | str:
-    """``--margin`` values: numbers, or ``soft`` for the soft margin."""
-    return text if text == "soft" else float(text)
+    """``--margin`` values: numbers, ``soft`` for the soft margin, or ``auto``."""
+    return text if text in ("soft", "auto") else float(text)
 
 
 def train_on_triplets(
@@ -403,7 +403,7 @@ def run_config(config, seeds, data, reference) -> str:
     if mining is None:  # the --defaults-row: every parameter at its default
         name, mining, margin, distance = f"{NAMES['estimator']}, defaults", *["default"] * 3
     else:
-        name, margin = NAMES[method], margin if margin == "soft" else f"{margin:g}"
+        name, margin = NAMES[method], margin if isinstance(margin, str) else f"{margin:g}"
     return (
         f"| {name} | {inp} | {mining} | {margin} | {distance} | {n} | {noise:g} "
         f"| {epochs} | {bt} | {lr} | {schedule} | {_fmt(maps)} | "

@@ -305,7 +305,7 @@ def describe(row: str, cfg: dict | None, args) -> str:
     if row == "estimator":
         return ", ".join(args.estimator_params) or "defaults"
     width = cfg["n_components"] or "1280 (identity start)"
-    margin = cfg["margin"] if cfg["margin"] == "soft" else f"{cfg['margin']:g}"
+    margin = cfg["margin"] if isinstance(cfg["margin"], str) else f"{cfg['margin']:g}"
     text = (
         f"mining {cfg['mining']}, margin {margin}, {cfg['epochs']} epochs of "
         f"{cfg['batch']} triplets, lr {cfg['lr']:g}, anchor {cfg['anchor']:g}, width {width}"

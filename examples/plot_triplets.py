@@ -47,15 +47,14 @@ print(triplets[:3], triplets.shape)
 # ---------------------
 # ``samples=X_train`` holds what the indices point to; ``fit`` takes the
 # triplets and no ``y``. Each batch holds 128 triplets and embeds each of
-# their distinct samples once. ``mining="none"`` trains on the triplets as
-# given and ``margin=0.5`` keeps the many easy random triplets contributing:
-# the settings that came closest to the label-trained embedding in
-# ``benchmarks/bench_triplets.py`` (mining among the batch's negatives picks
-# samples of the anchor's own digit, given as the negatives of other
-# triplets).
-from_triplets = TripletEmbedder(
-    triplets=True, samples=X_train, mining="none", margin=0.5, max_epochs=20, random_state=0
-)
+# their distinct samples once. The defaults of triplet mode
+# (``mining="auto"``, ``margin="auto"``) train on the triplets as given
+# (``mining_ == "none"``) with margin 1.0, which keeps the many easy random
+# triplets contributing: the settings that came closest to the label-trained
+# embedding in ``benchmarks/bench_triplets.py`` (mining among the batch's
+# negatives picks samples of the anchor's own digit, given as the negatives
+# of other triplets).
+from_triplets = TripletEmbedder(triplets=True, samples=X_train, max_epochs=20, random_state=0)
 from_triplets.fit(triplets)
 
 # The reference: the same network trained on the labels.

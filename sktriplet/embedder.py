@@ -34,6 +34,7 @@ from sktriplet.training.build import ROUTED_PREFIXES, routed
 from sktriplet.training.criterion import check_criterion
 from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.fit import FitResult, draw_seed, train
+from sktriplet.training.policy import resolve_loss_defaults
 from sktriplet.triplets.distances import DISTANCES
 from sktriplet.triplets.mining import MINING_STRATEGIES
 from sktriplet.triplets.registry import loss_names
@@ -159,20 +160,22 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     Parameters
     ----------
-    margin : float, default=0.2
+    margin : float or "auto", default="auto"
         Margin of the triplet hinge. Its scale follows ``distance``: the
         default networks output unit vectors, on which ``"sqeuclidean"``
-        distances lie in ``[0, 4]`` and the other two in ``[0, 2]``. With
-        ``triplets=True``, 0.5 is the recommended value (see Notes).
-    mining : {"semihard", "hard", "all", "none"}, default="semihard"
+        distances lie in ``[0, 4]`` and the other two in ``[0, 2]``.
+        ``"auto"`` is 0.2 with labels and 1.0 with ``triplets=True`` (see
+        Notes); the value used is ``margin_``.
+    mining : {"auto", "semihard", "hard", "all", "none"}, default="auto"
         Which triplets of each batch enter the loss. With labels:
         ``"semihard"``, ``"hard"`` or ``"all"`` (see
         :func:`~sktriplet.triplets.losses.triplet_loss`). With
-        ``triplets=True``: ``"none"`` takes the given triplets as they are
-        (recommended), ``"semihard"`` and ``"hard"`` replace each triplet's
-        negative by one mined among the negatives given in the same batch
-        (the semi-hard or the nearest one); ``"all"`` needs labels and
-        ``"none"`` needs triplets.
+        ``triplets=True``: ``"none"`` takes the given triplets as they are,
+        ``"semihard"`` and ``"hard"`` replace each triplet's negative by one
+        mined among the negatives given in the same batch (the semi-hard or
+        the nearest one); ``"all"`` needs labels and ``"none"`` needs
+        triplets. ``"auto"`` is ``"semihard"`` with labels and ``"none"``
+        with ``triplets=True``; the strategy used is ``mining_``.
     distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
         Distance in the embedding space, for training and for :meth:`score`.
     soft : bool, default=False
@@ -385,6 +388,11 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         feature names and image layout.
     n_components_ : int
         Width of the embedding.
+    mining_ : str
+        The mining strategy trained with (``mining``, ``"auto"`` resolved).
+    margin_ : float
+        The margin trained with (``margin``, ``"auto"`` resolved; unused
+        with ``soft=True``).
     device_ : str
         The device the network was trained on.
     best_epoch_ : int
@@ -432,17 +440,17 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     triplets; ``samples_per_class`` does not apply; ``validation_fraction``
     must be ``None``; the input statistics (``scaling``) come from the
     distinct samples of the training triplets (identical triplet rows are
-    merged into one sample). ``mining`` keeps its default ``"semihard"``,
-    which here mines among the batch's given negatives; but without labels
-    the nearest "negative" in a batch is often a sample of the anchor's own
-    class, given as the negative of another triplet, so taking the triplets
-    as given works better, and so does a wider margin, which keeps the many
-    easy triplets contributing. Recommended:
-    ``TripletEmbedder(triplets=True, mining="none", margin=0.5)``. On
-    digits with 6,000 random label-consistent triplets it reached 0.95 of
-    the test MAP@R of the label-trained embedding in 20 epochs, the defaults
-    0.85 in 30 (``benchmarks/bench_triplets.py``, 3 seeds; table and command
-    in ``docs/triplets.md``).
+    merged into one sample). ``mining="auto"`` takes the triplets as given
+    (``"none"``): mining among a batch's given negatives often picks a
+    sample of the anchor's own class, given as the negative of another
+    triplet. ``margin="auto"`` is 1.0, a wider margin than with labels,
+    which keeps the many easy triplets contributing. On digits with 6,000
+    random label-consistent triplets these defaults reach 1.01 of the test
+    MAP@R of the label-trained embedding (semi-hard mining with margin 0.2:
+    0.87), and on crowd judgements over shoe photos they are within 0.01 of
+    the best margin tried (``benchmarks/bench_triplets.py`` and
+    ``benchmarks/bench_zappos.py``, 3 seeds; tables and commands in
+    ``docs/triplets.md``).
     Inside a :mod:`torch.distributed` process group, triplet mode is refused.
 
     ``fit`` validates everything before training and, when it fails, leaves
@@ -474,8 +482,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     """
 
     _parameter_constraints: dict = {
-        "margin": [Interval(numbers.Real, 0, None, closed="left")],
-        "mining": [StrOptions({*MINING_STRATEGIES, "none"})],
+        "margin": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "mining": [StrOptions({*MINING_STRATEGIES, "none", "auto"})],
         "distance": [StrOptions(set(DISTANCES))],
         "soft": ["boolean"],
         "criterion": [StrOptions(set(loss_names())), type],
@@ -510,8 +518,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def __init__(
         self,
         *,
-        margin: float = 0.2,
-        mining: str = "semihard",
+        margin: float | str = "auto",
+        mining: str = "auto",
         distance: str = "sqeuclidean",
         soft: bool = False,
         criterion: str | type[nn.Module] = "triplet",
@@ -687,6 +695,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         data = TrainingData(spec, X, codes, triplets=triplets, params=params, seed=seed)
         result = train(params, data, device=device, warm=warm)
         self._finalise(result, spec, classes, device, warm=warm is not None)
+        resolved = resolve_loss_defaults(params)
+        self.mining_, self.margin_ = resolved["mining"], resolved["margin"]
         return self
 
     def _warm_net(self, spec: InputSpec):

@@ -326,7 +326,7 @@ def test_help_reads_like_a_manual(capsys):
         "usage: sktriplet fit",
         "Train a TripletEmbedder on DATA",
         "--margin M",
-        "(default: 0.2)",
+        "auto: 0.2 (labels)",
         "--samples-per-class K",
         "data formats (DATA):",
         "examples:",

@@ -130,10 +130,48 @@ def test_defaults_of_triplet_mode():
     X, _, idx = _data()
     est = TripletEmbedder(triplets=True, samples=X, batch_size=4, **FAST).fit(idx)
     assert "lr_schedule" in dict(est.net_.callbacks_)  # "auto" is cosine here
-    assert est.net_.criterion_.mining == "semihard"  # kept: mined among given negatives
+    # mining="auto", margin="auto": the given triplets, margin 1.0 (docs/triplets.md)
+    assert (est.mining, est.margin) == ("auto", "auto")
+    assert (est.mining_, est.margin_) == ("none", 1.0)
+    assert (est.net_.criterion_.mining, est.net_.criterion_.margin) == ("none", 1.0)
     tags = est.__sklearn_tags__()
     assert tags.target_tags.required is False
     assert TripletEmbedder().__sklearn_tags__().target_tags.required is True
+
+
+@pytest.mark.parametrize("triplets", [False, True])
+def test_auto_loss_trains_as_its_explicit_values(triplets):
+    """``"auto"`` trains exactly the network its documented values train."""
+    X, y, idx = _data()
+    if triplets:
+        fit_args, mode, resolved = (idx,), {"triplets": True, "samples": X}, ("none", 1.0)
+    else:
+        fit_args, mode, resolved = (X, y), {"batch_size": 16}, ("semihard", 0.2)
+    auto = TripletEmbedder(**mode, **FAST).fit(*fit_args)
+    mining, margin = resolved
+    given = TripletEmbedder(mining=mining, margin=margin, **mode, **FAST).fit(*fit_args)
+    np.testing.assert_array_equal(auto.transform(X), given.transform(X))
+    assert (auto.mining_, auto.margin_) == resolved == (given.mining_, given.margin_)
+
+
+@pytest.mark.parametrize(("mining", "margin"), [("semihard", 0.5), ("hard", "auto")])
+def test_explicit_mining_and_margin_are_kept_in_triplet_mode(mining, margin):
+    X, _, idx = _data()
+    est = TripletEmbedder(triplets=True, samples=X, mining=mining, margin=margin, **FAST)
+    est.fit(idx)
+    want = 1.0 if margin == "auto" else margin
+    assert (est.mining_, est.margin_) == (mining, want)
+    assert (est.net_.criterion_.mining, est.net_.criterion_.margin) == (mining, want)
+
+
+def test_auto_model_saves_and_loads(tmp_path):
+    X, _, idx = _data()
+    est = TripletEmbedder(triplets=True, samples=X, **FAST).fit(idx)
+    save(est, tmp_path / "a.sktriplet")
+    loaded = load(tmp_path / "a.sktriplet")
+    assert (loaded.margin, loaded.margin_, loaded.mining_) == ("auto", 1.0, "none")
+    assert loaded.net_.criterion_.margin == 1.0
+    np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
 
 
 def test_warm_start_continues_training_on_triplets():

@@ -271,9 +271,9 @@ def image_size(text: str) -> int | tuple[int, int]:
 #: The ``fit`` flags that set the estimator's training hyperparameters, in help order.
 TRAINING_OPTIONS: tuple[EstimatorOption, ...] = (
     EstimatorOption("max_epochs", "passes over the data", "N"),
-    EstimatorOption("margin", "margin of the triplet hinge", "M"),
+    EstimatorOption("margin", "margin of the triplet hinge; auto: 0.2 (labels)", "M"),
     # mining="none" takes given triplets (triplets=True), which the command cannot read.
-    EstimatorOption("mining", "triplet mining strategy", exclude=("none",)),
+    EstimatorOption("mining", "triplet mining strategy; auto: semihard", exclude=("none",)),
     EstimatorOption("distance", "distance between embeddings"),
     EstimatorOption("soft", "soft margin log1p(exp(.)) for the hinge"),
     EstimatorOption(

@@ -4,7 +4,8 @@
 loss class; :func:`build_criterion` constructs it the way
 :func:`~sktriplet.training.build.build_network` constructs a module class: by
 its constructor's signature, with the ``criterion__*`` parameters plus
-``margin``, ``mining``, ``distance``, ``soft`` (the estimator's) and
+``margin``, ``mining``, ``distance``, ``soft`` (the estimator's, ``"auto"``
+resolved by :func:`~sktriplet.training.policy.resolve_loss_defaults`) and
 ``n_classes``, ``n_components`` (the fit's) where it takes them. The
 compositions of :data:`~sktriplet.triplets.registry.WRAPPERS` then wrap it
 when their parameter asks (``classification_weight > 0``). The result is the
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from sktriplet.training.build import routed
+from sktriplet.training.policy import resolve_loss_defaults
 from sktriplet.triplets.base import LossWrapper, takes_indices_tuple
 from sktriplet.triplets.mining import IndexTriplets
 from sktriplet.triplets.registry import WRAPPERS, resolve_loss
@@ -40,6 +42,7 @@ ESTIMATOR_LOSS_ARGUMENTS = ("margin", "mining", "distance", "soft")
 
 def _offered(params: dict[str, Any], n_classes: int | None, width: int | None) -> dict:
     offered = {name: params[name] for name in ESTIMATOR_LOSS_ARGUMENTS}
+    offered.update(resolve_loss_defaults(params))  # "auto" mining and margin, by mode
     offered["n_classes"] = None if n_classes is None else int(n_classes)
     offered["n_components"] = None if width is None else int(width)
     return offered
