@@ -24,13 +24,18 @@ semantics ``fit(I, sample_weight=w)`` is meant to have. Weightings:
   contributes two triplets and one contradicting triplet);
 * ``clean``: the correct answer to every question (what no crowd gives).
 
+``--method estimator`` trains ``TripletEmbedder(triplets=True,
+samples=X_train, max_epochs=--epochs, random_state=seed)`` with
+``fit(I, sample_weight=w)`` instead (every other parameter at its default:
+``mining="auto"``, ``margin="auto"``; ``--margin`` is then unused).
+
 Scores as in ``bench_triplets.py``: test MAP@R and test triplet accuracy,
 and the share of the training triplets that are wrong.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_votes.py [--seeds 0 1 2]
        [--votes 3] [--noise 0.3] [--weighting majority agreement all clean]
        [--n-triplets 6000] [--epochs 20] [--margin 0.5] [--lr 1e-3]
-       [--batch-triplets 128]
+       [--batch-triplets 128] [--method loop estimator]
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import numpy as np
 import torch
 from bench_triplets import random_triplets, scores, split, torch_embed
 
+from sktriplet import TripletEmbedder
 from sktriplet.inputs.triplet_batches import TripletBatchSampler, TripletDataset
 from sktriplet.networks import MLPEmbedder, Standardize
 from sktriplet.triplets.distances import paired_distances
@@ -106,13 +112,20 @@ def run(args, weighting: str) -> str:
             "all": (every, np.ones(len(every)), wrong.mean()),
             "clean": (clean, np.ones(len(clean)), 0.0),
         }[weighting]
-        net = train(X_train, trip, w, args, seed)
-        m, acc = scores(torch_embed(net), X_test, y_test, test)
+        if args.method == "estimator":
+            emb = TripletEmbedder(
+                triplets=True, samples=X_train, max_epochs=args.epochs, random_state=seed
+            )
+            embed = emb.fit(trip, sample_weight=w).transform
+        else:
+            embed = torch_embed(train(X_train, trip, w, args, seed))
+        m, acc = scores(embed, X_test, y_test, test)
         maps.append(m)
         accs.append(acc)
         bad.append(share)
     return (
-        f"| {weighting} | {args.votes} | {args.noise:g} | {statistics.mean(bad):.3f} | "
+        f"| {args.method} | {weighting} | {args.votes} | {args.noise:g} | "
+        f"{statistics.mean(bad):.3f} | "
         f"{statistics.mean(maps):.3f} +- {statistics.pstdev(maps):.3f} | "
         f"{statistics.mean(accs):.3f} +- {statistics.pstdev(accs):.3f} |"
     )
@@ -134,19 +147,21 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=0.5)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-triplets", type=int, default=128)
+    parser.add_argument("--method", default="loop", choices=["loop", "estimator"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
         f"Machine: {platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; digits, "
-        f"{args.n_triplets} questions, {args.epochs} epochs, margin {args.margin:g}, "
+        f"{args.n_triplets} questions, {args.epochs} epochs, {args.method}, "
+        f"margin {args.margin:g} (loop), "
         f"seeds {args.seeds}\n"
     )
     print(
-        "| training triplets | votes | P(vote wrong) | wrong training triplets "
+        "| method | training triplets | votes | P(vote wrong) | wrong training triplets "
         "| test MAP@R | test triplet acc. |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|")
     base = args.noise
     for noise in base:
         args.noise = noise

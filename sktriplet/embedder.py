@@ -27,11 +27,15 @@ from torch import nn
 from sktriplet.inputs.loading import make_dataset
 from sktriplet.inputs.spec import LAYOUTS, InputSpec
 from sktriplet.inputs.training_data import TrainingData
-from sktriplet.inputs.triplet_validation import triplet_score_input, validate_fit_triplets
+from sktriplet.inputs.triplet_validation import (
+    check_triplet_weights,
+    triplet_score_input,
+    validate_fit_triplets,
+)
 from sktriplet.inputs.validation import encode_labels, validate_fit, validate_transform
 from sktriplet.runtime.inference import embed_dataset
 from sktriplet.training.build import ROUTED_PREFIXES, routed
-from sktriplet.training.criterion import check_criterion
+from sktriplet.training.criterion import check_criterion, check_weighted_criterion
 from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.fit import FitResult, draw_seed, train
 from sktriplet.training.policy import resolve_loss_defaults
@@ -667,7 +671,13 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             Class labels (any hashable values, e.g. ints or strings);
             ``None`` with ``triplets=True``.
         **fit_params : dict
-            Refused: the network takes only the batch of samples.
+            Only ``sample_weight`` (array-like of shape (n_triplets,)), with
+            ``triplets=True``: a non-negative weight per triplet, e.g. how
+            many people gave that answer. Each batch's loss is then the
+            weighted mean of its triplets' terms, so integer weights train as
+            repeated triplets would, batch by batch. ``GridSearchCV`` and
+            ``cross_val_score`` split it with the triplets. Anything else is
+            refused: the network takes only the batch of samples.
 
         Returns
         -------
@@ -675,6 +685,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             The fitted estimator.
         """
         self._check_routed()
+        sample_weight = fit_params.pop("sample_weight", None)
         _check_components(self, fit_params)
         _check_mode(self)
         device = resolve_device(self.device)
@@ -683,16 +694,21 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "image_size": self.image_size,
             "channels": self.channels,
         }
-        classes = codes = triplets = None
+        classes = codes = triplets = weights = None
+        if sample_weight is not None:
+            check_weighted_criterion(self.get_params(deep=False))
         if self.triplets:
             X, triplets, spec = validate_fit_triplets(self, X, y, self.samples, **options)
+            weights = check_triplet_weights(sample_weight, len(triplets))
         else:
             X, y, spec = validate_fit(self, X, y, on_error=self.on_error, **options)
             classes, codes = encode_labels(y)
         warm = self._warm_net(spec)
         params = self.get_params(deep=False)
         seed = draw_seed(self.random_state)
-        data = TrainingData(spec, X, codes, triplets=triplets, params=params, seed=seed)
+        data = TrainingData(
+            spec, X, codes, triplets=triplets, weights=weights, params=params, seed=seed
+        )
         result = train(params, data, device=device, warm=warm)
         self._finalise(result, spec, classes, device, warm=warm is not None)
         resolved = resolve_loss_defaults(params)

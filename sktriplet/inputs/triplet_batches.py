@@ -428,7 +428,8 @@ class TripletDataset(Dataset):
     ``dataset[ids]`` (``ids`` a list or array of triplet numbers, as a batch
     sampler yields them) returns ``(X, idx)``: ``X`` the distinct samples
     of those triplets, each once, and ``idx`` of shape ``(len(ids), 3)``
-    their triplets as positions in ``X``. ``dataset[i]`` is the batch of one
+    their triplets as positions in ``X``; with ``weights``, ``(X, (idx,
+    w))``, ``w`` the weights of those triplets (float32). ``dataset[i]`` is the batch of one
     triplet. With a :class:`torch.utils.data.DataLoader`, pass a batch
     sampler as ``sampler`` and ``batch_size=None`` (or use the default
     collation with :func:`collate_triplets`).
@@ -439,6 +440,8 @@ class TripletDataset(Dataset):
         Index triplets (validated with :func:`check_triplet_indices`).
     samples : array-like, torch.Tensor or SampleSource
         What the indices point into (see :func:`as_sample_source`).
+    weights : array-like of shape (n_triplets,), default=None
+        A weight per triplet, handed on with each batch's triplets.
 
     Examples
     --------
@@ -454,9 +457,17 @@ class TripletDataset(Dataset):
     #: Indexed with a whole batch of triplet numbers at a time (no collation).
     fetches_batches = True
 
-    def __init__(self, triplets: Any, samples: Any) -> None:
+    def __init__(self, triplets: Any, samples: Any, weights: Any = None) -> None:
         self.samples = as_sample_source(samples)
         self.triplets = check_triplet_indices(triplets, len(self.samples), min_triplets=0)
+        self.weights = None
+        if weights is not None:
+            self.weights = np.asarray(weights, dtype=np.float32)
+            if self.weights.shape != (len(self.triplets),):
+                raise ValueError(
+                    f"weights must hold one weight per triplet, shape ({len(self.triplets)},); "
+                    f"got shape {self.weights.shape}."
+                )
 
     def set_epoch(self, epoch: int) -> None:
         """Pass the epoch on to the samples (image files augmented per epoch)."""
@@ -484,13 +495,16 @@ class TripletDataset(Dataset):
         """Number of triplets."""
         return len(self.triplets)
 
-    def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index) -> tuple[torch.Tensor, Any]:
         """``(X_unique, idx)`` of triplet ``index`` (an int, a slice or several)."""
         chosen = np.atleast_1d(np.arange(len(self.triplets))[index])
         ids, local = unique_triplet_batch(self.triplets[chosen])
-        return _as_tensor(self.samples.take(ids)), torch.from_numpy(local)
+        target = torch.from_numpy(local)
+        if self.weights is not None:
+            target = (target, torch.from_numpy(self.weights[chosen]))
+        return _as_tensor(self.samples.take(ids)), target
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, Any]:
         """The batch of ``indices`` in one fetch (torch's batched-fetch hook)."""
         return self[list(indices)]
 

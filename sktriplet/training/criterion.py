@@ -24,7 +24,7 @@ from torch import nn
 
 from sktriplet.training.build import routed
 from sktriplet.training.policy import resolve_loss_defaults
-from sktriplet.triplets.base import LossWrapper, takes_indices_tuple
+from sktriplet.triplets.base import LossWrapper, takes_indices_tuple, takes_weights
 from sktriplet.triplets.mining import IndexTriplets
 from sktriplet.triplets.registry import WRAPPERS, resolve_loss
 
@@ -33,6 +33,7 @@ __all__ = [
     "build_criterion",
     "call_criterion",
     "check_criterion",
+    "check_weighted_criterion",
     "update_criterion",
 ]
 
@@ -100,6 +101,32 @@ def check_criterion(params: dict[str, Any]) -> type[nn.Module]:
     return cls
 
 
+def check_weighted_criterion(params: dict[str, Any]) -> None:
+    """Raise unless the fit can weight its triplets (``fit(..., sample_weight=w)``).
+
+    Weights are per given triplet: triplet mode only, with a criterion whose
+    ``forward`` takes ``weights`` (the default ``"triplet"`` does).
+
+    Parameters
+    ----------
+    params : dict
+        Estimator parameters (``criterion``, ``triplets``).
+    """
+    if not params.get("triplets", False):
+        raise ValueError(
+            "sample_weight is supported with triplets=True (a weight per triplet, e.g. "
+            "its votes); with class labels it is not available yet. Drop sample_weight, "
+            "or repeat the samples that should count more."
+        )
+    name = params.get("criterion", "triplet")
+    if not takes_weights(resolve_loss(name)):
+        raise ValueError(
+            f"sample_weight needs a criterion whose forward takes weights (one per "
+            f"triplet); criterion={getattr(name, '__name__', name)!r} does not. Use "
+            "criterion='triplet', or add a weights argument to its forward."
+        )
+
+
 def build_criterion(
     params: dict[str, Any], n_classes: int | None = None, width: int | None = None
 ) -> nn.Module:
@@ -146,10 +173,16 @@ def call_criterion(criterion: nn.Module, y_pred: torch.Tensor, y_true: torch.Ten
     """The loss of a batch through the one loss interface.
 
     A target of shape ``(m, 3)`` is a batch of index triplets (triplet mode):
-    the criterion gets ``labels=None`` and ``indices_tuple``. A 1-D target
+    the criterion gets ``labels=None`` and ``indices_tuple``; a pair
+    ``(triplets, weights)`` is a batch of weighted triplets
+    (``fit(..., sample_weight=w)``), passed on as ``weights``. A 1-D target
     holds labels: ``criterion(y_pred, labels)``, which a user's loss with
     ``forward(embeddings, labels)`` takes as it is.
     """
+    if isinstance(y_true, tuple | list):
+        triplets, weights = y_true
+        indices = IndexTriplets(*triplets.long().unbind(1))
+        return criterion(y_pred, indices_tuple=indices, weights=weights)
     if y_true.ndim == 2:
         return criterion(y_pred, indices_tuple=IndexTriplets(*y_true.long().unbind(1)))
     return criterion(y_pred, y_true)

@@ -13,8 +13,10 @@ sample in every epoch. ``fit`` instead:
    into memory or, above ``max_bytes``, into a memory-mapped temporary file);
 3. trains the trained part on the cached output with the same fit routine
    as any fit (:func:`sktriplet.training.fit.run_fit`: the same PK batches,
-   validation and checks), then hands the whole network, whose head *is* the
-   trained head, back to the net (:func:`hand_over`).
+   or in triplet mode the same batches of triplets, validation and checks),
+   then hands the whole network, whose head *is* the trained head, back to
+   the net (:func:`hand_over`). Image files are then decoded once per fit,
+   not once per epoch.
 
 The result is that of training the whole network with the frozen part (the
 same PK batches give the same updates), at the cost of one forward pass over

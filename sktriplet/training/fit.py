@@ -131,7 +131,7 @@ def run_fit(net: TripletNet, params: dict[str, Any], data: TrainingData, callbac
 
 def _fresh(params: dict[str, Any], data: TrainingData, device: str) -> tuple[TripletNet, int]:
     module = build_network(data.spec, params, data.statistics)
-    cached = data.labelled and can_cache_features(module, params)
+    cached = can_cache_features(module, params)  # with labels or triplets
     if cached:
         params = {**params, "augment": False}  # cached features cannot be augmented
     sample = data.probe()[[0, 1]][0]

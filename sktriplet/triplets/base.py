@@ -6,6 +6,7 @@ is a ``torch.nn.Module`` called as::
     loss = criterion(embeddings, labels)                        # labelled batches
     loss = criterion(embeddings, indices_tuple=(a, p, n))       # triplet mode
     loss = criterion(embeddings, labels, indices_tuple=(a, p, n))  # a miner's choice
+    loss = criterion(embeddings, indices_tuple=(a, p, n), weights=w)  # weighted triplets
 
 and returns a scalar tensor. ``indices_tuple`` is a miner's output, index
 tensors into the batch (:class:`~sktriplet.triplets.mining.IndexTriplets`, as
@@ -33,7 +34,7 @@ import inspect
 import torch
 from torch import nn
 
-__all__ = ["LossWrapper", "MetricLoss", "inner_loss", "takes_indices_tuple"]
+__all__ = ["LossWrapper", "MetricLoss", "inner_loss", "takes_indices_tuple", "takes_weights"]
 
 
 class MetricLoss(nn.Module):
@@ -151,7 +152,26 @@ def takes_indices_tuple(loss: nn.Module | type) -> bool:
     -------
     bool
     """
+    return _forward_takes(loss, "indices_tuple")
+
+
+def takes_weights(loss: nn.Module | type) -> bool:
+    """Whether a loss's ``forward`` accepts ``weights`` (one per given triplet).
+
+    Parameters
+    ----------
+    loss : torch.nn.Module or type
+        A loss, a wrapper of one, or a loss class.
+
+    Returns
+    -------
+    bool
+    """
+    return _forward_takes(loss, "weights")
+
+
+def _forward_takes(loss: nn.Module | type, name: str) -> bool:
     if isinstance(loss, nn.Module):
         loss = type(inner_loss(loss))
     parameters = inspect.signature(loss.forward).parameters.values()
-    return any(p.name == "indices_tuple" or p.kind == p.VAR_KEYWORD for p in parameters)
+    return any(p.name == name or p.kind == p.VAR_KEYWORD for p in parameters)

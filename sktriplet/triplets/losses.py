@@ -62,6 +62,7 @@ def triplet_loss(
     distance: str = "sqeuclidean",
     soft: bool = False,
     return_stats: bool = False,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Triplet loss of a batch of embeddings, from labels or explicit triplets.
 
@@ -119,6 +120,11 @@ tensor of shape (n_triplets, 3), default=None
         anchor-negative distance of the mined triplets; for ``"all"`` over all
         positive and negative pairs) and ``spread`` (mean distance between
         all pairs of the batch, near 0 when embeddings collapse).
+    weights : torch.Tensor of shape (n_triplets,), default=None
+        Only with ``triplets``: a non-negative weight per given triplet. The
+        loss is then the weighted mean ``sum_i w_i h_i / sum_i w_i`` of the
+        terms ``h_i`` (over the triplets kept, see Notes); integer weights
+        give the loss of each triplet repeated ``w_i`` times. ``None``: all 1.
 
     Returns
     -------
@@ -187,7 +193,13 @@ tensor of shape (n_triplets, 3), default=None
         )
     if triplets is not None:
         mining = check_triplet_mining("none" if mining is None else mining)
-        return _explicit_loss(embeddings, triplets, margin, mining, distance, soft, return_stats)
+        hinge = (margin, soft, weights)
+        return _explicit_loss(embeddings, triplets, hinge, mining, distance, return_stats)
+    if weights is not None:
+        raise ValueError(
+            "weights apply to explicit triplets (triplets=...), one per triplet; with "
+            "labels the mined triplets have no weights."
+        )
     if mining == "none":
         raise ValueError(
             'mining="none" applies only to explicit triplets (triplets=...); with labels '
@@ -228,8 +240,9 @@ def _finish_stats(stats: dict[str, torch.Tensor], dist: torch.Tensor) -> dict[st
     return stats
 
 
-def _explicit_loss(embeddings, triplets, margin, mining, distance, soft, return_stats):
-    """The loss of explicit index triplets (see :func:`triplet_loss`)."""
+def _explicit_loss(embeddings, triplets, hinge, mining, distance, return_stats):
+    """The loss of explicit index triplets; ``hinge`` is ``(margin, soft, weights)``."""
+    margin, soft, weights = hinge
     triplets = as_index_triplets(triplets, embeddings.shape[0], embeddings.device)
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
         emb = embeddings.float() if embeddings.dtype in _LOW_PRECISION else embeddings
@@ -251,7 +264,10 @@ def _explicit_loss(embeddings, triplets, margin, mining, distance, soft, return_
         else:
             terms = torch.where(valid, terms, 0.0)
             n_triplets = valid.sum().to(terms.dtype)
-        loss = terms.sum() / n_triplets.clamp_min(1)
+        if weights is None:
+            loss = terms.sum() / n_triplets.clamp_min(1)
+        else:
+            loss = _weighted_mean(terms, weights, valid)
     if not return_stats:
         return loss
     count = n_triplets.detach().clamp_min(1)
@@ -265,6 +281,19 @@ def _explicit_loss(embeddings, triplets, margin, mining, distance, soft, return_
     if fallback is not None:
         stats["fallback"] = (fallback & kept).sum() / count
     return loss, _finish_stats(stats, pairwise_distances(emb.detach(), distance=distance))
+
+
+def _weighted_mean(terms: torch.Tensor, weights, valid) -> torch.Tensor:
+    """``sum(w * terms) / sum(w)`` over the kept triplets (``0`` when no weight is left)."""
+    w = torch.as_tensor(weights, device=terms.device).to(terms.dtype)
+    if w.shape != terms.shape:
+        raise ValueError(
+            f"weights must hold one weight per triplet: shape {tuple(terms.shape)}; got "
+            f"{tuple(w.shape)}."
+        )
+    if valid is not None:
+        w = torch.where(valid, w, 0.0)
+    return (w * terms).sum() / w.sum().clamp_min(torch.finfo(terms.dtype).tiny)
 
 
 def _mined_loss(emb, dist, mined: MinedTriplets, margin, soft, distance, stats):
@@ -478,8 +507,13 @@ class TripletLoss(MetricLoss):
         embeddings: torch.Tensor,
         labels: torch.Tensor | None = None,
         indices_tuple: IndexTriplets | tuple | torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Loss of one batch, from labels, given triplets, or both (see the class)."""
+        """Loss of one batch, from labels, given triplets, or both (see the class).
+
+        ``weights``, one per triplet of ``indices_tuple``, make the loss the
+        weighted mean of the triplets' terms (see :func:`triplet_loss`).
+        """
         if labels is not None:
             labels = torch.as_tensor(labels, device=embeddings.device)
             if indices_tuple is None and labels.ndim == 2:
@@ -496,6 +530,7 @@ class TripletLoss(MetricLoss):
             distance=self.distance,
             soft=self.soft,
             return_stats=self.record_stats,
+            weights=weights,
         )
         if self.record_stats:
             out, self.last_stats = out
