@@ -97,8 +97,10 @@ print(f"fit on {train.sum()} photos: {time.perf_counter() - t0:.0f} s")
 # --------------------------------------
 # ``FrozenEstimator`` keeps the trained embedder as it is: the classifier
 # only embeds through it, and ``enroll`` can add people later without
-# training. ``calibrate`` picks the largest match distance to accept so that
-# at most 10 % of the calibration strangers are accepted.
+# training. ``calibrate`` picks the largest match distance to accept whose
+# false accept rate, bounded over the stranger classes (the 3 calibration
+# strangers, and the 6 enrolled people left out of the gallery in turn), is
+# at most 10 %.
 from sklearn.frozen import FrozenEstimator
 
 from sktriplet import OpenSetKNeighborsClassifier
