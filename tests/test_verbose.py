@@ -165,6 +165,38 @@ def test_auto_is_quiet_in_a_worker_process(capsys, data, monkeypatch):
     assert est.verbose_ == 0 and capsys.readouterr() == ("", "")
 
 
+def test_auto_is_quiet_when_only_stdout_is_a_terminal(capsys, data, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)  # 2> log.txt
+    est = _auto(data).fit(*data)
+    assert est.verbose_ == 0 and capsys.readouterr() == ("", "")
+
+
+def test_auto_is_quiet_in_another_thread(capsys, data, monkeypatch):
+    # joblib's threading backend, a thread pool: tables of parallel fits would interleave
+    import threading
+
+    _terminal(monkeypatch)
+    fitted = []
+    thread = threading.Thread(target=lambda: fitted.append(_auto(data).fit(*data)))
+    thread.start()
+    thread.join()
+    assert fitted[0].verbose_ == 0 and capsys.readouterr() == ("", "")
+
+
+def test_loky_workers_are_worker_processes():
+    # What the worker test above patches: joblib's default backend sets it.
+    from joblib import Parallel, delayed
+
+    seen = Parallel(n_jobs=2)(
+        delayed(lambda: __import__("multiprocessing").parent_process() is not None)()
+        for _ in range(2)
+    )
+    assert seen == [True, True]
+
+
 def test_explicit_verbose_is_kept_and_warm_start_resolves_again(capsys, data, monkeypatch):
     _terminal(monkeypatch)
     est = _auto(data).set_params(verbose=0).fit(*data)
