@@ -131,6 +131,7 @@ API_MODULES = [
     "sktriplet.evaluation.scoring",
     "sktriplet.evaluation.neighbors",
     "sktriplet.io.persistence",
+    "sktriplet.io.contract",
     "sktriplet.io.export",
     "sktriplet.datasets",
     "sktriplet.evaluation.plotting",
