@@ -312,3 +312,16 @@ def test_grid_search_tunes_freeze():
     assert set(search.cv_results_["param_module__freeze"]) == {True, "auto"}
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_estimator_.freeze_ in (True, 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auto_is_never_below_the_head_alone_on_its_own_held_out_classes(seed):
+    report = TripletEmbedder(**{**PARAMS, "random_state": seed}).fit(X, Y).freeze_report_
+    floor, scores = report["head_only_score"], report["block_scores"]
+    assert len(scores) == report["max_epochs"] >= 1 and floor is not None
+    if report["trained_blocks"]:
+        kept = scores[report["epochs"] - 1]
+        assert kept > floor + report["min_gain"] - 1e-4  # (scores are rounded to 4 places)
+        assert kept == max(scores)
+    else:
+        assert report["epochs"] == 0 and max(scores) <= floor + report["min_gain"] + 1e-4
