@@ -106,7 +106,7 @@ def _fresh(params: dict[str, Any], data: TrainingData, device: str) -> FitResult
         if not wants_top_blocks(module):
             return _result(net, width, data, freeze)
         report = head_only_report(_uncached_reason(params, data))
-        if params["verbose"]:
+        if net.verbose:
             print(describe(report))
         return _result(net, width, data, True, report)
     if wants_top_blocks(module):

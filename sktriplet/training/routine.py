@@ -16,6 +16,7 @@ import torch
 
 from sktriplet.inputs.training_data import TrainingData
 from sktriplet.runtime.inference import embed_dataset
+from sktriplet.runtime.progress import progress_loader
 from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.factory import make_net, validation_callbacks
 from sktriplet.training.feature_cache import cache_features, hand_over, split_for_caching
@@ -123,7 +124,7 @@ def train_cached_head(
         data.all_samples(),
         batch_size=params["batch_size"],
         device=net.device,
-        loader=net.batch_loader,
+        loader=progress_loader(net.batch_loader, net.verbose, "caching features"),
     )
     run_fit(net, params, data.with_samples(features))
     hand_over(net, module)

@@ -48,6 +48,7 @@ from sktriplet.inputs.training_data import TrainingData
 from sktriplet.networks.backbone import BackboneEmbedder
 from sktriplet.networks.blocks import backbone_blocks
 from sktriplet.networks.split import BlockTop, split_at_block, unwrap_embedder
+from sktriplet.runtime.progress import progress_loader
 from sktriplet.training.feature_cache import FeatureHead, cache_features, cache_views
 from sktriplet.training.net import TripletNet
 from sktriplet.training.routine import fresh_net, learning_rate, run_fit, train_cached_head
@@ -265,7 +266,7 @@ def _cache(module, depth, params, data, head_net, clock):
         n_views=AUTO_VIEWS,
         batch_size=params["batch_size"],
         device=head_net.device,
-        loader=head_net.batch_loader,
+        loader=progress_loader(head_net.batch_loader, head_net.verbose, "caching activations"),
     )
     now = clock.mark("cache", start)
     clock.pass_seconds = (now - start) / AUTO_VIEWS
@@ -526,7 +527,7 @@ def head_only_report(note: str) -> dict:
 
 
 def _result(net, report, data, params, validated=None) -> TopBlocksResult:
-    if params["verbose"]:
+    if net.verbose:
         print(describe(report))
     result = TopBlocksResult(net, report)
     source = net if validated is None and data.held is not None else validated
