@@ -27,6 +27,7 @@ from sktriplet.training.criterion import update_criterion
 from sktriplet.training.factory import changed_training_params, schedule_callbacks
 from sktriplet.training.feature_cache import can_cache_features
 from sktriplet.training.net import TripletNet
+from sktriplet.training.policy import resolve_loss_defaults
 from sktriplet.training.routine import fresh_net, learning_rate, run_fit, train_cached_head
 from sktriplet.training.top_blocks import (
     describe,
@@ -186,6 +187,7 @@ def train(
         The trained net and what the estimator records from it.
     """
     _check_triplet_mode(data)
+    params = {**params, **resolve_loss_defaults(params)}  # "auto" mining and margin, by mode
     cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
     snapshot = warm[0].snapshot() if warm is not None else None
     try:
