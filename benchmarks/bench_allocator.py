@@ -1,6 +1,6 @@
 """What keeping freed memory in glibc's heap does to fit and transform on the CPU.
 
-Question: how much does :func:`sktriplet.training.allocator.keep_freed_memory`
+Question: how much does :func:`sktriplet.runtime.allocator.keep_freed_memory`
 (entered by ``fit`` on the CPU)
 change training speed, page faults and peak memory? Each run is a fresh
 process that fits ``TripletEmbedder(image_size=64)`` for ``--epochs`` epochs
@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_files import CARS  # noqa: E402
 from bench_fit_files import BATCH, BatchClock, cars_split, make_estimator  # noqa: E402
 
-from sktriplet.training.allocator import ENV_SWITCH  # noqa: E402
+from sktriplet.runtime.allocator import ENV_SWITCH  # noqa: E402
 
 SETTINGS = {"library": "1", "off": "0"}
 

@@ -14,7 +14,7 @@ normal rows and queries, without any structure, the hardest case for a graph
 or inverted lists. Distance: squared Euclidean (on unit vectors, the cosine
 ranking). Ground truth: exact top-10 by a blocked matrix product in float64.
 The search parameter ``auto`` is the indexes' default (``ef_search="auto"``,
-``nprobe="auto"``; see ``sktriplet.evaluation.index.auto_ef_search``).
+``nprobe="auto"``; see ``sktriplet.evaluation.neighbors.auto_ef_search``).
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/bench_ann.py            # 10^6 rows
@@ -34,7 +34,7 @@ import time
 import numpy as np
 import torch
 
-from sktriplet.evaluation.index import (
+from sktriplet.evaluation.neighbors import (
     ExactIndex,
     FaissIndex,
     HNSWIndex,

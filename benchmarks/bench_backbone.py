@@ -51,7 +51,7 @@ from PIL import Image
 from torch import nn
 
 from sktriplet.evaluation.metrics import map_at_r, precision_at_k
-from sktriplet.inputs.datasets import ArrayDataset
+from sktriplet.inputs.loading import ArrayDataset
 from sktriplet.networks import BackboneEmbedder, Standardize
 from sktriplet.training.feature_cache import cache_features, split_for_caching
 from sktriplet.training.net import TripletNet

@@ -33,11 +33,7 @@ while they wait); ``PASSIVE after import`` (the variable set with
 ``GOMP_SPINCOUNT=0``; ``set_num_threads(1)`` (``torch.set_num_threads(1)``
 after import, no variable); ``workers=0`` (``iterator_train__num_workers=0,
 iterator_valid__num_workers=0``: decoding in the main process); and
-``OMP_NUM_THREADS=1, workers=0``; ``probe rule`` (the proposed fix, patched
-in for the run: when the fit would use several threads, a small
-convolution is timed with one thread and with that many, interleaved; unless
-the threads run it at least ``1.2x`` faster the fit uses one thread; the
-feature-cache pass of a backbone fit runs under the same rule).
+``OMP_NUM_THREADS=1, workers=0``.
 
 Usage::
 
@@ -47,8 +43,7 @@ Usage::
 
 Prints a Markdown table: median wall and CPU seconds of the fit, the wall
 time over that of ``OMP_NUM_THREADS=1`` (or ``n_jobs=1``) in the same
-workload and load (``x ref``), and for ``probe rule`` the speed-ups the
-probe measured (every run, every probe).
+workload and load (``x ref``).
 """
 
 from __future__ import annotations
@@ -73,7 +68,6 @@ SETTINGS = (
     "set_num_threads(1)",
     "workers=0",
     "OMP_NUM_THREADS=1, workers=0",
-    "probe rule",
 )
 ENV = {
     "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
@@ -81,46 +75,7 @@ ENV = {
     "GOMP_SPINCOUNT=0": {"GOMP_SPINCOUNT": "0"},
     "OMP_NUM_THREADS=1, workers=0": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
 }
-# The proposed rule in sktriplet.training.threads, patched in for a run.
-PROBE_RULE = """
-import statistics, time, torch
-import sktriplet.training.threads as _threads, sktriplet.training.cached as _cached
-
-def _speedup(n, repeats=5):
-    x = torch.randn(32, 32, 28, 28).contiguous(memory_format=torch.channels_last)
-    conv = torch.nn.Conv2d(32, 32, 3, padding=1).to(memory_format=torch.channels_last)
-    before, times = torch.get_num_threads(), {1: [], n: []}
-    try:
-        with torch.no_grad():
-            for r in range(repeats + 1):
-                for k in times:
-                    torch.set_num_threads(k)
-                    t = time.perf_counter()
-                    conv(x)
-                    if r:
-                        times[k].append(time.perf_counter() - t)
-    finally:
-        torch.set_num_threads(before)
-    return statistics.median(times[1]) / statistics.median(times[n])
-
-_choose = _threads.choose_threads
-def _choose_probed(n_threads=None, *, module=None, batch_size=None):
-    count = _choose(n_threads, module=module, batch_size=batch_size)
-    if n_threads is None and count > 1:
-        speedup = _speedup(count)
-        _threads.PROBES = [*getattr(_threads, "PROBES", []), round(speedup, 2)]
-        return 1 if speedup < 1.2 else count
-    return count
-_threads.choose_threads = _choose_probed
-
-_features = _cached._features
-def _features_probed(extractor, net, fit):
-    with _threads.fit_threads(module=extractor, batch_size=fit.params["batch_size"]):
-        return _features(extractor, net, fit)
-_cached._features = _features_probed
-"""
 PRELUDE = {
-    "probe rule": PROBE_RULE,
     "PASSIVE after import": "import torch, os\nos.environ['OMP_WAIT_POLICY'] = 'PASSIVE'\n",
     "set_num_threads(1)": "import torch\ntorch.set_num_threads(1)\n",
 }
@@ -165,9 +120,7 @@ def child_code(workload: str, setting: str, n_jobs: int, data: Path) -> str:
         + "resource.getrusage(resource.RUSAGE_CHILDREN)\n"
         + "    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime\n"
         + "c0, t0 = cpu(), time.perf_counter()\nrun()\n"
-        + "import sktriplet.training.threads as th\n"
-        + "print(json.dumps({'wall': time.perf_counter() - t0, 'cpu': cpu() - c0, "
-        + "'probes': getattr(th, 'PROBES', [])}))\n"
+        + "print(json.dumps({'wall': time.perf_counter() - t0, 'cpu': cpu() - c0}))\n"
     )
 
 
@@ -233,8 +186,8 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 stop(spinners)
     print(f"\n{os.cpu_count()} logical CPUs; median of {args.repeats} run(s)\n")
-    print("| workload | extra load | setting | wall (s) | CPU (s) | x ref | load avg | probe |")
-    print("|---|---|---|---:|---:|---:|---:|---|")
+    print("| workload | extra load | setting | wall (s) | CPU (s) | x ref | load avg |")
+    print("|---|---|---|---:|---:|---:|---:|")
     for workload, load, setting, n in configs:
         res = results[(workload, load, setting, n)]
         wall = statistics.median(r["wall"] for r in res)
@@ -245,8 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         ratio = f"{wall / statistics.median(ref):.2f}" if ref else ""
         extra = "none" if load == "none" else f"+{args.busy} busy processes"
         avg = statistics.median(loads[(workload, load, setting, n)])
-        probes = " ".join(f"{x:.2f}x" for r in res for x in r.get("probes", []))
-        cells = [workload, extra, setting, f"{wall:.1f}", f"{cpu:.1f}", ratio, f"{avg:.1f}", probes]
+        cells = [workload, extra, setting, f"{wall:.1f}", f"{cpu:.1f}", ratio, f"{avg:.1f}"]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -50,7 +50,7 @@ with load from other processes, so it isolates the estimator's own overhead.
 
 ``--malloc both`` runs the whole benchmark twice, each in a fresh process:
 once with glibc's malloc as it comes (the estimator then tunes it during
-``fit``, :mod:`sktriplet.training.allocator`; the plain loop does not)
+``fit``, :mod:`sktriplet.runtime.allocator`; the plain loop does not)
 and once with ``GLIBC_TUNABLES`` set so that glibc keeps the memory it
 frees for both sides (the estimator then leaves it alone). The
 end of each run prints the process's peak RSS and minor page faults.

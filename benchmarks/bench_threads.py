@@ -8,7 +8,7 @@ script runs it in fresh processes with the default threads and with
 one extra CPU-bound process spinning on a core ("+1 busy process"), importing
 scikit-learn before torch and torch before scikit-learn. Three thread
 settings: "default" (no variable set: the library's own choice,
-``sktriplet.training.threads.fit_threads``, one thread for this small
+``sktriplet.runtime.threads.fit_threads``, one thread for this small
 network), "torch default" (no variable set and the library's choice switched
 off, as before it existed: torch's thread count) and "OMP_NUM_THREADS=1".
 Configurations are interleaved, ``--repeats`` times each, and the table
@@ -52,7 +52,7 @@ SETTINGS = ("default", "torch default", "OMP_NUM_THREADS=1")
 # The proposed integration in TripletEmbedder.transform, patched in for a row.
 TRANSFORM_TOO = (
     "import sktriplet.embedder as _e\n"
-    "from sktriplet.training.threads import fit_threads as _ft\n"
+    "from sktriplet.runtime.threads import fit_threads as _ft\n"
     "_embed = _e.TripletEmbedder._embed\n"
     "def _threaded(self, X):\n"
     "    with _ft(module=self.net_.module_, batch_size=self.net_.batch_size):\n"
@@ -96,7 +96,7 @@ def step_times(rounds: int = 6, steps: int = 20) -> None:
     import torch
     from torch import nn
 
-    from sktriplet.training.threads import SMALL_NETWORK_WORK
+    from sktriplet.runtime.threads import SMALL_NETWORK_WORK
 
     print(f"load average {os.getloadavg()[0]:.1f}; SMALL_NETWORK_WORK = {SMALL_NETWORK_WORK:.2e}")
     print()

@@ -44,7 +44,9 @@ route at 64 px.
 
 Data sets: ``cars`` is ``stanford_cars_196x8`` (classes 001-098 train,
 099-196 unseen, 8 photos each); ``faces`` is ``faces94_subset18`` (18
-people, split 9 / 9 at random with ``--seed``). ``faces-hard`` is a
+people, split 9 / 9 at random with ``--seed``); ``glint`` is
+``glint_faces24`` (aligned celebrity faces, 24 people, split 12 / 12 with
+``--seed``). ``faces-hard`` is a
 *synthetic* stress version of ``faces`` (same people, same split): every
 photo gets its own random crop (35-80 % of the area, so parts of the face
 go missing), rotation (up to 20 degrees), brightness, contrast and colour
@@ -56,8 +58,9 @@ stress version is what is left of a harder face set on this machine, not a
 real one. ``--max-classes`` and ``--max-train-images`` shrink the sets for
 quick checks.
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/bench_transfer.py [--datasets cars faces faces-hard]
-       [--rows raw frozen sktriplet pml softmax scratch] [--image-size 128] [--epochs 30]
+Usage: OMP_NUM_THREADS=1 python benchmarks/bench_transfer.py
+       [--datasets cars faces faces-hard glint] [--rows raw frozen sktriplet pml softmax scratch]
+       [--image-size 128] [--epochs 30]
        [--softmax-epochs 2] [--params KEY=VALUE ...] [--max-classes N]
        [--max-train-images N] [--seed 0]
        [--threads 1] [--device cpu] [--data ../shared/data] [--cache /tmp/sktriplet-bench]
@@ -91,6 +94,7 @@ SETS = {
     "cars": "stanford_cars_196x8/images",
     "faces": "faces94_subset18/images",
     "faces-hard": "faces94_subset18/images",
+    "glint": "glint_faces24/images",
 }
 ROWS = ("raw", "frozen", "sktriplet", "pml", "softmax", "scratch")
 BACKBONE = "efficientnet_lite0"

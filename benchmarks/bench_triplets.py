@@ -63,9 +63,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from sktriplet import TripletEmbedder
-from sktriplet.evaluation.metrics import map_at_r
-from sktriplet.evaluation.triplet_accuracy import triplet_accuracy
-from sktriplet.inputs.triplets import TripletBatchSampler, TripletDataset
+from sktriplet.evaluation.metrics import map_at_r, triplet_accuracy
+from sktriplet.inputs.triplet_batches import TripletBatchSampler, TripletDataset
 from sktriplet.networks import MLPEmbedder, Standardize
 from sktriplet.triplets.losses import triplet_loss
 

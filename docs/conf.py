@@ -95,11 +95,17 @@ API_MODULES = [
     "sktriplet.triplets.losses",
     "sktriplet.triplets.mining",
     "sktriplet.triplets.distances",
+    "sktriplet.triplets.base",
+    "sktriplet.triplets.registry",
+    "sktriplet.triplets.classification",
     "sktriplet.inputs.spec",
     "sktriplet.inputs.validation",
-    "sktriplet.inputs.datasets",
+    "sktriplet.inputs.loading",
     "sktriplet.inputs.files",
-    "sktriplet.inputs.triplets",
+    "sktriplet.inputs.boxes",
+    "sktriplet.inputs.statistics",
+    "sktriplet.inputs.training_data",
+    "sktriplet.inputs.triplet_batches",
     "sktriplet.vision.decode",
     "sktriplet.vision.transforms",
     "sktriplet.vision.folders",
@@ -107,23 +113,30 @@ API_MODULES = [
     "sktriplet.networks",
     "sktriplet.training.sampling",
     "sktriplet.training.build",
+    "sktriplet.training.criterion",
     "sktriplet.training.factory",
     "sktriplet.training.fit",
     "sktriplet.training.net",
     "sktriplet.training.callbacks",
     "sktriplet.training.policy",
+    "sktriplet.training.feature_cache",
+    "sktriplet.training.errors",
+    "sktriplet.runtime.inference",
+    "sktriplet.runtime.threads",
+    "sktriplet.runtime.allocator",
     "sktriplet.evaluation.metrics",
     "sktriplet.evaluation.scoring",
     "sktriplet.evaluation.neighbors",
-    "sktriplet.evaluation.index",
     "sktriplet.io.persistence",
+    "sktriplet.io.contract",
     "sktriplet.io.export",
     "sktriplet.datasets",
     "sktriplet.evaluation.plotting",
     "sktriplet.training.distributed",
 ]
-#: Modules with no API of their own to list (the estimator is top level, the
-#: command line has its own page, the aliases only keep 0.1.0 paths working).
+#: Modules (and their submodules) with no API of their own to list (the
+#: estimator is top level, the command line has its own page, the aliases only
+#: keep 0.1.0 paths working).
 NOT_IN_API = {"sktriplet.embedder", "sktriplet.cli", "sktriplet.__main__"}
 
 
@@ -135,7 +148,8 @@ def _public_modules(package: Path) -> dict[str, Path]:
         if parts[-1] == "__init__":
             parts = parts[:-1]
         name = ".".join(parts)
-        if len(parts) > 1 and not any(p.startswith("_") for p in parts) and name not in NOT_IN_API:
+        listed = not any(name == m or name.startswith(m + ".") for m in NOT_IN_API)
+        if len(parts) > 1 and not any(p.startswith("_") for p in parts) and listed:
             found[name] = path
     return found
 
@@ -161,9 +175,11 @@ def _is_constant(module: str, name: str) -> bool:
 API_INTRO = """\
 Every public name of sktriplet, generated from the docstrings. The modules
 follow the data flow (see :doc:`../architecture`): the triplet core
-(distances, mining, the loss); the input boundary (what ``X`` is, datasets,
-image files); the networks; training (PK batches, building the network, the
-skorch net, callbacks, policies); evaluation (metrics, scorers, open-set
+(distances, mining, the loss interface, the losses and their registry); the
+input boundary (what ``X`` is, image files and crop boxes, datasets, the
+training data of a fit); the networks; training (PK batches, building the
+network and the criterion, the skorch net, callbacks, policies); the runtime
+(the inference loop, threads, the allocator); evaluation (metrics, scorers, open-set
 recognition, search, plots); persistence and export.
 The command line is described in :doc:`../cli`."""
 
@@ -221,7 +237,7 @@ def write_api_page(out: Path) -> None:
 
 def write_cli_help(out_dir: Path) -> None:
     """Write ``sktriplet --help`` and each command's help to text files."""
-    from sktriplet.cli import build_parser
+    from sktriplet.cli.parser import build_parser
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for command in (None, "fit", "embed", "evaluate"):

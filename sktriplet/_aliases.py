@@ -1,11 +1,22 @@
-"""Import paths of sktriplet 0.1.0, kept working after the regrouping.
+"""Old import paths, kept working after the modules moved.
 
-0.1.0 was one flat package (``sktriplet.losses``, ``sktriplet.metrics``,
-...). Its modules now live in subpackages by role; the old dotted names
-still import, as the very same module objects, through a meta path finder
+sktriplet 0.1.0 was one flat package (``sktriplet.losses``,
+``sktriplet.metrics``, ...); its modules now live in subpackages by role,
+and a few modules moved again inside them (``sktriplet.evaluation.index``
+into :mod:`sktriplet.evaluation.neighbors`). The old dotted names still
+import, as the very same module objects, through a meta path finder
 installed by ``sktriplet/__init__.py``. ``sktriplet.losses`` and
-``sktriplet.sampling`` are part of the documented API and stay silent; the
-other old names warn with a :class:`FutureWarning` that names the new path.
+``sktriplet.sampling`` are part of the documented API and stay silent.
+
+The other old names warn with a :class:`DeprecationWarning` that names the
+new path and is attributed to the line with the old import. That category
+because an import path is the concern of whoever wrote the import, and
+Python shows a ``DeprecationWarning`` exactly to them: for code run as a
+script, in the REPL or a notebook (``__main__``) and under test runners,
+while an application's end users, who cannot change a library's imports, do
+not see it (a :class:`FutureWarning` is always shown, to end users too). The
+old path gives the same module, so results cannot change without notice,
+which is what scikit-learn's use of :class:`FutureWarning` guards against.
 """
 
 from __future__ import annotations
@@ -28,13 +39,22 @@ ALIASES: dict[str, tuple[str, bool]] = {
     "sktriplet.augment": ("sktriplet.vision.augment", True),
     "sktriplet.metrics": ("sktriplet.evaluation.metrics", True),
     "sktriplet.scoring": ("sktriplet.evaluation.scoring", True),
-    "sktriplet.index": ("sktriplet.evaluation.index", True),
+    "sktriplet.index": ("sktriplet.evaluation.neighbors.index", True),
     "sktriplet.neighbors": ("sktriplet.evaluation.neighbors", True),
     "sktriplet.plotting": ("sktriplet.evaluation.plotting", True),
     "sktriplet.persistence": ("sktriplet.io.persistence", True),
     "sktriplet.export": ("sktriplet.io.export", True),
     "sktriplet.estimator": ("sktriplet.embedder", True),
+    "sktriplet.evaluation.index": ("sktriplet.evaluation.neighbors.index", True),
+    "sktriplet.evaluation.triplet_accuracy": ("sktriplet.evaluation.metrics.triplet_scores", True),
 }
+
+#: The wording of the warning: no version numbers, since the old path is
+#: removed in whichever release first drops it.
+MESSAGE = (
+    "{old} is now {new}; import it from there. The old path still works but will be "
+    "removed in a future release of sktriplet."
+)
 
 
 class _AliasLoader(importlib.abc.Loader):
@@ -45,10 +65,10 @@ class _AliasLoader(importlib.abc.Loader):
     def create_module(self, spec):  # noqa: D102
         if self.warn:
             warnings.warn(
-                f"{spec.name} moved to {self.target} in sktriplet 0.2; import it from there "
-                "(the old name will be removed in a later release).",
-                FutureWarning,
-                stacklevel=3,
+                MESSAGE.format(old=spec.name, new=self.target),
+                DeprecationWarning,
+                # 2: the importing line (warnings skips importlib's own frames).
+                stacklevel=2,
             )
         return importlib.import_module(self.target)
 

@@ -24,15 +24,19 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from sktriplet.inputs.datasets import make_dataset
+from sktriplet.inputs.loading import make_dataset
 from sktriplet.inputs.spec import LAYOUTS, InputSpec
+from sktriplet.inputs.training_data import TrainingData
 from sktriplet.inputs.triplet_validation import triplet_score_input, validate_fit_triplets
-from sktriplet.inputs.validation import all_finite, encode_labels, validate_fit, validate_transform
+from sktriplet.inputs.validation import encode_labels, validate_fit, validate_transform
+from sktriplet.runtime.inference import embed_dataset
 from sktriplet.training.build import ROUTED_PREFIXES, routed
-from sktriplet.training.fit import FitResult, train
-from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed, embed_dataset
+from sktriplet.training.criterion import check_criterion
+from sktriplet.training.errors import check_finite_embeddings
+from sktriplet.training.fit import FitResult, draw_seed, train
 from sktriplet.triplets.distances import DISTANCES
 from sktriplet.triplets.mining import MINING_STRATEGIES
+from sktriplet.triplets.registry import loss_names
 
 __all__ = ["TripletEmbedder"]
 
@@ -59,8 +63,7 @@ def resolve_device(device: str) -> str:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or "
-            "'cuda:N'."
+            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
         ) from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
@@ -76,7 +79,7 @@ def resolve_device(device: str) -> str:
 
 
 def _check_components(est: TripletEmbedder, fit_params: dict) -> None:
-    """Refuse extra fit arguments and wrong module/optimizer/callback types early."""
+    """Refuse extra fit arguments and wrong module/criterion/optimizer/callback types early."""
     from skorch.callbacks import Callback
 
     if fit_params:
@@ -90,6 +93,7 @@ def _check_components(est: TripletEmbedder, fit_params: dict) -> None:
             f"module must be a torch.nn.Module subclass or instance, or None; got the "
             f"class {est.module.__name__}."
         )
+    check_criterion(est.get_params(deep=False))
     if not issubclass(est.optimizer, torch.optim.Optimizer):
         raise TypeError(
             f"optimizer must be a torch.optim.Optimizer subclass such as torch.optim.Adam; "
@@ -272,7 +276,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         as a pretrained :class:`~sktriplet.networks.BackboneEmbedder`, gets
         that instead). ``"auto"`` is ``"global"`` for pixel-like rows (at
         least 16 non-negative columns of whole numbers or of values in
-        ``[0, 1]`` sharing one range, :func:`sktriplet.training.policy.is_pixel_like`)
+        ``[0, 1]`` sharing one range, :func:`sktriplet.inputs.statistics.is_pixel_like`)
         and ``"feature"`` otherwise. ``"feature"`` centres every feature and divides it by its
         own standard deviation (images: per channel), right for tabular data
         whose columns have different units. ``"global"`` centres every feature
@@ -332,21 +336,33 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         stay whole (mind the leakage this invites: ``docs/triplets.md``).
         ``None``: ``fit`` and :meth:`score` take triplet rows. ``clone``
         copies it, and :func:`sktriplet.save` does not store it.
+    criterion : str or torch.nn.Module class, default="triplet"
+        The loss. A name registered in
+        :data:`sktriplet.triplets.registry.LOSSES` (``"triplet"``: the
+        triplet loss with online mining, :class:`~sktriplet.triplets.losses.TripletLoss`;
+        :func:`~sktriplet.triplets.registry.loss_names` lists them all), or a
+        loss class of your own: an ``nn.Module`` whose ``forward(embeddings,
+        labels)`` returns a scalar tensor (and takes ``indices_tuple=(a, p,
+        n)`` for ``triplets=True``). The class is instantiated in ``fit`` with
+        the ``criterion__*`` parameters, plus ``margin``, ``mining``,
+        ``distance``, ``soft``, ``n_classes`` and ``n_components`` where its
+        constructor takes them. Learnable weights of the loss (a classifier,
+        proxies) train with the network and are saved with it.
     classification_weight : float, default=0.0
         Add ``classification_weight`` times the cross-entropy of a cosine
-        classifier over the training classes to the triplet loss (an
-        auxiliary loss as in re-identification practice:
-        :class:`sktriplet.training.criteria.TripletWithClassification`, whose
-        class weights train with the network and are saved with it). ``0``
-        trains with the triplet loss alone: with a frozen pretrained backbone
+        classifier over the training classes to the loss (an auxiliary loss
+        as in re-identification practice:
+        :class:`sktriplet.triplets.classification.WithClassification` around
+        the ``criterion``, whose class weights train with the network and
+        are saved with it). ``0`` trains with the loss alone: with a frozen pretrained backbone
         (the head trained on cached features), 0.5 and 1.0 scored the same
         as 0 on unseen classes (``docs/benchmarks.md``, "Pretrained
         backbones"). Needs class labels (not ``triplets=True``).
     **kwargs : dict
-        ``module__*``, ``optimizer__*``, ``callbacks__*``,
+        ``module__*``, ``criterion__*``, ``optimizer__*``, ``callbacks__*``,
         ``iterator_train__*`` and ``iterator_valid__*`` parameters, routed to
-        the network's constructor, the optimizer, named callbacks and the
-        training / inference data loaders (as in skorch: e.g.
+        the network's constructor, the loss's constructor, the optimizer,
+        named callbacks and the training / inference data loaders (as in skorch: e.g.
         ``iterator_train__num_workers=2``, ``iterator_train__pin_memory=True``).
         They are ordinary parameters for ``get_params``, ``set_params``,
         ``clone`` and ``GridSearchCV``.
@@ -462,6 +478,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "mining": [StrOptions({*MINING_STRATEGIES, "none"})],
         "distance": [StrOptions(set(DISTANCES))],
         "soft": ["boolean"],
+        "criterion": [StrOptions(set(loss_names())), type],
         "n_components": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "module": [None, type, nn.Module],
         "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -497,6 +514,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         mining: str = "semihard",
         distance: str = "sqeuclidean",
         soft: bool = False,
+        criterion: str | type[nn.Module] = "triplet",
         n_components: int | str = "auto",
         module: type[nn.Module] | nn.Module | None = None,
         max_epochs: int = 30,
@@ -529,6 +547,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.mining = mining
         self.distance = distance
         self.soft = soft
+        self.criterion = criterion
         self.n_components = n_components
         self.module = module
         self.max_epochs = max_epochs
@@ -664,7 +683,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             classes, codes = encode_labels(y)
         warm = self._warm_net(spec)
         params = self.get_params(deep=False)
-        result = train(params, spec, X, codes, device=device, warm=warm, triplets=triplets)
+        seed = draw_seed(self.random_state)
+        data = TrainingData(spec, X, codes, triplets=triplets, params=params, seed=seed)
+        result = train(params, data, device=device, warm=warm)
         self._finalise(result, spec, classes, device, warm=warm is not None)
         return self
 
@@ -728,30 +749,32 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         -------
         ndarray of shape (n_samples, n_components_), dtype float32
             The embeddings (a DataFrame after ``set_output(transform="pandas")``).
+
+        Notes
+        -----
+        Safe to call from several threads at once (a web server): the
+        network is put in evaluation mode once and left there, so calls never
+        switch its mode under each other, and each call gives exactly the
+        embeddings of a serial call.
         """
         check_is_fitted(self)
         X = validate_transform(self, X, self.input_spec_)
+        dataset = make_dataset(X, self.input_spec_)
+        # Files stream, one batch of decoded images in memory at a time, with
+        # the loader settings as they are now (set_params after fit counts).
+        loader = routed(self.get_params(deep=False), "iterator_valid__")
+        module = self.net_.module_
+        if any(m.training for m in module.modules()):
+            # Evaluation mode for good, not switched and restored per call:
+            # a call restoring training mode while another thread's forward
+            # pass runs puts BatchNorm there in training mode, giving batch
+            # statistics and overwriting the running ones (issue 29).
+            module.eval()
         with self.net_.threads():  # as many torch threads as training used
-            if self.input_spec_.kind == "paths":
-                # Streams: one batch of decoded images in memory at a time.
-                # The loader settings as they are now (set_params after fit counts).
-                loader = routed(self.get_params(deep=False), "iterator_valid__")
-                out = embed_dataset(self.net_, make_dataset(X, self.input_spec_), **loader)
-            else:
-                out = embed(
-                    self.net_.module_, X, device=self.net_.device, n_components=self.n_components_
-                )
+            out = embed_dataset(self.net_, dataset, n_components=self.n_components_, **loader)
         # One vectorised check at the end instead of a device sync and an
         # extra pass per batch (see benchmarks/bench_fit.py).
-        if not all_finite(out):
-            bad = ~np.isfinite(out).all(axis=1)
-            start = int(np.argmax(bad)) // TRANSFORM_BATCH_SIZE * TRANSFORM_BATCH_SIZE
-            stop = min(start + TRANSFORM_BATCH_SIZE, len(X))
-            raise FloatingPointError(
-                f"the network returned non-finite embeddings for samples {start} to "
-                f"{stop - 1}; check X for extreme values (refit on rescaled data) or "
-                "refit with a lower lr."
-            )
+        check_finite_embeddings(out)
         return out
 
     def fit_transform(self, X, y=None, **fit_params: Any) -> np.ndarray:
@@ -789,7 +812,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         With ``triplets=True``, the score is the fraction of triplets whose
         anchor is strictly nearer (by ``distance``) to its positive than to
         its negative in the embedding
-        (:func:`~sktriplet.evaluation.triplet_accuracy.triplet_accuracy`).
+        (:func:`~sktriplet.evaluation.metrics.triplet_accuracy`).
         Index triplets embed each sample they touch once.
 
         Parameters
@@ -808,8 +831,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             MAP@R (see :func:`sktriplet.evaluation.metrics.map_at_r`), or
             the triplet accuracy.
         """
-        from sktriplet.evaluation.metrics import map_at_r
-        from sktriplet.evaluation.triplet_accuracy import indexed_triplet_accuracy
+        from sktriplet.evaluation.metrics import indexed_triplet_accuracy, map_at_r
 
         if self.triplets:
             check_is_fitted(self)

@@ -18,8 +18,8 @@ import pytest
 from skorch.callbacks import Callback
 
 from sktriplet import TripletEmbedder
-from sktriplet.training import allocator
-from sktriplet.training.allocator import allocator_tunable
+from sktriplet.runtime import allocator
+from sktriplet.runtime.allocator import allocator_tunable
 
 PAGES = 64 * 1024 * 1024 // 4096  # a 64 MiB block, above glibc's largest mmap threshold
 
@@ -27,7 +27,7 @@ needs_glibc = pytest.mark.skipif(allocator._glibc() is None, reason="glibc's mal
 
 PROBE = """
 import json, os, resource, statistics, sys, threading, torch
-from sktriplet.training.allocator import keep_freed_memory
+from sktriplet.runtime.allocator import keep_freed_memory
 
 def faults_per_block(rounds=6):
     # The median round: now and then glibc's heap splits a freed chunk for a

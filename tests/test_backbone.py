@@ -11,7 +11,7 @@ from sklearn.decomposition import PCA
 from skorch.callbacks import Unfreezer
 from torch import nn
 
-from sktriplet.inputs.datasets import ArrayDataset
+from sktriplet.inputs.loading import ArrayDataset
 from sktriplet.networks import BackboneEmbedder, Standardize, declared_standardize
 from sktriplet.networks.backbone import find_blocks, freeze_backbone
 from sktriplet.networks.layers import AnchoredLinear

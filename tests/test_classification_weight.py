@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sktriplet import TripletEmbedder, load, save
-from sktriplet.training.criteria import TripletWithClassification
+from sktriplet.triplets.classification import WithClassification
 from sktriplet.triplets.losses import TripletLoss
 
 FAST = dict(max_epochs=2, random_state=0, device="cpu", n_components=16)
@@ -22,7 +22,8 @@ def test_positive_weight_adds_the_classifier_and_changes_training(small_digits):
     plain = TripletEmbedder(**FAST).fit(X, y)
     aux = TripletEmbedder(**FAST, classification_weight=1.0).fit(X, y)
     criterion = aux.net_.criterion_
-    assert isinstance(criterion, TripletWithClassification)
+    assert isinstance(criterion, WithClassification)
+    assert type(criterion.loss) is TripletLoss  # a composition around the chosen loss
     assert criterion.classifier_weight.shape == (10, 16)  # 10 digit classes x width
     # The classifier trains with the network (its weights are in the optimizer).
     params = {id(p) for g in aux.net_.optimizer_.param_groups for p in g["params"]}

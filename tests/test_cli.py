@@ -375,13 +375,13 @@ def test_bad_lr_option_is_a_usage_error(tmp_path, capsys, digits, flag):
 
 
 def test_a_missing_parquet_writer_is_reported_before_any_work(tmp_path, capsys, monkeypatch):
-    import sktriplet.cli as cli
+    from sktriplet.cli import commands
 
     data = tmp_path / "d.npz"
     np.savez(data, X=np.zeros((4, 3)), y=np.array([0, 0, 1, 1]))
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
     worked = []
-    monkeypatch.setattr(cli, "_load_model", lambda *a: worked.append(a))
+    monkeypatch.setattr(commands, "load_model", lambda *a: worked.append(a))
     for out in ("x.parquet", "x.pq"):
         code, _, err = _run(capsys, "embed", tmp_path / "m.sktriplet", data, "-o", tmp_path / out)
         _assert_user_error(code, err, f"{out}: writing parquet needs pyarrow", "use .csv")
@@ -465,7 +465,7 @@ def _photo_folder(root, classes=("cat", "dog"), per_class=5):
 @pytest.fixture
 def fake_model(monkeypatch):
     model = FakeFileModel()
-    monkeypatch.setattr("sktriplet.cli._load_model", lambda path, device: model)
+    monkeypatch.setattr("sktriplet.cli.commands.load_model", lambda path, device: model)
     return model
 
 
@@ -514,7 +514,7 @@ def test_embed_folder_writes_chunk_by_chunk_with_paths(tmp_path, capsys, fake_mo
 def test_progress_rewrites_one_line_on_a_terminal():
     import io
 
-    from sktriplet.cli import Progress
+    from sktriplet.cli.outputs import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -545,8 +545,12 @@ def test_embed_flat_folder_and_skip_bad_files(tmp_path, capsys, fake_model):
     df = pd.read_csv(out)
     assert list(df.columns) == ["path", "tripletembedder0", "tripletembedder1", "tripletembedder2"]
     assert df["path"].tolist() == [str(flat / f"{i}.JPG") for i in range(3)]
-    assert "sktriplet embed: warning: 1 of 4 image files cannot be read" in err
-    assert str(flat / "3.png") in err
+    (warning,) = [line for line in err.splitlines() if "warning" in line]  # one line
+    assert warning.startswith(f"sktriplet embed: warning: left out of {flat}: ")
+    assert warning.endswith(
+        "1 image file that cannot be read ('3.png' "
+        "(UnidentifiedImageError: cannot identify image file))"
+    )
     assert fake_model.params == {"iterator_train__num_workers": 2, "iterator_valid__num_workers": 2}
 
 
@@ -601,7 +605,8 @@ def test_parquet_output_checks_pyarrow_before_loading_the_model(tmp_path, capsys
 
 @pytest.mark.parametrize(("text", "size"), [("64", 64), ("32x48", (32, 48)), ("32,48", (32, 48))])
 def test_image_size_option(text, size):
-    from sktriplet.cli import build_parser, image_file_params
+    from sktriplet.cli.options import image_file_params
+    from sktriplet.cli.parser import build_parser
 
     args = build_parser().parse_args(
         [
@@ -703,3 +708,124 @@ def test_fit_embed_evaluate_a_mixed_size_mixed_mode_folder(tmp_path, capsys):
     assert code == 0, err
     expected = retrieval_scores(Z, df["label"].to_numpy(), k=[1])
     assert f"map_at_r {expected['map_at_r']:.4f}" in " ".join(out_text.split())
+
+
+# ------------------------------------ flags that set estimator parameters
+def _subcommand(name):
+    import argparse
+
+    from sktriplet.cli.parser import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices[name]
+
+
+def _flag(command, flag):
+    (action,) = [a for a in _subcommand(command)._actions if flag in a.option_strings]
+    return action
+
+
+def test_fit_without_flags_passes_the_estimators_defaults():
+    # Reference: TripletEmbedder's own get_params(). The command line differs
+    # in exactly two declared shell defaults: a fixed seed and a progress table.
+    from sktriplet.cli.options import fit_params, image_file_params
+
+    args = _subcommand("fit").parse_args(["d.npz", "-o", "m.sktriplet"])
+    params = {**fit_params(args), **image_file_params(args)}
+    defaults = sktriplet.TripletEmbedder().get_params()
+    assert set(params) <= set(defaults)
+    differ = {
+        k: v for k, v in params.items() if v != defaults[k] or type(v) is not type(defaults[k])
+    }
+    assert differ == {"random_state": 0, "verbose": 1}
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "param", "cli_only"),
+    [
+        ("fit", "--mining", "mining", {"none"}),  # given triplets: not readable from a shell
+        ("fit", "--distance", "distance", set()),
+        ("fit", "--scaling", "scaling", set()),
+        ("fit", "--on-error", "on_error", set()),
+        ("embed", "--on-error", "on_error", set()),
+        ("evaluate", "--distance", "distance", set()),
+    ],
+)
+def test_choice_flags_offer_the_estimators_options(command, flag, param, cli_only):
+    from sklearn.utils._param_validation import StrOptions
+
+    constraints = sktriplet.TripletEmbedder._parameter_constraints[param]
+    expected = {o for c in constraints if isinstance(c, StrOptions) for o in c.options}
+    expected = expected - cli_only | ({"none"} if None in constraints else set())
+    action = _flag(command, flag)
+    assert set(action.choices) == expected
+    assert len(action.choices) == len(expected)
+
+
+def test_color_flag_spells_the_estimators_channels():
+    from sktriplet.cli.options import image_file_params
+
+    values = []
+    for word in _flag("fit", "--color").choices:
+        args = _subcommand("fit").parse_args(["d", "-o", "m", "--color", word])
+        values.append(image_file_params(args)["channels"])
+        sktriplet.TripletEmbedder(channels=values[-1])._validate_params()
+    assert values == ["auto", 1, 3]
+    assert _flag("fit", "--color").default == "auto" == sktriplet.TripletEmbedder().channels
+
+
+@pytest.mark.parametrize(
+    ("flag", "text", "param", "value"),
+    [
+        ("--max-epochs", "0", "max_epochs", 0),
+        ("--max-epochs", "-1", "max_epochs", -1),
+        ("--batch-size", "2", "batch_size", 2),
+        ("--batch-size", "1", "batch_size", 1),
+        ("--samples-per-class", "1", "samples_per_class", 1),
+        ("--margin", "0", "margin", 0.0),
+        ("--margin", "-0.1", "margin", -0.1),
+        ("--n-components", "auto", "n_components", "auto"),
+        ("--n-components", "0", "n_components", 0),
+        ("--lr", "1e-3", "lr", 1e-3),
+        ("--validation-fraction", "0.25", "validation_fraction", 0.25),
+        ("--validation-fraction", "1", "validation_fraction", 1.0),
+        ("--random-state", "-1", "random_state", -1),
+        ("--scaling", "none", "scaling", None),
+        ("--mining", "hard", "mining", "hard"),
+    ],
+)
+def test_fit_flags_accept_what_the_estimator_accepts(capsys, flag, text, param, value):
+    # Reference: the estimator's own parameter validation.
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from sktriplet.cli.options import fit_params
+
+    try:
+        sktriplet.TripletEmbedder(**{param: value})._validate_params()
+        valid = True
+    except InvalidParameterError:
+        valid = False
+    parser = _subcommand("fit")
+    if valid:
+        assert fit_params(parser.parse_args(["d", "-o", "m", flag, text]))[param] == value
+    else:
+        with pytest.raises(SystemExit):
+            parser.parse_args(["d", "-o", "m", flag, text])
+        assert f"argument {flag}: must be" in capsys.readouterr().err
+
+
+def test_flags_follow_a_changed_estimator(monkeypatch):
+    # Defaults and choices are read from the estimator, not typed twice: a new
+    # default or a newly registered option reaches the command line unchanged.
+    from sklearn.utils._param_validation import StrOptions
+
+    est = sktriplet.TripletEmbedder
+    monkeypatch.setitem(est.__init__.__kwdefaults__, "margin", 0.35)
+    monkeypatch.setitem(est.__init__.__kwdefaults__, "distance", "cosine")
+    monkeypatch.setitem(
+        est._parameter_constraints, "distance", [StrOptions({"cosine", "sqeuclidean", "l1"})]
+    )
+    assert _flag("fit", "--margin").default == 0.35
+    distance = _flag("fit", "--distance")
+    assert distance.default == "cosine" and distance.choices == ("cosine", "l1", "sqeuclidean")

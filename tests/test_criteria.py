@@ -1,4 +1,4 @@
-"""TripletWithClassification against brute-force numbers."""
+"""WithClassification (a loss plus a classifier's cross-entropy) against brute-force numbers."""
 
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sktriplet.training.criteria import TripletWithClassification
+from sktriplet.triplets.classification import WithClassification
+from sktriplet.triplets.losses import TripletLoss
 from tests.reference import reference_loss
 
 
@@ -34,9 +35,8 @@ def test_loss_is_triplet_plus_weighted_cross_entropy(classifier, weight):
     z = rng.normal(size=(9, 4))
     z /= np.linalg.norm(z, axis=1, keepdims=True)
     labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 1])
-    criterion = TripletWithClassification(
-        3, 4, weight=weight, classifier=classifier, scale=10.0, margin=0.3, mining="semihard"
-    )
+    triplet = TripletLoss(margin=0.3, mining="semihard")
+    criterion = WithClassification(triplet, 3, 4, weight=weight, classifier=classifier, scale=10.0)
     with torch.no_grad():
         criterion.classifier_weight.copy_(torch.from_numpy(rng.normal(size=(3, 4))))
         if classifier == "linear":
@@ -58,7 +58,7 @@ def test_loss_is_triplet_plus_weighted_cross_entropy(classifier, weight):
 
 
 def test_classifier_weights_learn_and_are_criterion_parameters():
-    criterion = TripletWithClassification(2, 3, weight=1.0)
+    criterion = WithClassification(TripletLoss(), 2, 3, weight=1.0)
     names = {n for n, _ in criterion.named_parameters()}
     assert names == {"classifier_weight"}
     z = torch.nn.functional.normalize(torch.randn(4, 3), dim=1).requires_grad_()
@@ -69,11 +69,11 @@ def test_classifier_weights_learn_and_are_criterion_parameters():
 
 def test_bad_arguments_and_labels_are_named():
     with pytest.raises(ValueError, match="classifier must be one of"):
-        TripletWithClassification(3, 4, classifier="arcface")
+        WithClassification(TripletLoss(), 3, 4, classifier="arcface")
     with pytest.raises(ValueError, match="n_classes >= 2"):
-        TripletWithClassification(1, 4)
+        WithClassification(TripletLoss(), 1, 4)
     with pytest.raises(ValueError, match="weight must be finite"):
-        TripletWithClassification(3, 4, weight=-1)
-    criterion = TripletWithClassification(2, 4)
+        WithClassification(TripletLoss(), 3, 4, weight=-1)
+    criterion = WithClassification(TripletLoss(), 2, 4)
     with pytest.raises(ValueError, match=r"class codes in \[0, 1\]"):
         criterion(torch.randn(4, 4), torch.tensor([0, 0, 2, 2]))

@@ -17,7 +17,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
 
 from sktriplet import TripletEmbedder, load, save
-from sktriplet.training.fit import triplet_dataset
+from sktriplet.inputs.training_data import TrainingData
 from sktriplet.triplets.losses import TripletLoss
 
 FAST = {"max_epochs": 2, "n_components": 4, "random_state": 0, "device": "cpu"}
@@ -65,15 +65,18 @@ def test_batches_embed_distinct_samples_and_give_the_criterion_index_triplets(mo
     seen = []
     forward = TripletLoss.forward
 
-    def spy(self, embeddings, target):
+    def spy(self, embeddings, labels=None, indices_tuple=None):
+        # Triplet mode goes through the one loss interface: no labels, an index tuple.
+        assert labels is None
+        target = torch.stack(list(indices_tuple), dim=1)
         seen.append((embeddings.shape[0], target.detach().cpu().numpy().copy()))
-        return forward(self, embeddings, target)
+        return forward(self, embeddings, indices_tuple=indices_tuple)
 
     monkeypatch.setattr(TripletLoss, "forward", spy)
     est = TripletEmbedder(triplets=True, samples=X, batch_size=16, **FAST).fit(idx)
     net = est.net_
     # One epoch's batches, drawn as training draws them.
-    data = triplet_dataset(X, est.input_spec_, idx)
+    data = TrainingData(est.input_spec_, X, triplets=idx).train_dataset()
     members = []
     for Xb, target in net.get_iterator(data, training=True):
         assert target.shape[1] == 3 and len(target) <= 16

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from sktriplet.inputs.datasets import ArrayDataset
+from sktriplet.inputs.loading import ArrayDataset
 from sktriplet.networks import BackboneEmbedder, Standardize
 from sktriplet.training.feature_cache import cache_features, split_for_caching
 from sktriplet.training.net import TripletNet

@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Callback
 
 from sktriplet import TripletEmbedder
-from sktriplet.inputs.datasets import ArrayDataset
+from sktriplet.inputs.loading import ArrayDataset
 from sktriplet.training.net import TripletNet
 from sktriplet.triplets.losses import TripletLoss
 

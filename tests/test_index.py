@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from sktriplet.evaluation.index import ExactIndex, FaissIndex, HNSWIndex, make_index
-from sktriplet.evaluation.neighbors import OpenSetKNeighborsClassifier
+from sktriplet.evaluation.neighbors import (
+    ExactIndex,
+    FaissIndex,
+    HNSWIndex,
+    OpenSetKNeighborsClassifier,
+    make_index,
+)
 
 SCIPY = {"sqeuclidean": "sqeuclidean", "euclidean": "euclidean", "cosine": "cosine"}
 
@@ -147,7 +152,7 @@ def test_classifier_pickles_with_every_index(algorithm):
 
 
 def test_auto_search_breadths_follow_their_documented_rules():
-    from sktriplet.evaluation.index import auto_ef_search, auto_nprobe
+    from sktriplet.evaluation.neighbors import auto_ef_search, auto_nprobe
 
     # max(64, ceil(2 sqrt(n)) + 4k), within [k, n]
     assert auto_ef_search(20_000, 10) == 283 + 40

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sktriplet.training.inference import embed
+from sktriplet.runtime.inference import embed
 
 
 def _reference(module: torch.nn.Module, batches: list[torch.Tensor]) -> np.ndarray:

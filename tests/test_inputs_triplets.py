@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from sktriplet.inputs.triplets import (
+from sktriplet.inputs.triplet_batches import (
     ArraySamples,
     DatasetSamples,
     TripletBatchSampler,
@@ -263,7 +263,7 @@ def test_triplet_core_and_inputs_import_neither_sklearn_nor_skorch():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "sktriplet"
-    files = [*sorted((root / "triplets").glob("*.py")), root / "inputs" / "triplets.py"]
+    files = [*sorted((root / "triplets").glob("*.py")), root / "inputs" / "triplet_batches.py"]
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             names = []

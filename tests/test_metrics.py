@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sktriplet import metrics
 from sktriplet.evaluation.metrics import (
+    _ranking,
     equal_error_rate,
     map_at_r,
     precision_at_k,
@@ -153,9 +153,9 @@ def small_prefilter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
     Both scans are run: NumPy's (CPU) and torch's (what other devices use).
     """
-    monkeypatch.setattr(metrics, "_SORT_WIDTH", 64)
-    monkeypatch.setattr(metrics, "_SAMPLE_STRIDE", 8)
-    monkeypatch.setattr(metrics, "_NUMPY_SCAN", request.param)
+    monkeypatch.setattr(_ranking, "_SORT_WIDTH", 64)
+    monkeypatch.setattr(_ranking, "_SAMPLE_STRIDE", 8)
+    monkeypatch.setattr(_ranking, "_NUMPY_SCAN", request.param)
 
 
 @pytest.mark.usefixtures("small_prefilter")

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
+from torch import nn
 
+from sktriplet.inputs.spec import InputSpec
 from sktriplet.training.policy import (
     FEW_CLASS_LR_BUDGET,
     FEW_CLASSES,
@@ -74,8 +76,15 @@ def test_few_class_lr_spends_the_budget():
 
 
 def test_resolve_lr_only_for_few_classes_on_rows():
-    assert resolve_lr(1e-3, n_classes=6, n_steps=180, rows=True) == pytest.approx(
-        FEW_CLASS_LR_BUDGET / 180
-    )
-    assert resolve_lr(1e-3, n_classes=FEW_CLASSES, n_steps=180, rows=True) == 1e-3
-    assert resolve_lr(2e-3, n_classes=3, n_steps=180, rows=False) == 2e-3
+    rows, images = InputSpec("rows", (64,)), InputSpec("images", (1, 8, 8))
+    auto = {"lr": "auto", "module": None, "batch_size": 64, "max_epochs": 20}
+    few = np.repeat(np.arange(FEW_CLASSES - 4), 90)  # 540 samples: 9 batches of 64
+    enough = np.repeat(np.arange(FEW_CLASSES), 54)
+    assert resolve_lr(auto, rows, few) == pytest.approx(FEW_CLASS_LR_BUDGET / 180)
+    assert resolve_lr(auto, rows, enough) == 1e-3
+    assert resolve_lr(auto, images, few) == 2e-3  # a conv net starts from random features
+    assert resolve_lr({**auto, "module": nn.Linear}, rows, few) == 1e-3
+    assert resolve_lr(auto, rows, None) == 1e-3  # a loaded model: no labels
+    assert resolve_lr({**auto, "lr": 0.05}, rows, few) == 0.05
+    # A class with a single sample forms no pair and does not count.
+    assert resolve_lr(auto, rows, np.r_[few, np.arange(10, 14)]) < 1e-3

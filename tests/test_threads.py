@@ -10,7 +10,7 @@ from sklearn.model_selection import GridSearchCV
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from sktriplet.training.threads import (
+from sktriplet.runtime.threads import (
     SMALL_NETWORK_WORK,
     choose_threads,
     fit_threads,

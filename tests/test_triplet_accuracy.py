@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sktriplet.evaluation.triplet_accuracy import indexed_triplet_accuracy, triplet_accuracy
+from sktriplet.evaluation.metrics import indexed_triplet_accuracy, triplet_accuracy
 
 from .reference import distance
 

@@ -25,12 +25,26 @@ __all__ = [
     "ImageFileDataset",
     "as_paths",
     "check_files",
+    "default_workers",
     "infer_channels",
     "sample_channel_stats",
 ]
 
 _ON_ERROR = ("raise", "skip")
 _SHOWN = 5
+
+
+def default_workers() -> int:
+    """Data-loader workers that decode image files when none are asked for.
+
+    Up to 4, and no more than the machine's cores: decoding JPEGs is the
+    bottleneck of a small network's fit on files.
+
+    Returns
+    -------
+    int
+    """
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _is_path(value) -> bool:
@@ -290,6 +304,10 @@ class ImageFileDataset(Dataset):
         The training policy; ``None`` uses ``RandomResizedCrop(image_size)``.
     draft : bool, default=True
         Let JPEGs decode at a reduced scale when it serves the output size.
+    boxes : array-like of int, shape (n_paths, 4), default=None
+        A region ``(left, top, right, bottom)`` of each file to read as if
+        the file held only that region (``decode_image(region=...)``; see
+        :mod:`sktriplet.inputs.boxes`); ``None`` reads whole images.
 
     Attributes
     ----------
@@ -331,6 +349,7 @@ class ImageFileDataset(Dataset):
         on_error: str = "raise",
         augmentation: RandomResizedCrop | None = None,
         draft: bool = True,
+        boxes=None,
     ) -> None:
         if on_error not in _ON_ERROR:
             raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
@@ -347,6 +366,12 @@ class ImageFileDataset(Dataset):
         self.seed = int(seed)
         self.on_error = on_error
         self.draft = draft
+        self.boxes = None if boxes is None else np.asarray(boxes, dtype=np.int64)
+        if self.boxes is not None and self.boxes.shape != (len(self.paths), 4):
+            raise ValueError(
+                f"boxes must have shape ({len(self.paths)}, 4), one (left, top, right, "
+                f"bottom) per path; got shape {self.boxes.shape}."
+            )
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -403,10 +428,11 @@ class ImageFileDataset(Dataset):
 
     def _decode(self, index: int, repeat: int) -> np.ndarray:
         path = self.paths[index]
+        region = None if self.boxes is None else tuple(self.boxes[index].tolist())
         if not self.train:
-            return self.evaluation(path, self.channels, draft=self.draft)
+            return self.evaluation(path, self.channels, draft=self.draft, region=region)
         rng = augmentation_rng(self.seed, self.epoch, index, repeat)
-        return self.augmentation(path, rng, self.channels, draft=self.draft)
+        return self.augmentation(path, rng, self.channels, draft=self.draft, region=region)
 
     def _substitute(self, index: int) -> int:
         """The next index (cyclically) with the same label whose file decodes."""

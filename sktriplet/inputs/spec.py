@@ -13,10 +13,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["KINDS", "LAYOUTS", "InputSpec"]
+__all__ = ["FILE_KINDS", "KINDS", "LAYOUTS", "InputSpec"]
 
 #: Kinds of input :class:`InputSpec` describes.
-KINDS = ("rows", "images", "paths")
+KINDS = ("rows", "images", "paths", "boxes")
+
+#: The kinds whose samples are image files, decoded as batches are drawn.
+FILE_KINDS = ("paths", "boxes")
 
 #: How images may be laid out in an array (``image_layout`` parameter).
 LAYOUTS = ("auto", "channels_first", "channels_last")
@@ -28,9 +31,11 @@ class InputSpec:
 
     Parameters
     ----------
-    kind : {"rows", "images", "paths"}
+    kind : {"rows", "images", "paths", "boxes"}
         Feature rows (one 1-D sample each), images (``(C, H, W)`` samples in
-        an array) or image files (decoded lazily to ``(C, H, W)``).
+        an array), image files (decoded lazily to ``(C, H, W)``) or image
+        files with a crop box each (a table with columns ``path, x_1, y_1,
+        x_2, y_2``, see :mod:`sktriplet.inputs.boxes`).
     sample_shape : tuple of int
         Shape of one sample as the network sees it: ``(n_features,)`` or
         ``(C, H, W)``.
@@ -69,7 +74,12 @@ class InputSpec:
     @property
     def is_image(self) -> bool:
         """Whether samples are images ``(C, H, W)`` (in an array or in files)."""
-        return self.kind in ("images", "paths")
+        return self.kind == "images" or self.reads_files
+
+    @property
+    def reads_files(self) -> bool:
+        """Whether samples are image files, decoded (in data-loader workers) as read."""
+        return self.kind in FILE_KINDS
 
     @property
     def n_features(self) -> int:
@@ -91,6 +101,8 @@ class InputSpec:
 
     def describe(self) -> str:
         """A short description for error messages, e.g. ``"images of shape (1, 8, 8)"``."""
+        if self.kind == "boxes":
+            return f"crop boxes of image files read as {self.sample_shape} (C, H, W) images"
         if self.kind == "paths":
             return f"image files read as {self.sample_shape} (C, H, W) images"
         if self.is_image:
@@ -128,9 +140,7 @@ class InputSpec:
         )
 
     @classmethod
-    def from_input_shape(
-        cls, input_shape: tuple[int, ...], feature_names: Any = None
-    ) -> InputSpec:
+    def from_input_shape(cls, input_shape: tuple[int, ...], feature_names: Any = None) -> InputSpec:
         """The spec of a model file written before specs were saved (0.1.0).
 
         Parameters

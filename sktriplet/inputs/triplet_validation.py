@@ -8,7 +8,7 @@ samples (rows, images or image file paths, checked as any ``X`` is, by
 and the :class:`~sktriplet.inputs.spec.InputSpec` of the samples: the spec a
 triplet-trained model transforms single samples with. Triplet rows are
 turned into index triplets over their distinct rows
-(:func:`~sktriplet.inputs.triplets.dedupe_triplet_rows`). Like the rest of
+(:func:`~sktriplet.inputs.triplet_batches.dedupe_triplet_rows`). Like the rest of
 validation, nothing here modifies the estimator or the input.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from sktriplet.inputs.spec import InputSpec
-from sktriplet.inputs.triplets import (
+from sktriplet.inputs.triplet_batches import (
     check_triplet_indices,
     check_triplet_rows,
     dedupe_triplet_rows,

@@ -17,6 +17,7 @@ import torch
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _num_samples, check_array, validate_data
 
+from sktriplet.inputs.boxes import BoxTable, as_box_table, check_box_bounds
 from sktriplet.inputs.files import as_paths, check_files, infer_channels
 from sktriplet.inputs.spec import LAYOUTS, InputSpec
 
@@ -224,22 +225,28 @@ def _validate_fit_images(X, y, image_layout: str) -> tuple[np.ndarray, np.ndarra
 DEFAULT_IMAGE_SIZE = 64
 
 
-def _validate_fit_paths(
-    paths: np.ndarray, y, image_size, channels, on_error: str
-) -> tuple[np.ndarray, np.ndarray, InputSpec]:
+def _validate_fit_files(
+    files: np.ndarray | BoxTable, y, image_size, channels, on_error: str
+) -> tuple[np.ndarray | BoxTable, np.ndarray, InputSpec]:
+    """Image files (paths, or a ``BoxTable`` of crop boxes), checked before anything is built."""
     from sktriplet.vision.transforms import as_image_size
 
     size = as_image_size(DEFAULT_IMAGE_SIZE if image_size is None else image_size)
     if channels not in ("auto", 1, 3):
         raise ValueError(f"channels must be 1 (grey), 3 (RGB) or 'auto'; got {channels!r}.")
-    y = _labels(y, len(paths))
-    if len(paths) < 2:
-        raise ValueError(f"fit needs at least 2 image files; got {len(paths)}.")
-    keep = check_files(paths, on_error)  # missing files, before anything is built
-    paths, y = paths[keep], y[keep]
+    y = _labels(y, len(files))
+    if len(files) < 2:
+        raise ValueError(f"fit needs at least 2 image files; got {len(files)}.")
+    boxed = isinstance(files, BoxTable)
+    keep = check_files(files.paths if boxed else files, on_error)  # missing files
+    files, y = files[keep], y[keep]
+    if boxed:
+        check_box_bounds(files)  # boxes outside their image
+    paths = files.paths if boxed else files
     n_channels = infer_channels(paths) if channels == "auto" else int(channels)
-    spec = InputSpec("paths", (n_channels, *size), dtype="uint8", layout="channels_first")
-    return paths, y, spec
+    kind = "boxes" if boxed else "paths"
+    spec = InputSpec(kind, (n_channels, *size), dtype="uint8", layout="channels_first")
+    return files, y, spec
 
 
 def _validate_fit_rows(estimator, X, y) -> tuple[np.ndarray, np.ndarray, InputSpec]:
@@ -285,7 +292,9 @@ def validate_fit(
     X : array-like
         Feature rows ``(n_samples, n_features)`` (array or DataFrame), or
         images ``(n_samples, H, W)``, ``(n_samples, C, H, W)`` or
-        ``(n_samples, H, W, C)`` (see :func:`resolve_layout`).
+        ``(n_samples, H, W, C)`` (see :func:`resolve_layout`), or image file
+        paths, or a DataFrame of paths with crop boxes
+        (:mod:`sktriplet.inputs.boxes`).
     y : array-like of shape (n_samples,)
         Labels.
     image_layout : {"auto", "channels_first", "channels_last"}, default="auto"
@@ -300,9 +309,11 @@ def validate_fit(
 
     Returns
     -------
-    X : numpy.ndarray
+    X : numpy.ndarray or BoxTable
         float32 rows, uint8 / float32 images as ``(N, C, H, W)`` (a view of
-        the input where no conversion is needed), or image file paths.
+        the input where no conversion is needed), image file paths, or a
+        :class:`~sktriplet.inputs.boxes.BoxTable` (boxes checked against the
+        images' sizes).
     y : numpy.ndarray of shape (n_samples,)
         The labels as given.
     spec : InputSpec
@@ -312,9 +323,11 @@ def validate_fit(
         raise ValueError("TripletEmbedder requires y to be passed, but the target y is None.")
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
-    paths = as_paths(X)
-    if paths is not None:
-        return _validate_fit_paths(paths, y, image_size, channels, on_error)
+    files = as_box_table(X)
+    if files is None:
+        files = as_paths(X)
+    if files is not None:
+        return _validate_fit_files(files, y, image_size, channels, on_error)
     ndim = _ndim(X)
     if ndim is not None and ndim >= 3:
         return _validate_fit_images(X, y, image_layout)
@@ -345,19 +358,24 @@ def _validate_transform_images(X, spec: InputSpec) -> np.ndarray:
     return X
 
 
-def _validate_transform_paths(paths: np.ndarray | None, spec: InputSpec) -> np.ndarray:
-    if paths is None:
+def _validate_transform_files(files, spec: InputSpec):
+    """Image files (paths, or a box table) to embed: every file and box checked."""
+    if files is None:
         raise ValueError(
             f"TripletEmbedder was fitted on {spec.describe()}, but X holds no file paths; "
-            "pass a list (or array, or Series) of image file paths."
+            "pass a list (or array, or Series) of image file paths, or a table with a 'path' "
+            "column and crop boxes x_1, y_1, x_2, y_2."
         )
-    if spec.kind != "paths":
+    if not spec.reads_files:
         raise ValueError(
             f"X holds image file paths but TripletEmbedder was fitted on {spec.describe()}; "
             "fit it on image files (a list of paths) to embed files, or pass arrays here."
         )
+    paths = files.paths if isinstance(files, BoxTable) else files
     check_files(paths, "raise")  # every file needs its row of embeddings
-    return paths
+    if isinstance(files, BoxTable):
+        check_box_bounds(files)
+    return files
 
 
 def validate_transform(estimator, X, spec: InputSpec) -> np.ndarray:
@@ -375,15 +393,20 @@ def validate_transform(estimator, X, spec: InputSpec) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray or BoxTable
         float32 rows or ``(N, C, H, W)`` images, ready for the network, or
-        image file paths (checked to exist).
+        image file paths (checked to exist), or a
+        :class:`~sktriplet.inputs.boxes.BoxTable` (files and boxes checked).
     """
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
-    paths = as_paths(X)
-    if spec.kind == "paths" or paths is not None:
-        return _validate_transform_paths(paths, spec)
+    files = as_box_table(X)
+    if files is None:
+        files = as_paths(X)
+    if spec.reads_files or files is not None:
+        # Files of either kind: a model fitted on crop boxes embeds whole
+        # images too, and one fitted on whole images embeds crop boxes.
+        return _validate_transform_files(files, spec)
     ndim = _ndim(X)
     if ndim is not None and ndim >= 3:
         return _validate_transform_images(X, spec)

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from sktriplet.networks.blocks import find_blocks
 from sktriplet.networks.conv import POOLINGS
-from sktriplet.networks.layers import AnchoredLinear, L2Normalize
+from sktriplet.networks.layers import AnchoredLinear, L2Normalize, ParameterAnchor
 from sktriplet.networks.pretrained import (
     Normalisation,
     default_normalisation,
@@ -22,7 +23,14 @@ from sktriplet.networks.pretrained import (
     weights_follow,
 )
 
-__all__ = ["CLASSIFIER_NAMES", "BackboneEmbedder", "find_blocks", "freeze_backbone"]
+__all__ = [
+    "CLASSIFIER_NAMES",
+    "BackboneEmbedder",
+    "find_blocks",
+    "freeze_backbone",
+    "pool_features",
+    "set_backbone_mode",
+]
 
 #: Attribute names of the classifier layers removed from a backbone, in the
 #: order tried: torchvision's ResNet/Inception (``fc``), VGG/EfficientNet/
@@ -41,44 +49,6 @@ def _remove_classifier(module: nn.Module) -> list[str]:
             setattr(module, name, nn.Identity())
             return [*removed, f"{name}."]
     return removed
-
-
-def find_blocks(module: nn.Module) -> list[nn.Module]:
-    """The blocks of a backbone that ``freeze=k`` counts from the end.
-
-    The blocks are the children of one container: of ``module`` itself or of
-    one of its ``nn.Sequential`` / ``nn.ModuleList`` submodules, whichever has
-    the most children holding parameters (the outermost on a tie). That is
-    the list of top-level stages for torchvision's ResNets (``layer1`` ...
-    ``layer4`` beside the stem), ``features`` for its EfficientNets and
-    MobileNets, and the 16 MBConv blocks of EfficientNet-Lite0.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        The backbone.
-
-    Returns
-    -------
-    list of torch.nn.Module
-        The blocks holding parameters, in registration (= execution) order.
-
-    Examples
-    --------
-    >>> from torch import nn
-    >>> stages = nn.Sequential(*[nn.Conv2d(4, 4, 3) for _ in range(3)])
-    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), stages)
-    >>> len(find_blocks(net))
-    3
-    """
-    best: list[nn.Module] = []
-    for candidate in module.modules():
-        if candidate is not module and not isinstance(candidate, (nn.Sequential, nn.ModuleList)):
-            continue
-        blocks = [c for c in candidate.children() if any(True for _ in c.parameters())]
-        if len(blocks) > len(best):
-            best = blocks
-    return best
 
 
 def freeze_backbone(module: nn.Module, freeze: bool | int) -> None:
@@ -118,6 +88,69 @@ def freeze_backbone(module: nn.Module, freeze: bool | int) -> None:
     trained = {id(p) for b in blocks[len(blocks) - int(freeze) :] for p in b.parameters()}
     for i, (_, p) in enumerate(params):
         p.requires_grad_(id(p) in trained or i > last)
+
+
+def pool_features(f: torch.Tensor, pooling: str = "avg") -> torch.Tensor:
+    """Pool ``(B, F, h, w)`` maps globally to ``(B, F)`` rows; rows pass unchanged.
+
+    Parameters
+    ----------
+    f : torch.Tensor
+        Feature maps or rows.
+    pooling : {"avg", "max", "avgmax"}, default="avg"
+        Average, maximum, or both concatenated (``2 F`` columns).
+
+    Returns
+    -------
+    torch.Tensor of shape (B, F) or (B, 2 F)
+
+    Examples
+    --------
+    >>> import torch
+    >>> pool_features(torch.arange(8.0).reshape(1, 2, 2, 2), "avgmax")
+    tensor([[1.5000, 5.5000, 3.0000, 7.0000]])
+    """
+    if f.ndim == 2:
+        return f
+    if f.ndim != 4:
+        raise ValueError(
+            "the backbone must return (B, F) features or (B, F, h, w) feature maps; "
+            f"it returned shape {tuple(f.shape)}."
+        )
+    if pooling == "avg":
+        return f.mean(dim=(2, 3))
+    if pooling == "max":
+        return f.amax(dim=(2, 3))
+    return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+
+
+def set_backbone_mode(backbone: nn.Module, freeze_batchnorm: bool) -> None:
+    """Put the frozen parts of a backbone in training mode back into evaluation mode.
+
+    Called after ``train()``: a wholly frozen backbone goes to evaluation
+    mode; otherwise so do its blocks (:func:`find_blocks`) whose parameters
+    are all frozen (no dropout or drop-connect there: they compute what a
+    cached bottom computes), and its BatchNorm layers when
+    ``freeze_batchnorm`` is set or their own parameters are frozen.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+    freeze_batchnorm : bool
+    """
+    params = list(backbone.parameters())
+    if params and not any(p.requires_grad for p in params):
+        backbone.eval()
+        return
+    for block in find_blocks(backbone):
+        if not any(p.requires_grad for p in block.parameters()):
+            block.eval()
+    for m in backbone.modules():
+        if not isinstance(m, _BatchNorm):
+            continue
+        own = list(m.parameters(recurse=False))
+        if freeze_batchnorm or (own and not any(p.requires_grad for p in own)):
+            m.eval()
 
 
 def _is_weights_file(weights: object) -> bool:
@@ -219,6 +252,20 @@ class BackboneEmbedder(nn.Module):
     give the backbone its own learning rate:
     ``optimizer__param_groups=[("*backbone.*", {"lr": 1e-4})]``.
 
+    **Blocks.** ``freeze=k`` and
+    :func:`~sktriplet.networks.split.split_at_block` (a frozen bottom whose
+    output can be cached, and a trainable top sharing this module's
+    parameters) cut the backbone at its block boundaries
+    (:mod:`sktriplet.networks.blocks`): EfficientNet-Lite0's 16 MBConv
+    blocks, torchvision ResNets' ``layer1`` ... ``layer4``, the children of
+    ``features`` for torchvision's EfficientNets and MobileNets, the stages
+    of a chain of ``nn.Sequential``. A backbone of your own declares its
+    blocks with a ``blocks()`` method (the blocks in execution order),
+    ``forward_stem(x)`` (what runs before the first block) and
+    ``forward_end(x)`` (what runs after the last), and optionally
+    ``forward_block(index, x)`` (when a block needs more than
+    ``block(x)``); ``forward`` must equal running them in turn.
+
     Parameters
     ----------
     backbone : torch.nn.Module, torch.nn.Module subclass or str
@@ -269,6 +316,15 @@ class BackboneEmbedder(nn.Module):
         ``docs/transfer.md``) ``0`` scored below the frozen features on
         faces; ``0.01`` is the middle of the range (``1e-3`` to ``3e-2``)
         that scored best on both faces and cars. ``0`` turns it off.
+    backbone_anchor : float, default=0.0
+        L2-SP for the backbone's trained parameters (the blocks ``freeze=k``
+        trains and the layers after them):
+        ``backbone_anchor * sum ||p - p0||^2`` over the parameters that train,
+        ``p0`` being their pretrained values when the network was built (or
+        when :meth:`set_freeze` last ran), is added to the training loss
+        (:class:`~sktriplet.networks.layers.ParameterAnchor`). ``0`` turns it
+        off and stores nothing; with ``freeze=True`` nothing trains, so
+        nothing is anchored.
     freeze_batchnorm : bool, default=True
         Keep every BatchNorm layer of the backbone in evaluation mode while
         training (statistics fixed; affine weights still train if not
@@ -285,6 +341,11 @@ class BackboneEmbedder(nn.Module):
         Size of the dummy image used once to find ``F``.
     normalize : bool, default=True
         L2-normalise the output.
+    flip_average : bool, default=False
+        In evaluation mode (``transform``, exports), embed every image and
+        its mirror image and average them before the L2 normalisation
+        (test-time flip averaging; twice the cost of an embedding).
+        Training is unchanged.
 
     Attributes
     ----------
@@ -292,6 +353,10 @@ class BackboneEmbedder(nn.Module):
         The backbone, classifier removed.
     head : torch.nn.Sequential
         Linear layer (and BatchNorm1d).
+    anchor : ParameterAnchor
+        The ``backbone_anchor`` penalty (no parameters, nothing saved).
+    image_size : int or tuple of int
+        As given; the size the split checks itself on.
     n_features : int
         ``F``, the width of the pooled features.
     input_mean, input_std : tuple of float or None
@@ -318,12 +383,14 @@ class BackboneEmbedder(nn.Module):
         pooling: str = "avg",
         batchnorm_head: bool = False,
         head_anchor: float = 0.01,
+        backbone_anchor: float = 0.0,
         freeze_batchnorm: bool = True,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
         channels_last: bool = True,
         image_size: int | tuple[int, int] = 224,
         normalize: bool = True,
+        flip_average: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -335,11 +402,14 @@ class BackboneEmbedder(nn.Module):
         self.pooling = pooling
         self.freeze_batchnorm = bool(freeze_batchnorm)
         self.channels_last = bool(channels_last)
+        self.flip_average = bool(flip_average)
         module, norm = _build_backbone(backbone, weights)
         norm = _check_normalisation(input_mean, input_std, norm)
         self.input_mean, self.input_std = norm if norm is not None else (None, None)
         self.backbone = module.to(memory_format=torch.channels_last) if channels_last else module
         freeze_backbone(self.backbone, freeze)
+        self.anchor = ParameterAnchor(self.backbone, strength=backbone_anchor)
+        self.image_size = image_size
         self.n_features = self._probe_width(image_size)
         width = self.n_features if n_components is None else int(n_components)
         linear = AnchoredLinear(self.n_features, width, strength=head_anchor)
@@ -371,18 +441,7 @@ class BackboneEmbedder(nn.Module):
 
     def pool(self, f: torch.Tensor) -> torch.Tensor:
         """Pool ``(B, F, h, w)`` maps to ``(B, F)`` rows (rows pass unchanged)."""
-        if f.ndim == 2:
-            return f
-        if f.ndim != 4:
-            raise ValueError(
-                "the backbone must return (B, F) features or (B, F, h, w) feature maps; "
-                f"it returned shape {tuple(f.shape)}."
-            )
-        if self.pooling == "avg":
-            return f.mean(dim=(2, 3))
-        if self.pooling == "max":
-            return f.amax(dim=(2, 3))
-        return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+        return pool_features(f, self.pooling)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features ``(B, F)`` of normalised images ``(B, 3, H, W)``."""
@@ -396,7 +455,10 @@ class BackboneEmbedder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed a batch of normalised images ``(B, 3, H, W)``."""
-        return self.embed_features(self.features(x))
+        if not (self.flip_average and not self.training and x.ndim == 4):
+            return self.embed_features(self.features(x))
+        z = self.head(self.features(x)) + self.head(self.features(x.flip(-1)))
+        return self.normalize(z / 2)
 
     def train(self, mode: bool = True) -> BackboneEmbedder:
         """Set the training mode; frozen parts and BatchNorm layers may stay in eval.
@@ -408,19 +470,31 @@ class BackboneEmbedder(nn.Module):
         their layers back to training mode from the next batch on.
         """
         super().train(mode)
-        if not mode:
-            return self
-        params = list(self.backbone.parameters())
-        if params and not any(p.requires_grad for p in params):
-            self.backbone.eval()
-            return self
-        for m in self.backbone.modules():
-            if not isinstance(m, _BatchNorm):
-                continue
-            own = list(m.parameters(recurse=False))
-            if self.freeze_batchnorm or (own and not any(p.requires_grad for p in own)):
-                m.eval()
+        if mode:
+            set_backbone_mode(self.backbone, self.freeze_batchnorm)
         return self
+
+    def set_freeze(self, freeze: bool | int) -> BackboneEmbedder:
+        """Freeze the backbone as ``freeze`` says and anchor what now trains.
+
+        Sets ``requires_grad`` as the constructor's ``freeze`` does
+        (:func:`freeze_backbone`), moves the ``backbone_anchor`` penalty's
+        anchor to the parameters that now train, at their current values,
+        and reapplies the training mode.
+
+        Parameters
+        ----------
+        freeze : bool or int
+            As the constructor's ``freeze``.
+
+        Returns
+        -------
+        BackboneEmbedder
+            ``self``.
+        """
+        freeze_backbone(self.backbone, freeze)
+        self.anchor.reset_anchor()
+        return self.train(self.training)
 
     def init_head_from_features(self, features) -> BackboneEmbedder:
         """Initialise the head as the PCA projection of ``features``.

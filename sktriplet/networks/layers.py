@@ -1,7 +1,9 @@
 """Layers shared by the embedding networks: input standardisation, L2 normalisation.
 
-Also :class:`AnchoredLinear`, a linear layer with an L2-SP penalty: a module
-that defines ``regularization_loss()`` adds it to the training loss of
+Also :class:`AnchoredLinear`, a linear layer with an L2-SP penalty, and
+:class:`ParameterAnchor`, the same penalty on the trainable parameters of
+another module (a backbone's trained blocks): a module that defines
+``regularization_loss()`` adds it to the training loss of
 :class:`~sktriplet.training.net.TripletNet` (see
 :func:`regularization_loss`).
 """
@@ -15,6 +17,7 @@ from torch.nn import functional as F
 __all__ = [
     "AnchoredLinear",
     "L2Normalize",
+    "ParameterAnchor",
     "Standardize",
     "declared_standardize",
     "regularization_loss",
@@ -97,6 +100,81 @@ class AnchoredLinear(nn.Linear):
             return self.weight.new_zeros(())
         drift = (self.weight - self.weight_anchor).pow(2).sum()
         return self.strength * (drift + (self.bias - self.bias_anchor).pow(2).sum())
+
+
+class ParameterAnchor(nn.Module):
+    """L2-SP for the trainable parameters of another module.
+
+    ``regularization_loss()`` is ``strength * sum ||p - p0||^2`` over the
+    parameters ``p`` of ``target`` that required gradients when the anchor was
+    last set (:meth:`reset_anchor`) and still do, ``p0`` being their values
+    then (Li, Grandvalet and Davoine, ICML 2018). Registered as a submodule
+    beside ``target`` (not around it), it leaves ``target``'s parameter names
+    and state dict unchanged; the anchors are buffers that move with
+    ``.to()`` but are not saved (a rebuilt network anchors to its own
+    weights when it is set up for training).
+
+    Parameters
+    ----------
+    target : torch.nn.Module
+        The module whose parameters are pulled back (not registered as a
+        submodule of the anchor).
+    strength : float, default=0.0
+        Weight of the penalty; ``0`` stores nothing and adds nothing.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> layer = nn.Linear(2, 1)
+    >>> anchor = ParameterAnchor(layer, strength=0.5)
+    >>> with torch.no_grad():
+    ...     layer.bias += 2.0
+    >>> anchor.regularization_loss().item()  # 0.5 * 2^2
+    2.0
+    """
+
+    def __init__(self, target: nn.Module, strength: float = 0.0) -> None:
+        super().__init__()
+        if not strength >= 0:
+            raise ValueError(f"strength must be a number >= 0; got {strength!r}.")
+        self.strength = float(strength)
+        object.__setattr__(self, "_target", target)  # not a submodule: no shared names
+        self.names: list[str] = []
+        self.reset_anchor()
+
+    def reset_anchor(self) -> ParameterAnchor:
+        """Anchor the target's parameters that require gradients now, at their values.
+
+        Returns
+        -------
+        ParameterAnchor
+            ``self``.
+        """
+        for i in range(len(self.names)):
+            delattr(self, f"anchor_{i}")
+        self.names = []
+        if self.strength == 0:
+            return self
+        for name, p in self._target.named_parameters():
+            if p.requires_grad:
+                self.register_buffer(
+                    f"anchor_{len(self.names)}", p.detach().clone(), persistent=False
+                )
+                self.names.append(name)
+        return self
+
+    def regularization_loss(self) -> torch.Tensor:
+        """The penalty ``strength * sum ||p - p0||^2`` (a scalar tensor)."""
+        params = dict(self._target.named_parameters())
+        terms = [
+            (params[name] - getattr(self, f"anchor_{i}")).pow(2).sum()
+            for i, name in enumerate(self.names)
+            if params[name].requires_grad
+        ]
+        if not terms:
+            return next(iter(params.values()), torch.zeros(())).new_zeros(())
+        return self.strength * torch.stack(terms).sum()
 
 
 def regularization_loss(module: nn.Module) -> torch.Tensor | None:

@@ -104,7 +104,9 @@ class EfficientNetLiteFeatures(nn.Module):
 
     Wraps the package's ``EfficientNet`` and calls its ``extract_features``
     (stem, the 16 MBConv blocks, the 1x1 head convolution); its pooling,
-    dropout and classifier are dropped.
+    dropout and classifier are dropped. It declares its blocks
+    (:mod:`sktriplet.networks.blocks`): ``blocks()``, ``forward_stem``,
+    ``forward_block`` and ``forward_end`` run the same layers in turn.
 
     Parameters
     ----------
@@ -125,6 +127,33 @@ class EfficientNetLiteFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Feature maps of a batch of images."""
         return self.model.extract_features(x)
+
+    # The block interface of sktriplet.networks.blocks: extract_features,
+    # cut at its block boundaries.
+    def blocks(self) -> list[nn.Module]:
+        """The 16 MBConv blocks, in execution order."""
+        return list(self.model._blocks)
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem: convolution, BatchNorm, activation (the first block's input)."""
+        m = self.model
+        return m._swish(m._bn0(m._conv_stem(x)))
+
+    def forward_block(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Block ``index``, with the drop-connect rate ``extract_features`` gives it.
+
+        The rate (``drop_connect_rate * index / 16``) only acts in training mode.
+        """
+        m = self.model
+        rate = m._global_params.drop_connect_rate
+        if rate:
+            rate *= float(index) / len(m._blocks)
+        return m._blocks[index](x, drop_connect_rate=rate)
+
+    def forward_end(self, x: torch.Tensor) -> torch.Tensor:
+        """After the last block: the 1x1 head convolution, BatchNorm, activation."""
+        m = self.model
+        return m._swish(m._bn1(m._conv_head(x)))
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:

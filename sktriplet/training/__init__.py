@@ -1,5 +1,6 @@
-"""Training: the skorch net, PK sampling, callbacks and schedules.
+"""Training: the skorch net, PK sampling, the network and criterion, the fit routine.
 
-The distributed extension (:mod:`sktriplet.training.distributed`) is imported
-only when used.
+Training receives datasets and a spec from :mod:`sktriplet.inputs` and never
+asks what kind of input they hold. The distributed extension
+(:mod:`sktriplet.training.distributed`) is imported only when used.
 """

@@ -28,7 +28,6 @@ __all__ = [
     "build_network",
     "DEFAULT_N_COMPONENTS",
     "check_network_output",
-    "input_statistics",
     "requested_width",
     "routed",
 ]
@@ -37,15 +36,14 @@ __all__ = [
 DEFAULT_N_COMPONENTS = 64
 
 #: Prefixes of the double-underscore parameters routed to inner objects.
-ROUTED_PREFIXES = ("module__", "optimizer__", "callbacks__", "iterator_train__", "iterator_valid__")
-
-#: Image files whose pixels the input statistics are computed from, at most
-#: (a random sample: memory and time do not grow with the collection).
-FILE_STATS_SAMPLES = 500
-
-#: Images of more bytes than this get their per-channel statistics in blocks
-#: (no float64 copy of the whole array).
-_STATS_BYTES = 2**28
+ROUTED_PREFIXES = (
+    "module__",
+    "criterion__",
+    "optimizer__",
+    "callbacks__",
+    "iterator_train__",
+    "iterator_valid__",
+)
 
 
 def routed(params: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -70,68 +68,6 @@ def routed(params: dict[str, Any], prefix: str) -> dict[str, Any]:
     {'depth': 2}
     """
     return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
-
-
-def input_statistics(
-    X: np.ndarray, spec: InputSpec, scaling: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of the input standardisation that ``scaling`` asks for.
-
-    Parameters
-    ----------
-    X : numpy.ndarray
-        Training samples, ``(N, n_features)`` or ``(N, C, H, W)``, or image
-        file paths (statistics of a random sample of
-        ``FILE_STATS_SAMPLES`` files, read as ``transform`` reads them).
-    spec : InputSpec
-        What they are.
-    scaling : {"feature", "global"} or None
-        ``"feature"``: per feature (images: per channel); ``"global"``: the
-        same centring, one common scale (the root mean square of the centred
-        values); ``None``: identity.
-
-    Returns
-    -------
-    mean, scale : numpy.ndarray
-        Shapes ``(n_features,)`` for rows and ``(C, 1, 1)`` for images.
-    """
-    if spec.kind == "paths":
-        mean, scale = _file_moments(X, spec)
-    elif not spec.is_image:
-        mean = X.mean(axis=0, dtype=np.float64)
-        scale = X.std(axis=0, dtype=np.float64)
-    else:
-        mean = X.mean(axis=(0, 2, 3), dtype=np.float64)
-        scale = _channel_std(X, mean)
-    if scaling is None:
-        mean, scale = np.zeros_like(mean), np.ones_like(scale)
-    elif scaling == "global":
-        # Every feature (channel) weighs the same in the mean of the variances.
-        common = float(np.sqrt(np.mean(scale**2)))
-        scale = np.full_like(scale, common if common > 1e-12 else 1.0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    if spec.is_image:
-        mean, scale = mean[:, None, None], scale[:, None, None]
-    return mean, scale
-
-
-def _file_moments(paths: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of a bounded random sample of the image files."""
-    from sktriplet.inputs.datasets import make_dataset
-    from sktriplet.inputs.files import sample_channel_stats
-
-    return sample_channel_stats(make_dataset(paths, spec), max_samples=FILE_STATS_SAMPLES)
-
-
-def _channel_std(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    if X.nbytes < _STATS_BYTES:
-        axes = (0, 2, 3)
-        return np.sqrt(np.maximum((X.astype(np.float64) ** 2).mean(axis=axes) - mean**2, 0.0))
-    total = np.zeros(X.shape[1])
-    for start in range(0, len(X), 4096):
-        chunk = X[start : start + 4096].astype(np.float64) - mean[:, None, None]
-        total += (chunk**2).sum(axis=(0, 2, 3))
-    return np.sqrt(total / (len(X) * X.shape[2] * X.shape[3]))
 
 
 def _placeholder_statistics(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -239,9 +175,10 @@ def build_network(
         ``n_components``, ...).
     statistics : tuple of numpy.ndarray, or callable, default=None
         ``(mean, scale)`` of the standardisation (see
-        :func:`input_statistics`), or a function that computes them (called
-        only when the module declares no normalisation); ``None`` builds
-        placeholders of the right shape, for weights that are loaded next.
+        :func:`~sktriplet.inputs.statistics.input_statistics`), or a function
+        that computes them (called only when the module declares no
+        normalisation); ``None`` builds placeholders of the right shape, for
+        weights that are loaded next.
 
     Returns
     -------

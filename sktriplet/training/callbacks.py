@@ -6,8 +6,10 @@ on held-out data before training and after every epoch, stops early and
 restores the best weights (which may be the ones training started from);
 :class:`TerminalPrintLog` is skorch's epoch table, coloured only on a
 terminal.
-Both work with any skorch ``NeuralNet`` whose criterion is a
-:class:`sktriplet.triplets.losses.TripletLoss`.
+They work with any skorch ``NeuralNet``; :class:`MiningStats` records what
+the criterion puts in its ``last_stats`` (the statistics protocol of
+:class:`sktriplet.triplets.base.MetricLoss`; a criterion without it records
+nothing).
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class MiningStats(Callback):
         if not training or not stats:
             return
         for key in _STAT_KEYS:
+            if key not in stats:  # a loss records the statistics that apply to it
+                continue
             value = stats[key].detach()
             self._sums[key] = self._sums[key] + value if key in self._sums else value
         self._batches += 1
@@ -117,7 +121,7 @@ class MiningStats(Callback):
             and abs(loss - margin) <= 0.01 * margin
         )
         self._at_margin = self._at_margin + 1 if pinned else 0
-        collapsed = means["spread"] < self.collapse_spread
+        collapsed = means.get("spread", math.inf) < self.collapse_spread
         if self._warned or not (collapsed or self._at_margin >= self.collapse_patience):
             return
         self._warned = True
@@ -168,8 +172,10 @@ class RetrievalValidation(Callback):
 
     Parameters
     ----------
-    X : numpy.ndarray
-        Held-out samples, already in the form the network takes.
+    X : numpy.ndarray or torch.utils.data.Dataset
+        Held-out samples, already in the form the network takes, or a
+        dataset of them (e.g. :meth:`TrainingData.valid_dataset()
+        <sktriplet.inputs.training_data.TrainingData.valid_dataset>`).
     y : numpy.ndarray of shape (n_samples,)
         Their labels.
     distance : str, default="sqeuclidean"
@@ -178,7 +184,8 @@ class RetrievalValidation(Callback):
         Stop when MAP@R has not improved for this many epochs. ``None``
         trains for all epochs.
     batch_size : int, default=1024
-        Samples embedded at a time.
+        Samples embedded at a time (in-memory samples; files go in the net's
+        batches).
     compare_input : bool, default=True
         Also score the held-out samples by the input itself (flattened, as
         given, by ``distance``) before training (``input_scores_``), and warn
@@ -218,12 +225,18 @@ class RetrievalValidation(Callback):
         self.input_scores_: dict[str, float] = {}
         return self
 
-    def _embed(self, net) -> np.ndarray:
-        from sktriplet.training.inference import embed, embed_dataset
+    def _dataset(self):
+        from sktriplet.inputs.loading import ArrayDataset
 
-        if isinstance(self.X, np.ndarray):
-            return embed(net.module_, self.X, device=net.device, batch_size=self.batch_size)
-        return embed_dataset(net, self.X)  # a dataset, e.g. of image files
+        return ArrayDataset(self.X) if isinstance(self.X, np.ndarray) else self.X
+
+    def _embed(self, net) -> np.ndarray:
+        from sktriplet.runtime.inference import embed_dataset
+
+        dataset = self._dataset()
+        # In-memory arrays in batches of batch_size; files in the net's batches.
+        in_memory = getattr(dataset, "array", None) is not None
+        return embed_dataset(net, dataset, self.batch_size if in_memory else None)
 
     def _scores(self, net, Z=None) -> dict[str, float]:
         from sktriplet.evaluation.metrics import retrieval_scores
@@ -242,9 +255,10 @@ class RetrievalValidation(Callback):
     def on_train_begin(self, net, **kwargs):  # noqa: D102
         # Epoch 0: the weights training starts from compete with every epoch.
         self.start_scores_ = self._scores(net)
-        if self.compare_input and isinstance(self.X, np.ndarray):
+        given = getattr(self._dataset(), "array", None)
+        if self.compare_input and given is not None:
             # (Held-out image files are not decoded a second time for this.)
-            flat = np.asarray(self.X, dtype=np.float32).reshape(len(self.X), -1)
+            flat = np.asarray(given, dtype=np.float32).reshape(len(given), -1)
             self.input_scores_ = self._scores(net, flat)
         self._keep_if_best(net, self.start_scores_["map_at_r"], len(net.history))
         self._since_best = 0

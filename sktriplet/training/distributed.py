@@ -14,7 +14,8 @@ variables) and call :func:`init_distributed` before ``fit``::
     torchrun --nproc_per_node 2 examples/distributed_fit.py
 
 The pieces also work on their own in a hand-written loop:
-:func:`all_gather_batch`, :class:`DistributedTripletLoss` and
+:func:`all_gather_batch`, :class:`DistributedLoss` (around any loss;
+:class:`DistributedTripletLoss` around the triplet loss) and
 :class:`ShardedPKSampler`. Nothing here is imported by the rest of the
 package unless ``fit`` runs distributed.
 """
@@ -32,9 +33,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from sktriplet.training.net import TripletNet
 from sktriplet.training.sampling import PKSampler
+from sktriplet.triplets.base import LossWrapper
 from sktriplet.triplets.losses import TripletLoss
 
 __all__ = [
+    "DistributedLoss",
     "DistributedTripletLoss",
     "DistributedTripletNet",
     "ShardedPKSampler",
@@ -197,14 +200,57 @@ def all_gather_batch(
     return torch.cat(rows), torch.cat(all_labels).to(embeddings.device)
 
 
-class DistributedTripletLoss(TripletLoss):
-    """:class:`~sktriplet.triplets.losses.TripletLoss` over the batch of all processes.
+class DistributedLoss(LossWrapper):
+    """Any loss over the batch of all processes: a composition, not a copy.
 
     Each process calls it with its own shard; it all-gathers embeddings and
-    labels (:func:`all_gather_batch`) and returns the loss of the global
-    batch, the same value on every process. With ``grad_scale=None`` and
+    labels (:func:`all_gather_batch`) and returns the wrapped loss of the
+    global batch, the same value on every process, so mining sees the
+    global batch. With ``grad_scale=None`` and
     :class:`~torch.nn.parallel.DistributedDataParallel`, the averaged
-    parameter gradients equal those of one process on the concatenated batch.
+    parameter gradients equal those of one process on the concatenated
+    batch. Like pytorch-metric-learning's ``DistributedLossWrapper``.
+
+    Parameters
+    ----------
+    loss : torch.nn.Module
+        The wrapped loss (with the one loss interface, called with labels).
+    grad_scale : float or None, default=None
+        See :func:`all_gather_batch`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.training.distributed import DistributedLoss
+    >>> from sktriplet.triplets.losses import TripletLoss
+    >>> criterion = DistributedLoss(TripletLoss(mining="hard"))
+    >>> emb = torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
+    >>> criterion(emb, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).ndim  # one process
+    0
+    """
+
+    def __init__(self, loss: torch.nn.Module, grad_scale: float | None = None) -> None:
+        super().__init__(loss)
+        self.grad_scale = grad_scale
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        indices_tuple: tuple | None = None,
+    ) -> torch.Tensor:
+        """The wrapped loss of the global batch."""
+        if labels is None or indices_tuple is not None:
+            raise ValueError(
+                "DistributedLoss gathers labelled batches; index triplets are not gathered "
+                "across processes (triplets=True trains on one process)."
+            )
+        embeddings, labels = all_gather_batch(embeddings, labels, grad_scale=self.grad_scale)
+        return self.loss(embeddings, labels)
+
+
+class DistributedTripletLoss(DistributedLoss):
+    """:class:`DistributedLoss` around a :class:`~sktriplet.triplets.losses.TripletLoss`.
 
     Parameters
     ----------
@@ -232,15 +278,10 @@ class DistributedTripletLoss(TripletLoss):
         record_stats: bool = False,
         grad_scale: float | None = None,
     ) -> None:
-        super().__init__(
+        loss = TripletLoss(
             margin=margin, mining=mining, distance=distance, soft=soft, record_stats=record_stats
         )
-        self.grad_scale = grad_scale
-
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Loss of the global batch (see :func:`sktriplet.triplets.losses.triplet_loss`)."""
-        embeddings, labels = all_gather_batch(embeddings, labels, grad_scale=self.grad_scale)
-        return super().forward(embeddings, labels)
+        super().__init__(loss, grad_scale=grad_scale)
 
 
 class ShardedPKSampler:

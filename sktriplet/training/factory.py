@@ -1,10 +1,11 @@
 """Make the skorch net that trains a network, from the estimator's parameters.
 
-The training policy lives here: the learning rate and schedule that
-``lr="auto"`` and ``lr_schedule="auto"`` resolve to, the augmentation that
-``augment`` asks for, the callbacks every fit gets, and which net class runs
-(:class:`~sktriplet.training.net.TripletNet`, or its distributed subclass
-inside a process group). Like :mod:`sktriplet.training.build`, it reads an
+The net's policies live here: the schedule that ``lr_schedule="auto"``
+resolves to (the learning rate is :func:`sktriplet.training.policy.resolve_lr`),
+the augmentation of batches that ``augment`` asks for, the callbacks every
+fit gets, and which net class runs (:class:`~sktriplet.training.net.TripletNet`,
+or its distributed subclass inside a process group). Like
+:mod:`sktriplet.training.build`, it reads an
 :class:`~sktriplet.inputs.spec.InputSpec` and a plain dict of parameters, so
 ``fit`` and :func:`sktriplet.load` make the same net.
 """
@@ -15,26 +16,21 @@ import importlib.util
 import warnings
 from typing import Any
 
-import numpy as np
 from torch import nn
 
+from sktriplet.inputs.loading import augments_on_read, loader_defaults
 from sktriplet.inputs.spec import InputSpec
 from sktriplet.training.build import routed
 from sktriplet.training.callbacks import MiningStats, RetrievalValidation
+from sktriplet.training.criterion import build_criterion
 from sktriplet.training.net import TripletNet
-from sktriplet.triplets.losses import TripletLoss
+from sktriplet.training.policy import resolve_lr
 
 __all__ = [
     "AUTO_AUGMENT_MIN_SIZE",
-    "AUTO_LR_IMAGES",
-    "AUTO_LR_ROWS",
     "augmenter",
     "changed_training_params",
-    "criterion_params",
-    "dataset_augments",
-    "default_workers",
     "make_net",
-    "resolve_lr",
     "schedule_callbacks",
     "validation_callbacks",
 ]
@@ -42,11 +38,6 @@ __all__ = [
 #: ``augment="auto"`` moves images at least this many pixels high and wide
 #: (on 8x8 digits a 2-pixel shift is a quarter of the image and hurts).
 AUTO_AUGMENT_MIN_SIZE = 16
-
-#: ``lr="auto"``: the peak learning rate for images and for 2-D ``X``
-#: (see ``docs/defaults.md``).
-AUTO_LR_IMAGES = 2e-3
-AUTO_LR_ROWS = 1e-3
 
 #: History keys recorded every epoch but left out of the ``verbose=1`` table.
 QUIET_HISTORY_KEYS = [
@@ -60,51 +51,6 @@ QUIET_HISTORY_KEYS = [
     "valid_r_precision_start",
     "valid_precision_at_1_start",
 ]
-
-
-def resolve_lr(params: dict[str, Any], spec: InputSpec, codes: np.ndarray | None = None) -> float:
-    """The peak learning rate: ``lr``, or what ``lr="auto"`` picks for the fit.
-
-    ``"auto"`` is ``AUTO_LR_IMAGES`` for images and ``AUTO_LR_ROWS`` for
-    rows; for rows embedded by the default network and trained on fewer than
-    ``sktriplet.training.policy.FEW_CLASSES`` classes it is lowered to a
-    budget of ``lr * steps`` (:func:`sktriplet.training.policy.resolve_lr`),
-    so that few classes do not pull the embedding away from the input's
-    geometry (see ``docs/defaults.md``).
-
-    Parameters
-    ----------
-    params : dict
-        Estimator parameters.
-    spec : InputSpec
-        The fitted input.
-    codes : numpy.ndarray of int, default=None
-        Class codes of the training samples (after any hold-out); ``None``
-        (loading a saved model) skips the few-class policy.
-
-    Returns
-    -------
-    float
-        The learning rate.
-    """
-    if params["lr"] != "auto":
-        return float(params["lr"])
-    if spec.is_image:
-        return AUTO_LR_IMAGES
-    if codes is None:
-        return AUTO_LR_ROWS
-    from sktriplet.training import policy
-    from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH
-
-    steps = policy.training_steps(
-        len(codes),
-        batch_size=params["batch_size"],
-        max_epochs=params["max_epochs"],
-        min_batches=MIN_BATCHES_PER_EPOCH,
-    )
-    n_classes = int((np.bincount(codes) >= 2).sum())
-    rows = params["module"] is None
-    return policy.resolve_lr(AUTO_LR_ROWS, n_classes=n_classes, n_steps=steps, rows=rows)
 
 
 def schedule_callbacks(params: dict[str, Any], spec: InputSpec) -> list:
@@ -123,12 +69,16 @@ def schedule_callbacks(params: dict[str, Any], spec: InputSpec) -> list:
 
 
 def augmenter(params: dict[str, Any], spec: InputSpec):
-    """The training-batch augmentation ``augment`` asks for, or ``None``."""
+    """The training-batch augmentation ``augment`` asks for, or ``None``.
+
+    Samples augmented as they are read (image files, see
+    :func:`~sktriplet.inputs.loading.augments_on_read`) get none on batches.
+    """
     augment = params["augment"]
     if callable(augment):
         return augment
-    if spec.kind == "paths":
-        return None  # files are augmented as they are read (see dataset_augments)
+    if augments_on_read(spec, augment):
+        return None
     if augment is True and not spec.is_image:
         raise ValueError(
             f"augment=True needs images, but X is 2-D with {spec.n_features} "
@@ -142,34 +92,12 @@ def augmenter(params: dict[str, Any], spec: InputSpec):
     return None
 
 
-def dataset_augments(params: dict[str, Any], spec: InputSpec) -> bool:
-    """Whether image files are read with the training augmentation.
-
-    For files, ``augment="auto"`` and ``True`` draw a random resized crop
-    with a horizontal flip per sample as it is decoded (see
-    :mod:`sktriplet.vision.transforms`); ``False`` and a callable read them
-    as ``transform`` does (a callable then runs on each batch).
-    """
-    return spec.kind == "paths" and params["augment"] in ("auto", True)
-
-
-def default_workers() -> int:
-    """Data-loader workers that decode image files when none are asked for.
-
-    Up to 4, and no more than the machine's cores: decoding JPEGs is the
-    bottleneck of a small network's fit on files.
-    """
-    import os
-
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def validation_callbacks(params: dict[str, Any], X_valid, y_valid) -> list:
-    """Retrieval validation on held-out data (none when nothing is held out)."""
-    if X_valid is None:
+def validation_callbacks(params: dict[str, Any], valid) -> list:
+    """Retrieval validation on a held-out dataset (none when nothing is held out)."""
+    if valid is None:
         return []
     validation = RetrievalValidation(
-        X_valid, y_valid, distance=params["distance"], patience=params["n_iter_no_change"]
+        valid, valid.labels, distance=params["distance"], patience=params["n_iter_no_change"]
     )
     return [("retrieval_validation", validation)]
 
@@ -199,42 +127,8 @@ def _routed_net_params(params: dict[str, Any], spec: InputSpec) -> dict[str, Any
     out["callbacks__print_log__keys_ignored"] = QUIET_HISTORY_KEYS
     out.update({f"callbacks__{k}": v for k, v in routed(params, "callbacks__").items()})
     for prefix in ("iterator_train__", "iterator_valid__"):
-        loader = routed(params, prefix)
-        if spec.kind == "paths":
-            loader.setdefault("num_workers", default_workers())
+        loader = {**loader_defaults(spec), **routed(params, prefix)}
         out.update({f"{prefix}{k}": v for k, v in loader.items()})
-    return out
-
-
-def criterion_params(
-    params: dict[str, Any], n_classes: int | None, width: int | None
-) -> dict[str, Any]:
-    """The skorch ``criterion`` and ``criterion__*`` arguments of a fit.
-
-    ``classification_weight > 0`` adds the cross-entropy of a cosine
-    classifier over the training classes to the triplet loss
-    (:class:`~sktriplet.training.criteria.TripletWithClassification`).
-    """
-    out: dict[str, Any] = {
-        "criterion": TripletLoss,
-        "criterion__margin": params["margin"],
-        "criterion__mining": params["mining"],
-        "criterion__distance": params["distance"],
-        "criterion__soft": params["soft"],
-    }
-    weight = params.get("classification_weight", 0.0)
-    if weight:
-        if n_classes is None or width is None:
-            raise ValueError(
-                f"classification_weight={weight} needs class labels (a classifier over the "
-                "training classes); with triplets=True set classification_weight=0."
-            )
-        from sktriplet.training.criteria import TripletWithClassification
-
-        out["criterion"] = TripletWithClassification
-        out["criterion__n_classes"] = int(n_classes)
-        out["criterion__n_components"] = int(width)
-        out["criterion__weight"] = float(weight)
     return out
 
 
@@ -263,11 +157,12 @@ def make_net(
     device : str
         A resolved torch device.
     lr : float, default=None
-        The learning rate (``None``: :func:`resolve_lr` without the fit's
+        The learning rate (``None``:
+        :func:`~sktriplet.training.policy.resolve_lr` without the fit's
         labels, as when loading a saved model).
     n_classes, width : int, default=None
-        Number of classes and embedding width, for ``classification_weight``
-        (:func:`criterion_params`).
+        Number of classes and embedding width, for a criterion that takes
+        them (:func:`~sktriplet.training.criterion.build_criterion`).
 
     Returns
     -------
@@ -280,7 +175,7 @@ def make_net(
     net_class = DistributedTripletNet if is_distributed() else TripletNet
     return net_class(
         module=module,
-        **criterion_params(params, n_classes, width),
+        criterion=build_criterion(params, n_classes, width),
         optimizer=params["optimizer"],
         lr=resolve_lr(params, spec) if lr is None else lr,
         max_epochs=params["max_epochs"],
@@ -307,24 +202,15 @@ def changed_training_params(
 ) -> dict:
     """Net parameters that differ from the estimator's (for ``warm_start``).
 
-    The loss, learning rate and batch shape follow the current parameters;
-    the network and the optimizer's state carry over. skorch updates ``lr``
-    in place, so Adam's moments survive. The criterion has no weights, so it
-    is updated in place here (skorch would re-create the optimizer whenever a
-    criterion parameter is set); the rest is returned for ``net.set_params``.
+    The learning rate and batch shape follow the current parameters; the
+    network and the optimizer's state carry over. skorch updates ``lr`` in
+    place, so Adam's moments survive. (The loss's parameters are applied by
+    :func:`sktriplet.training.criterion.update_criterion`.) Returned for
+    ``net.set_params``.
     """
     wanted = {
-        "criterion__margin": params["margin"],
-        "criterion__mining": params["mining"],
-        "criterion__distance": params["distance"],
-        "criterion__soft": params["soft"],
         "lr": lr,
         "batch_size": params["batch_size"],
         "samples_per_class": params["samples_per_class"],
     }
-    changed = {k: v for k, v in wanted.items() if getattr(net, k, None) != v}
-    for key in [k for k in changed if k.startswith("criterion__")]:
-        value = changed.pop(key)
-        setattr(net, key, value)
-        setattr(net.criterion_, key[len("criterion__") :], value)
-    return changed
+    return {k: v for k, v in wanted.items() if getattr(net, k, None) != v}

@@ -1,35 +1,94 @@
-"""Train only the head of a frozen backbone, on features computed once.
+"""Train only the part of a network after a frozen part, on that part's output cached once.
 
-With a frozen backbone (``BackboneEmbedder(freeze=True)``, which keeps it in
-evaluation mode) and no augmentation, every epoch would compute the same
-backbone features again. Instead:
+A network whose first part is frozen (a pretrained backbone,
+``BackboneEmbedder(freeze=True)``, which keeps it in evaluation mode) and
+that trains without augmentation computes the same frozen output for every
+sample in every epoch. ``fit`` instead:
 
-1. :func:`split_for_caching` splits the network into a feature extractor
-   (input standardisation, backbone, pooling) and a head (projection, L2
-   normalisation) that shares its parameters with the network;
-2. :func:`cache_features` runs the extractor once over the training set,
-   into memory or, above ``max_bytes``, into a memory-mapped temporary file;
-3. the skorch net trains the head on ``ArrayDataset(features, y)``; the
-   network itself, whose head *is* the trained head, then embeds as usual.
+1. splits the network into a frozen part run once and a trained part
+   (:func:`split_for_caching`: the input standardisation, backbone and
+   pooling; and the projection head with its L2 normalisation, sharing its
+   parameters with the network);
+2. caches the frozen part's output for a dataset (:func:`cache_features`:
+   into memory or, above ``max_bytes``, into a memory-mapped temporary file);
+3. trains the trained part on the cached output with the same fit routine
+   as any fit (:func:`sktriplet.training.fit.run_fit`: the same PK batches,
+   validation and checks), then hands the whole network, whose head *is* the
+   trained head, back to the net (:func:`hand_over`).
 
-The result is that of training the whole network with the frozen backbone
-(the same PK batches give the same head updates), at the cost of one
-forward pass over the data.
+The result is that of training the whole network with the frozen part (the
+same PK batches give the same updates), at the cost of one forward pass over
+the data. :func:`can_cache_features` says when ``fit`` takes this route:
+``augment="auto"`` then means no augmentation (cached output cannot be
+augmented); ``augment=True`` trains through the backbone on augmented images
+instead.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from sktriplet.networks.backbone import BackboneEmbedder
 
-__all__ = ["FeatureExtractor", "FeatureHead", "cache_features", "split_for_caching"]
+if TYPE_CHECKING:
+    from sktriplet.training.net import TripletNet
+
+__all__ = [
+    "FeatureExtractor",
+    "FeatureHead",
+    "cache_features",
+    "can_cache_features",
+    "hand_over",
+    "split_for_caching",
+]
+
+
+def can_cache_features(module: nn.Module, params: dict[str, Any]) -> bool:
+    """Whether ``fit`` trains ``module``'s head on cached backbone features.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network (``Sequential(standardisation, body)``).
+    params : dict
+        Estimator parameters.
+
+    Returns
+    -------
+    bool
+        ``True`` when the body is a :class:`BackboneEmbedder` whose backbone
+        is frozen, ``augment`` is ``"auto"`` or ``False``, and no callback
+        maps parameters while training (skorch's ``Freezer`` / ``Unfreezer``).
+    """
+    body = module[-1] if isinstance(module, nn.Sequential) and len(module) else module
+    if not isinstance(body, BackboneEmbedder):
+        return False
+    frozen = not any(p.requires_grad for p in body.backbone.parameters())
+    return frozen and params["augment"] in ("auto", False) and not _maps_params(params)
+
+
+def _maps_params(params: dict[str, Any]) -> bool:
+    """Whether a callback changes parameters while training (e.g. skorch's Unfreezer).
+
+    Such a fit must train through the backbone: with cached features an
+    unfrozen backbone would never be used.
+    """
+    from skorch.callbacks import ParamMapper
+
+    for cb in params.get("callbacks") or []:
+        item = cb[1] if isinstance(cb, tuple) else cb
+        kind = item if isinstance(item, type) else type(item)
+        if issubclass(kind, ParamMapper):
+            return True
+    return False
 
 
 class FeatureExtractor(nn.Module):
@@ -145,6 +204,7 @@ def cache_features(
     max_bytes: int = 1 << 30,
     directory: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
+    loader: Callable[[Dataset, Any], Any] | None = None,
 ) -> np.ndarray:
     """Compute an extractor's features for a whole dataset, once.
 
@@ -165,6 +225,12 @@ def cache_features(
         Where that file goes (the system's temporary directory by default).
     device : str or torch.device, default="cpu"
         Device the extractor runs on.
+    loader : callable, default=None
+        ``loader(dataset, batches)`` gives the data loader over the batches
+        of a :class:`~torch.utils.data.BatchSampler` (``fit`` passes its net's
+        ``batch_loader``: its ``iterator_valid__*`` settings, e.g. workers
+        that decode image files); ``None``: a plain
+        :class:`~torch.utils.data.DataLoader`.
 
     Returns
     -------
@@ -183,11 +249,15 @@ def cache_features(
         raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
     was_training = extractor.training
     extractor.eval()
+    extractor.to(device)
     out: np.ndarray | None = None
     start = 0
+    batches = BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False)
+    if loader is None:
+        loader = _plain_loader
     try:
         with torch.no_grad():
-            for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            for batch in loader(dataset, batches):
                 x = batch[0] if isinstance(batch, (list, tuple)) else batch
                 f = extractor(x.to(device)).float().cpu().numpy()
                 if out is None:
@@ -199,3 +269,33 @@ def cache_features(
     if out is None:
         raise ValueError("cannot cache the features of an empty dataset.")
     return out
+
+
+def _plain_loader(dataset: Dataset, batches) -> DataLoader:
+    if getattr(dataset, "fetches_batches", False):
+        return DataLoader(dataset, sampler=batches, batch_size=None)
+    return DataLoader(dataset, batch_sampler=batches)
+
+
+def hand_over(net: TripletNet, module: nn.Module) -> None:
+    """Make ``module`` (the whole network) the net's, with an optimizer over all of it.
+
+    Called once the trained part (the net's module until now, sharing its
+    parameters with ``module``) is trained. Its optimizer state (Adam's
+    moments) carries over, so a saved model loads like any other and
+    ``warm_start`` continues from here.
+
+    Parameters
+    ----------
+    net : TripletNet
+        The net that trained the trained part.
+    module : torch.nn.Module
+        The whole network.
+    """
+    trained = net.optimizer_
+    net.module_ = module  # its head is the one just trained
+    net.initialize_optimizer()
+    for group in trained.param_groups:
+        for param in group["params"]:
+            if param in trained.state:
+                net.optimizer_.state[param] = trained.state[param]

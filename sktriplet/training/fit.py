@@ -1,11 +1,15 @@
-"""Train a network on validated data: split, build or continue, train, check.
+"""Train a network on the datasets of a fit: build or continue, train, check.
 
 :func:`train` is everything ``TripletEmbedder.fit`` does between validating
-its input and storing the result: it draws the seed, holds out validation
-data, builds a fresh network (or continues a warm-started one), runs skorch's
-loop and checks the trained network's output. It returns a :class:`FitResult`
-and assigns nothing to the estimator, so a failed fit leaves the estimator as
-it was; a warm-started net that fails is rolled back to its state before.
+its input and storing the result. It receives a
+:class:`~sktriplet.inputs.training_data.TrainingData` (the datasets, the
+hold-out, the probe, the input statistics) and the parameters, builds a
+fresh network (or continues a warm-started one), runs the one fit routine
+(:func:`run_fit`: validation, skorch's loop, the finiteness check) and
+returns a :class:`FitResult`. It never sees raw ``X`` and never asks what
+kind of input it is. It assigns nothing to the estimator, so a failed fit
+leaves the estimator as it was; a warm-started net that fails is rolled
+back to its state before.
 """
 
 from __future__ import annotations
@@ -16,24 +20,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from sktriplet.inputs.datasets import make_dataset
-from sktriplet.inputs.spec import InputSpec
-from sktriplet.inputs.triplets import ArraySamples, DatasetSamples, TripletDataset
-from sktriplet.training.build import build_network, check_network_output, input_statistics
-from sktriplet.training.cached import can_cache_features, train_on_cached_features
+from sktriplet.inputs.training_data import TrainingData
+from sktriplet.runtime.inference import embed_dataset
+from sktriplet.training.build import build_network, check_network_output
+from sktriplet.training.criterion import update_criterion
+from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.factory import (
     changed_training_params,
-    dataset_augments,
     make_net,
-    resolve_lr,
     schedule_callbacks,
     validation_callbacks,
 )
-from sktriplet.training.inference import TRANSFORM_BATCH_SIZE, embed, embed_dataset
-from sktriplet.training.net import TrainingDivergedError, TripletNet
-from sktriplet.training.policy import resolve_scaling
+from sktriplet.training.feature_cache import (
+    cache_features,
+    can_cache_features,
+    hand_over,
+    split_for_caching,
+)
+from sktriplet.training.net import TripletNet
+from sktriplet.training.policy import resolve_lr
 
-__all__ = ["FitResult", "draw_seed", "split_validation", "train", "triplet_dataset"]
+__all__ = ["FitResult", "draw_seed", "fresh_net", "run_fit", "train"]
 
 #: Callbacks a warm-started fit replaces with its own.
 _PER_FIT_CALLBACKS = ("retrieval_validation", "lr_schedule")
@@ -72,272 +79,155 @@ def draw_seed(random_state: Any) -> int:
     return broadcast_seed(seed)
 
 
-def split_validation(
-    codes: np.ndarray, fraction: float | None, split: str, seed: int
-) -> np.ndarray | None:
-    """Boolean mask of the samples held out for validation (or ``None``).
+def learning_rate(params: dict[str, Any], data: TrainingData) -> float:
+    """The fit's peak learning rate (:func:`~sktriplet.training.policy.resolve_lr`)."""
+    return resolve_lr(params, data.spec, data.train_codes)
+
+
+def fresh_net(
+    module: torch.nn.Module, params: dict[str, Any], data: TrainingData, device: str, width: int
+) -> TripletNet:
+    """The (uninitialised) net that trains ``module`` on ``data``.
+
+    ``width`` is the width of the whole network's embeddings (it sizes a
+    criterion that needs ``n_components``, e.g. ``classification_weight``).
+    """
+    return make_net(
+        params,
+        data.spec,
+        module,
+        data.seed,
+        device,
+        lr=learning_rate(params, data),
+        n_classes=data.n_classes,
+        width=width,
+    )
+
+
+def run_fit(net: TripletNet, params: dict[str, Any], data: TrainingData, callbacks=None) -> None:
+    """The one fit routine: validation callbacks, skorch's loop, the finiteness check.
 
     Parameters
     ----------
-    codes : numpy.ndarray of int
-        Class codes of the training samples.
-    fraction : float or None
-        ``validation_fraction``.
-    split : {"class", "sample"}
-        Hold out whole classes, or a stratified fraction of each class.
-    seed : int
-        Seed of the draw.
-
-    Returns
-    -------
-    numpy.ndarray of bool or None
-        ``True`` for held-out samples.
+    net : TripletNet
+        A net, initialised or not (a warm-started one keeps its module,
+        optimizer and history).
+    params : dict
+        Estimator parameters.
+    data : TrainingData
+        What to train on (for a cached head: the cached features).
+    callbacks : list, default=None
+        The net's callbacks before validation is added (``None``: its own).
     """
-    if fraction is None:
-        return None
-    rng = np.random.default_rng([seed, 1])
-    counts = np.bincount(codes)
-    if split == "class":
-        candidates = rng.permutation(np.flatnonzero(counts >= 2))
-        n_valid = min(max(int(round(fraction * len(counts))), 2), len(candidates) - 2)
-        if n_valid < 2:
-            raise ValueError(
-                f"validation_split='class' needs at least 4 classes with 2 or more "
-                f"samples (2 to validate, 2 to train); y has {len(candidates)}. Use "
-                "validation_split='sample' or validation_fraction=None."
-            )
-        return np.isin(codes, candidates[:n_valid])
-    held = np.zeros(len(codes), dtype=bool)
-    for c in np.flatnonzero(counts >= 4):
-        members = rng.permutation(np.flatnonzero(codes == c))
-        take = min(max(int(round(fraction * len(members))), 2), len(members) - 2)
-        held[members[:take]] = True
-    if not held.any():
-        raise ValueError(
-            "validation_split='sample' needs classes with at least 4 samples "
-            "(2 to validate, 2 to train); use validation_fraction=None."
-        )
-    return held
-
-
-#: Training samples embedded after training to check the output is finite
-#: (images cost a convolutional forward pass, files also decoding: fewer).
-_CHECKED_ROWS, _CHECKED_IMAGES, _CHECKED_FILES = TRANSFORM_BATCH_SIZE, 256, 64
-
-
-def _check_finite_output(net: TripletNet, X, spec: InputSpec) -> None:
-    """Raise if the trained network embeds training samples to non-finite values."""
-    if spec.kind == "paths":
-        out = embed_dataset(net, make_dataset(X[:_CHECKED_FILES], spec))
+    kept = list(net.callbacks) if callbacks is None else callbacks
+    net.callbacks = kept + validation_callbacks(params, data.valid_dataset())
+    if getattr(net, "initialized_", False):
+        net.initialize_callbacks()
     else:
-        n = _CHECKED_IMAGES if spec.is_image else _CHECKED_ROWS
-        out = embed(net.module_, X[:n], device=net.device)
-    if not np.isfinite(out).all():
-        raise TrainingDivergedError(
-            f"after {len(net.history)} epoch(s) the network maps training samples to "
-            f"non-finite embeddings: training diverged. Lower the learning rate (lr={net.lr} "
-            f"now, try lr={net.lr / 10:g}) or check the input for extreme values."
-        )
+        net.initialize()
+    net.partial_fit(data.train_dataset(), None)
+    check_finite_embeddings(embed_dataset(net, data.probe()), net=net)
 
 
-def triplet_dataset(
-    samples, spec: InputSpec, triplets: np.ndarray, *, train: bool = False, seed: int = 0
-) -> TripletDataset:
-    """The training dataset of index triplets over validated samples.
-
-    Parameters
-    ----------
-    samples : numpy.ndarray
-        Validated samples (rows, images, or image file paths).
-    spec : InputSpec
-        What they are.
-    triplets : numpy.ndarray of shape (n_triplets, 3)
-        Index triplets into ``samples``.
-    train : bool, default=False
-        For image files: read them with the training augmentation.
-    seed : int, default=0
-        Seed of that augmentation.
-
-    Returns
-    -------
-    TripletDataset
-        Batches ``(distinct samples, (m, 3) triplets into them)``.
-    """
-    if spec.kind == "paths":
-        source = DatasetSamples(make_dataset(samples, spec, train=train, seed=seed))
-    else:
-        source = ArraySamples(samples)
-    return TripletDataset(triplets, source)
+def _fresh(params: dict[str, Any], data: TrainingData, device: str) -> tuple[TripletNet, int]:
+    module = build_network(data.spec, params, data.statistics)
+    cached = data.labelled and can_cache_features(module, params)
+    if cached:
+        params = {**params, "augment": False}  # cached features cannot be augmented
+    sample = data.probe()[[0, 1]][0]
+    width = check_network_output(module, sample, params["n_components"])
+    if not cached:
+        net = fresh_net(module, params, data, device, width)
+        run_fit(net, params, data)
+        return net, width
+    # A frozen part run once, a trained part trained on its cached output
+    # with the same routine; the whole network is the net's afterwards.
+    frozen, trained = split_for_caching(module)
+    net = fresh_net(trained, params, data, device, width)
+    net.initialize()
+    features = cache_features(
+        frozen,
+        data.all_samples(),
+        batch_size=params["batch_size"],
+        device=net.device,
+        loader=net.batch_loader,
+    )
+    run_fit(net, params, data.with_samples(features))
+    hand_over(net, module)
+    return net, width
 
 
-def _check_triplet_mode(params: dict[str, Any], triplets) -> None:
+def _continue(net: TripletNet, width: int, params: dict[str, Any], data: TrainingData) -> None:
+    if getattr(net, "rng_state_", None) is not None:
+        # Continue the torch random stream (dropout) where the last epoch
+        # ended: a resumed fit then equals an uninterrupted one.
+        torch.set_rng_state(net.rng_state_)
+    update_criterion(net, params, data.n_classes, width)
+    net.set_params(
+        seed=data.seed,
+        max_epochs=params["max_epochs"],
+        precision=params["precision"],
+        **changed_training_params(net, params, data.spec, learning_rate(params, data)),
+    )
+    kept = [
+        cb for cb in net.callbacks if not (isinstance(cb, tuple) and cb[0] in _PER_FIT_CALLBACKS)
+    ]
+    run_fit(net, params, data, kept + schedule_callbacks(params, data.spec))
+
+
+def _check_triplet_mode(data: TrainingData) -> None:
     from sktriplet.training.distributed import is_distributed
 
-    if triplets is not None and is_distributed():
+    if not data.labelled and is_distributed():
         raise ValueError(
             "triplets=True does not train inside a torch.distributed process group yet "
             "(batches of triplets are not sharded across processes); fit on one process."
         )
 
 
-@dataclass
-class _Fit:
-    """What one fit trains on: parameters, data, split, seed, device, learning rate."""
-
-    params: dict[str, Any]
-    spec: InputSpec
-    X: Any
-    codes: np.ndarray | None
-    held: np.ndarray | None
-    seed: int
-    device: str
-    triplets: np.ndarray | None = None
-
-    @property
-    def train_mask(self):
-        return slice(None) if self.held is None else ~self.held
-
-    @property
-    def n_classes(self) -> int | None:
-        return None if self.codes is None else int(self.codes.max()) + 1
-
-    @property
-    def lr(self) -> float:
-        codes = None if self.codes is None else self.codes[self.train_mask]
-        return resolve_lr(self.params, self.spec, codes)
-
-    def training_dataset(self):
-        train = dataset_augments(self.params, self.spec)
-        if self.triplets is not None:
-            return triplet_dataset(self.X, self.spec, self.triplets, train=train, seed=self.seed)
-        return make_dataset(
-            self.X[self.train_mask],
-            self.spec,
-            self.codes[self.train_mask],
-            train=train,
-            seed=self.seed,
-            on_error=self.params.get("on_error", "raise"),
-        )
-
-    def valid(self) -> tuple:
-        """Held-out samples for validation: an array, or a dataset of files."""
-        if self.held is None:
-            return None, None
-        if self.spec.kind == "paths":
-            return make_dataset(self.X[self.held], self.spec), self.codes[self.held]
-        return self.X[self.held], self.codes[self.held]
-
-    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """The data-fitted input standardisation (``scaling="auto"`` resolved).
-
-        In triplet mode, of the distinct samples the triplets use.
-        """
-        X = self.X if self.triplets is None else self.X[np.unique(self.triplets)]
-        scaling = self.params["scaling"]
-        if scaling == "auto":
-            scaling = "feature" if self.spec.kind == "paths" else resolve_scaling(scaling, X)
-        return input_statistics(X, self.spec, scaling)
-
-
-def _fresh(fit: _Fit) -> tuple[TripletNet, int]:
-    params, spec = fit.params, fit.spec
-    module = build_network(spec, params, fit.statistics)
-    sample = make_dataset(fit.X[:2], spec)[[0, 1]][0]
-    width = check_network_output(module, sample, params["n_components"])
-    if fit.triplets is None and can_cache_features(module, params):
-        return train_on_cached_features(fit, module, width)
-    net = make_net(
-        params, spec, module, fit.seed, fit.device, lr=fit.lr, n_classes=fit.n_classes, width=width
-    )
-    net.callbacks = list(net.callbacks) + validation_callbacks(params, *fit.valid())
-    net.initialize()
-    net.partial_fit(fit.training_dataset(), None)
-    _check_finite_output(net, fit.X[fit.train_mask], spec)
-    return net, width
-
-
-def _continue(net: TripletNet, fit: _Fit) -> None:
-    params, spec = fit.params, fit.spec
-    if getattr(net, "rng_state_", None) is not None:
-        # Continue the torch random stream (dropout) where the last epoch
-        # ended: a resumed fit then equals an uninterrupted one.
-        torch.set_rng_state(net.rng_state_)
-    net.set_params(
-        seed=fit.seed,
-        max_epochs=params["max_epochs"],
-        precision=params["precision"],
-        **changed_training_params(net, params, spec, fit.lr),
-    )
-    kept = [
-        cb for cb in net.callbacks if not (isinstance(cb, tuple) and cb[0] in _PER_FIT_CALLBACKS)
-    ]
-    valid = validation_callbacks(params, *fit.valid())
-    net.callbacks = kept + schedule_callbacks(params, spec) + valid
-    net.initialize_callbacks()
-    net.partial_fit(fit.training_dataset(), None)
-    _check_finite_output(net, fit.X[fit.train_mask], spec)
-
-
 def train(
     params: dict[str, Any],
-    spec: InputSpec,
-    X: np.ndarray,
-    codes: np.ndarray | None,
+    data: TrainingData,
     *,
     device: str,
     warm: tuple[TripletNet, int] | None = None,
-    triplets: np.ndarray | None = None,
 ) -> FitResult:
-    """Train a network on validated samples and integer class codes, or on triplets.
+    """Train a network on the datasets of a fit.
 
     Parameters
     ----------
     params : dict
         Estimator parameters (``get_params(deep=False)``).
-    spec : InputSpec
-        What ``X`` is.
-    X : numpy.ndarray
-        Validated samples (or image file paths).
-    codes : numpy.ndarray of int or None
-        Class codes, one per sample (``None`` with ``triplets``).
+    data : TrainingData
+        The datasets, hold-out, probe and statistics of the fit, and its
+        seed (:func:`draw_seed`).
     device : str
         A resolved torch device.
     warm : tuple of (TripletNet, int), default=None
         A fitted net to continue training and its embedding width
         (``warm_start``); on failure it is restored to its state before.
-    triplets : numpy.ndarray of shape (n_triplets, 3), default=None
-        Index triplets into ``X`` (triplet mode): batches of
-        ``batch_size`` triplets, each embedding its distinct samples once,
-        and no validation split.
 
     Returns
     -------
     FitResult
         The trained net and what the estimator records from it.
     """
-    _check_triplet_mode(params, triplets)
-    seed = draw_seed(params["random_state"])
+    _check_triplet_mode(data)
     cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
     snapshot = warm[0].snapshot() if warm is not None else None
     try:
         with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
-            held = None
-            if triplets is None:
-                held = split_validation(
-                    codes, params["validation_fraction"], params["validation_split"], seed
-                )
-            fit = _Fit(params, spec, X, codes, held, seed, device, triplets)
+            torch.manual_seed(data.seed)
             if warm is None:
-                net, width = _fresh(fit)
+                net, width = _fresh(params, data, device)
             else:
                 net, width = warm
-                _continue(net, fit)
+                _continue(net, width, params, data)
     except BaseException:
         if snapshot is not None:
             warm[0].restore(snapshot)
         raise
-    result = FitResult(net, width, held)
+    result = FitResult(net, width, data.held)
     validation = dict(net.callbacks_).get("retrieval_validation")
     if validation is not None and validation.best_score_ > -np.inf:
         result.best_epoch, result.best_score = validation.best_epoch_, validation.best_score_

@@ -1,7 +1,8 @@
 """The skorch net that :class:`sktriplet.TripletEmbedder` owns.
 
 Triplet logic enters skorch only through its override points: the criterion
-is :class:`sktriplet.triplets.losses.TripletLoss`, ``get_iterator`` draws PK batches
+(a registered loss such as :class:`sktriplet.triplets.losses.TripletLoss`, or
+the user's) is called through the one loss interface, ``get_iterator`` draws PK batches
 for training, and ``get_loss`` refuses a non-finite loss before the optimizer
 steps. skorch's loop, callbacks, history and checkpointing stay as they are.
 
@@ -20,15 +21,16 @@ from typing import Any
 
 import torch
 from skorch import NeuralNet
-from skorch.utils import TeeGenerator
+from skorch.utils import TeeGenerator, to_tensor
 from torch.utils.data import BatchSampler, SequentialSampler
 
-from sktriplet.inputs.triplets import TripletBatchSampler, TripletDataset
+from sktriplet.inputs.triplet_batches import TripletBatchSampler, TripletDataset
 from sktriplet.networks.layers import regularization_loss
-from sktriplet.training.allocator import keep_freed_memory
+from sktriplet.runtime.allocator import keep_freed_memory
+from sktriplet.runtime.threads import fit_threads
+from sktriplet.training.criterion import call_criterion
 from sktriplet.training.errors import StopTraining, TrainingDivergedError
 from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH, PKSampler
-from sktriplet.training.threads import fit_threads
 
 __all__ = ["StopTraining", "TrainingDivergedError", "TripletNet"]
 
@@ -56,7 +58,7 @@ class TripletNet(NeuralNet):
     n_threads : int or None, default=None
         torch threads while training on the CPU. ``None``: one for a small
         network, else torch's count capped by the limit joblib or
-        threadpoolctl set (see :func:`sktriplet.training.threads.choose_threads`).
+        threadpoolctl set (see :func:`sktriplet.runtime.threads.choose_threads`).
 
     Attributes
     ----------
@@ -161,9 +163,9 @@ class TripletNet(NeuralNet):
     def get_iterator(self, dataset, training=False):
         """PK batches for training, plain sequential batches otherwise.
 
-        A :class:`~sktriplet.inputs.triplets.TripletDataset` (triplet mode)
+        A :class:`~sktriplet.inputs.triplet_batches.TripletDataset` (triplet mode)
         is trained on shuffled batches of ``batch_size`` triplets
-        (:class:`~sktriplet.inputs.triplets.TripletBatchSampler`, seeded per
+        (:class:`~sktriplet.inputs.triplet_batches.TripletBatchSampler`, seeded per
         epoch as the PK batches are); each batch holds the distinct samples
         of its triplets and the ``(m, 3)`` triplets into them as the target.
 
@@ -236,14 +238,18 @@ class TripletNet(NeuralNet):
         return getattr(self, name)(dataset, batch_sampler=batches, **kwargs)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        """Triplet loss of the batch; raise if it is not finite while training.
+        """The criterion's loss of the batch; raise if it is not finite while training.
+
+        The criterion is called through the one loss interface
+        (:func:`~sktriplet.training.criterion.call_criterion`): labels, or
+        ``indices_tuple`` for a batch of index triplets.
 
         While training, the penalties of the module's layers that define
         ``regularization_loss()`` (such as the L2-SP head of
         :class:`~sktriplet.networks.BackboneEmbedder`, see
         :class:`~sktriplet.networks.layers.AnchoredLinear`) are added.
         """
-        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        loss = call_criterion(self.criterion_, y_pred, to_tensor(y_true, device=self.device))
         if training:
             penalty = regularization_loss(self.module_)
             if penalty is not None:
@@ -317,7 +323,7 @@ class TripletNet(NeuralNet):
     def threads(self):
         """The torch thread count for this net's work: a context manager.
 
-        On the CPU, :func:`~sktriplet.training.threads.fit_threads` (one thread
+        On the CPU, :func:`~sktriplet.runtime.threads.fit_threads` (one thread
         for a small network, the joblib / threadpoolctl limit otherwise, or
         ``n_threads``); elsewhere nothing changes.
         """
@@ -329,7 +335,7 @@ class TripletNet(NeuralNet):
     def allocator(self):
         """How the C allocator keeps freed memory during training: a context manager.
 
-        On the CPU, :func:`~sktriplet.training.allocator.keep_freed_memory`
+        On the CPU, :func:`~sktriplet.runtime.allocator.keep_freed_memory`
         (a training step reuses the pages the step before freed); elsewhere
         nothing changes.
         """
@@ -340,8 +346,8 @@ class TripletNet(NeuralNet):
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """Skorch's loop; on ``KeyboardInterrupt`` roll back to the last epoch end.
 
-        On the CPU the loop runs inside :func:`~sktriplet.training.threads.fit_threads`
-        and :func:`~sktriplet.training.allocator.keep_freed_memory`.
+        On the CPU the loop runs inside :func:`~sktriplet.runtime.threads.fit_threads`
+        and :func:`~sktriplet.runtime.allocator.keep_freed_memory`.
         """
         try:
             with self.threads(), self.allocator():

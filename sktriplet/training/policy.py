@@ -3,13 +3,15 @@
 Pure functions of summary facts about the training data (its values, number
 of classes, optimizer steps) that choose what ``"auto"`` parameters mean:
 
-* :func:`is_pixel_like` and :func:`resolve_scaling`: ``scaling="auto"`` is
+* :func:`is_pixel_like` and :func:`resolve_scaling` (defined with the input
+  statistics in :mod:`sktriplet.inputs.statistics`): ``scaling="auto"`` is
   ``"global"`` (one common scale) for rows whose columns are values of one
   kind, such as flattened grey-level images, and ``"feature"`` (per-feature
   standardisation) otherwise.
-* :func:`resolve_lr`: ``lr="auto"`` is the usual peak rate when there are
-  enough training classes and, with few classes, a small rate that bounds
-  how far the whole fit may move the weights (:func:`few_class_lr`).
+* :func:`resolve_lr`, the one learning-rate policy: ``lr="auto"`` is the
+  usual peak rate for the data when there are enough training classes and,
+  with few classes, a small rate that bounds how far the whole fit may move
+  the weights (:func:`few_class_lr`).
 
 Why, with the measurements: ``docs/defaults.md`` ("The hard case" and "The
 few-class policy"). Nothing here imports scikit-learn, skorch or the
@@ -19,10 +21,18 @@ estimator.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sktriplet.inputs.statistics import PIXEL_LIKE_MIN_FEATURES, is_pixel_like, resolve_scaling
+
+if TYPE_CHECKING:
+    from sktriplet.inputs.spec import InputSpec
+
 __all__ = [
+    "AUTO_LR_IMAGES",
+    "AUTO_LR_ROWS",
     "FEW_CLASSES",
     "FEW_CLASS_LR_BUDGET",
     "PIXEL_LIKE_MIN_FEATURES",
@@ -33,8 +43,10 @@ __all__ = [
     "training_steps",
 ]
 
-#: Rows need at least this many columns to count as pixel-like (an 8x8 image).
-PIXEL_LIKE_MIN_FEATURES = 16
+#: ``lr="auto"``: the peak learning rate for images and for 2-D ``X``
+#: (see ``docs/defaults.md``).
+AUTO_LR_IMAGES = 2e-3
+AUTO_LR_ROWS = 1e-3
 
 #: With fewer training classes than this, ``lr="auto"`` bounds the fit's
 #: movement (:func:`few_class_lr`). Ten classes is where training helps
@@ -46,91 +58,6 @@ FEW_CLASSES = 10
 #: every weight by about ``lr`` per step, so this bounds the distance from
 #: the network training starts at (``docs/defaults.md``).
 FEW_CLASS_LR_BUDGET = 5e-3
-
-
-def is_pixel_like(X: np.ndarray, *, min_features: int = PIXEL_LIKE_MIN_FEATURES) -> bool:
-    """Whether 2-D rows look like flattened images: values of one kind in one range.
-
-    True when ``X`` has at least ``min_features`` columns, no negative value,
-    and either only whole numbers or only values in ``[0, 1]``, and when the
-    columns share their range: at least half of the columns that vary reach
-    half of the largest value in ``X``. Grey levels (0-255, 0-16, 0-1) pass;
-    measurements in different units, centred or signed data and counts whose
-    columns have very different ranges do not.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-        Training rows (finite values).
-    min_features : int, default=PIXEL_LIKE_MIN_FEATURES
-        Fewest columns that count as an image.
-
-    Returns
-    -------
-    bool
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sktriplet.training.policy import is_pixel_like
-    >>> rng = np.random.default_rng(0)
-    >>> is_pixel_like(rng.integers(0, 256, size=(50, 64)))
-    True
-    >>> is_pixel_like(rng.normal(size=(50, 64)))
-    False
-    """
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] < min_features or X.size == 0:
-        return False
-    low = X.min(axis=0)
-    high = X.max(axis=0)
-    if low.min() < 0:
-        return False
-    top = float(high.max())
-    if top <= 0:
-        return False
-    whole = bool(np.all(np.mod(X, 1) == 0))
-    if not whole and top > 1:
-        return False
-    varying = high > low
-    if not varying.any():
-        return False
-    return bool(np.mean(high[varying] >= top / 2) >= 0.5)
-
-
-def resolve_scaling(scaling: str | None, X: np.ndarray) -> str | None:
-    """The input scaling that ``scaling`` asks for, with ``"auto"`` resolved.
-
-    Parameters
-    ----------
-    scaling : {"auto", "feature", "global"} or None
-        The estimator's parameter.
-    X : ndarray
-        Training samples: rows ``(n_samples, n_features)`` or images
-        ``(n_samples, C, H, W)``.
-
-    Returns
-    -------
-    {"feature", "global"} or None
-        ``"auto"`` gives ``"global"`` for pixel-like rows
-        (:func:`is_pixel_like`) and ``"feature"`` for other rows and for
-        images (whose ``"feature"`` scaling is already per channel); any
-        other value is returned as it is.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sktriplet.training.policy import resolve_scaling
-    >>> grey = np.random.default_rng(0).integers(0, 17, size=(10, 64))
-    >>> resolve_scaling("auto", grey)
-    'global'
-    >>> resolve_scaling("auto", np.array([[1.5, -2.0], [0.5, 3.0]]))
-    'feature'
-    """
-    if scaling != "auto":
-        return scaling
-    X = np.asarray(X)
-    return "global" if X.ndim == 2 and is_pixel_like(X) else "feature"
 
 
 def training_steps(
@@ -192,53 +119,62 @@ def few_class_lr(n_steps: int, *, lr: float, budget: float = FEW_CLASS_LR_BUDGET
     return float(min(lr, budget / n_steps))
 
 
-def resolve_lr(
-    lr: float,
-    *,
-    n_classes: int,
-    n_steps: int,
-    rows: bool,
-    few_classes: int = FEW_CLASSES,
-    budget: float = FEW_CLASS_LR_BUDGET,
-) -> float:
-    """The peak learning rate of ``lr="auto"`` for a fit.
+def resolve_lr(params: dict[str, Any], spec: InputSpec, codes: np.ndarray | None = None) -> float:
+    """The peak learning rate: ``lr``, or what ``lr="auto"`` picks for the fit.
 
-    With fewer than ``few_classes`` training classes, training the default
-    MLP on rows moves the embedding away from the input's geometry (where
-    its skip path starts) without learning anything that carries over to
-    unseen classes (digits 0-5 -> 6-9, and a tabular set in
-    ``docs/defaults.md``), so the fit gets a budget: :func:`few_class_lr`.
-    Images (a convolutional network that starts from random features) and
-    enough classes keep ``lr``.
+    ``"auto"`` is :data:`AUTO_LR_IMAGES` for images and :data:`AUTO_LR_ROWS`
+    for rows. With fewer than :data:`FEW_CLASSES` training classes, training
+    the default MLP on rows moves the embedding away from the input's
+    geometry (where its skip path starts) without learning anything that
+    carries over to unseen classes (digits 0-5 -> 6-9, and a tabular set in
+    ``docs/defaults.md``), so the fit gets a budget: :func:`few_class_lr`
+    over its optimizer steps (:func:`training_steps`). Images (a
+    convolutional network that starts from random features), module classes
+    and enough classes keep the usual rate.
 
     Parameters
     ----------
-    lr : float
-        The usual ``"auto"`` rate for the data (``1e-3`` for rows).
-    n_classes : int
-        Training classes with at least two samples (after any hold-out).
-    n_steps : int
-        Optimizer steps of the fit (:func:`training_steps`).
-    rows : bool
-        Whether the network is the default MLP on 2-D ``X``, whose skip path
-        makes the untrained network rank by the (scaled) input's geometry.
-    few_classes : int, default=FEW_CLASSES
-        Fewest classes that get ``lr`` unchanged.
-    budget : float, default=FEW_CLASS_LR_BUDGET
-        ``lr * steps`` bound for few classes.
+    params : dict
+        Estimator parameters (``lr``, ``module``, ``batch_size``,
+        ``max_epochs``).
+    spec : InputSpec
+        The fitted input.
+    codes : numpy.ndarray of int, default=None
+        Class codes of the training samples (after any hold-out); ``None``
+        (loading a saved model, triplet mode) skips the few-class budget.
 
     Returns
     -------
     float
+        The learning rate.
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from sktriplet.inputs.spec import InputSpec
     >>> from sktriplet.training.policy import resolve_lr
-    >>> resolve_lr(1e-3, n_classes=6, n_steps=270, rows=True)  # doctest: +ELLIPSIS
-    1.85...e-05
-    >>> resolve_lr(1e-3, n_classes=10, n_steps=270, rows=True)
+    >>> params = {"lr": "auto", "module": None, "batch_size": 128, "max_epochs": 30}
+    >>> rows = InputSpec("rows", (64,))
+    >>> resolve_lr(params, rows, np.repeat(np.arange(10), 50))
     0.001
+    >>> resolve_lr(params, rows, np.repeat(np.arange(6), 50))  # doctest: +ELLIPSIS
+    4.1666...e-05
     """
-    if n_classes < few_classes and rows:
-        return few_class_lr(n_steps, lr=lr, budget=budget)
-    return float(lr)
+    if params["lr"] != "auto":
+        return float(params["lr"])
+    if spec.is_image:
+        return AUTO_LR_IMAGES
+    if codes is None:
+        return AUTO_LR_ROWS
+    from sktriplet.training.sampling import MIN_BATCHES_PER_EPOCH
+
+    n_classes = int((np.bincount(codes) >= 2).sum())
+    if n_classes >= FEW_CLASSES or params["module"] is not None:
+        return AUTO_LR_ROWS
+    steps = training_steps(
+        len(codes),
+        batch_size=params["batch_size"],
+        max_epochs=params["max_epochs"],
+        min_batches=MIN_BATCHES_PER_EPOCH,
+    )
+    return few_class_lr(steps, lr=AUTO_LR_ROWS)

@@ -1,7 +1,10 @@
 """Triplet loss with online mining: a functional form and a criterion module.
 
 The loss knows nothing of scikit-learn or skorch; :class:`TripletLoss` is the
-``torch.nn.Module`` the estimator hands to skorch as its criterion.
+``torch.nn.Module`` the estimator hands to skorch as its criterion (the
+registered loss ``"triplet"``). With labels it consumes the mining seam's
+per-anchor form (:func:`~sktriplet.triplets.mining.mine_table`), with given
+triplets the index tuples themselves.
 """
 
 from __future__ import annotations
@@ -9,10 +12,10 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from sktriplet.triplets.base import MetricLoss
 from sktriplet.triplets.distances import (
     check_distance,
     gather_distances,
@@ -25,12 +28,12 @@ from sktriplet.triplets.mining import (
     TRIPLET_MINING_STRATEGIES,
     ClassTable,
     IndexTriplets,
+    MinedTriplets,
     as_index_triplets,
     check_mining,
     check_triplet_mining,
-    hard_table,
     mine_batch_negatives,
-    semihard_table,
+    mine_table,
 )
 
 __all__ = ["TripletLoss", "triplet_loss"]
@@ -204,12 +207,10 @@ tensor of shape (n_triplets, 3), default=None
         if not table.has_triplets:
             loss = _zero(embeddings)
             dist = pairwise_distances(emb.detach(), distance=distance) if return_stats else None
-        elif mining == "semihard":
-            loss, dist = _semihard(emb, table, margin, soft, distance, stats)
-        elif mining == "hard":
-            loss, dist = _hard(emb, table, margin, soft, distance, stats)
-        else:
+        elif mining == "all":
             loss, dist = _all(emb, table, margin, soft, distance, stats)
+        else:
+            loss, dist = _mined(emb, table, margin, soft, distance, stats, mining)
     if not return_stats:
         return loss
     return loss, _finish_stats(stats, dist)
@@ -266,13 +267,15 @@ def _explicit_loss(embeddings, triplets, margin, mining, distance, soft, return_
     return loss, _finish_stats(stats, pairwise_distances(emb.detach(), distance=distance))
 
 
-def _mined_loss(emb, dist, pos, neg, valid, margin, soft, distance, stats, found=None):
-    """Mean hinge (or soft) term over the mined triplets where ``valid``.
+def _mined_loss(emb, dist, mined: MinedTriplets, margin, soft, distance, stats):
+    """Mean hinge (or soft) term over the mined triplets where ``mined.valid``.
 
-    ``pos`` and ``neg`` index the batch per anchor row (shape ``valid.shape``);
-    with ``stats``, records ``n_triplets``, ``active``, ``d_ap`` and ``d_an``
-    (and ``fallback``, the share of pairs where ``found`` is false).
+    ``mined`` indexes the batch per anchor row (the layout of
+    :class:`~sktriplet.triplets.mining.MinedTriplets`); with ``stats``,
+    records ``n_triplets``, ``active``, ``d_ap`` and ``d_an`` (and
+    ``fallback``, the share of pairs where ``mined.found`` is false).
     """
+    pos, neg, valid, found = mined
     if pos.ndim == 1:
         pos, neg, valid = pos[:, None], neg[:, None], valid[:, None]
     # One gather for both ends: the backward builds one matrix of gradients.
@@ -294,22 +297,12 @@ def _mined_loss(emb, dist, pos, neg, valid, margin, soft, distance, stats, found
     return terms.sum() / count
 
 
-def _semihard(emb, table, margin, soft, distance, stats):
+def _mined(emb, table, margin, soft, distance, stats, mining):
+    """Semi-hard or batch-hard: mine (the mining seam's table form), then the hinge."""
     with torch.no_grad():
         dist = pairwise_distances(emb.detach(), distance=distance)
-    neg, found = semihard_table(dist, table)
-    loss = _mined_loss(
-        emb, dist, table.members, neg, table.valid, margin, soft, distance, stats, found
-    )
-    return loss, dist
-
-
-def _hard(emb, table, margin, soft, distance, stats):
-    with torch.no_grad():
-        dist = pairwise_distances(emb.detach(), distance=distance)
-    pos, neg, valid = hard_table(dist, table.codes)
-    loss = _mined_loss(emb, dist, pos, neg, valid, margin, soft, distance, stats)
-    return loss, dist
+    mined = mine_table(dist, table, mining=mining)
+    return _mined_loss(emb, dist, mined, margin, soft, distance, stats), dist
 
 
 def _all(emb, table, margin, soft, distance, stats):
@@ -408,15 +401,24 @@ def _soft_block(rows, members, valid, codes, all_codes):
     return torch.where(mask, terms, 0.0).sum()
 
 
-class TripletLoss(nn.Module):
+class TripletLoss(MetricLoss):
     """Triplet loss with online mining, as a criterion module.
 
-    Calling it as ``criterion(embeddings, target)`` returns
-    :func:`triplet_loss` with the parameters given here. ``target`` is either
-    1-D class labels, or an integer tensor of shape ``(n_triplets, 3)`` of
-    explicit ``(anchor, positive, negative)`` indices into ``embeddings``.
-    skorch uses it as the criterion of the network that
-    :class:`sktriplet.TripletEmbedder` trains.
+    The registered loss ``"triplet"`` (:mod:`sktriplet.triplets.registry`),
+    the default ``criterion`` of :class:`sktriplet.TripletEmbedder`. Called
+    with the one loss interface (:mod:`sktriplet.triplets.base`):
+
+    - ``criterion(embeddings, labels)``: :func:`triplet_loss` with the labels,
+      mined by ``mining``;
+    - ``criterion(embeddings, indices_tuple=(a, p, n))`` (triplet mode, no
+      labels): the given triplets, their negatives mined among the batch's
+      given negatives unless ``mining="none"``;
+    - ``criterion(embeddings, labels, indices_tuple=(a, p, n))``: the
+      triplets a miner chose (e.g. :func:`~sktriplet.triplets.mining.mine_triplets`),
+      taken as they are.
+
+    For compatibility, a 2-D ``labels`` of shape ``(n_triplets, 3)`` is read
+    as ``indices_tuple``.
 
     Parameters
     ----------
@@ -447,7 +449,8 @@ class TripletLoss(nn.Module):
     >>> emb = torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
     >>> criterion(emb, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).ndim
     0
-    >>> criterion(emb, torch.tensor([[0, 1, 2], [4, 5, 6]])).ndim
+    >>> a, p, n = torch.tensor([0, 4]), torch.tensor([1, 5]), torch.tensor([2, 6])
+    >>> criterion(emb, indices_tuple=(a, p, n)).ndim
     0
     """
 
@@ -459,7 +462,7 @@ class TripletLoss(nn.Module):
         soft: bool = False,
         record_stats: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(record_stats=record_stats)
         self.margin = float(margin)
         if mining not in MINING_STRATEGIES + TRIPLET_MINING_STRATEGIES:
             raise ValueError(
@@ -469,19 +472,27 @@ class TripletLoss(nn.Module):
         self.mining = mining
         self.distance = check_distance(distance)
         self.soft = bool(soft)
-        self.record_stats = bool(record_stats)
-        self.last_stats: dict[str, torch.Tensor] = {}
 
-    def forward(self, embeddings: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss of one batch: ``target`` holds labels (1-D) or triplets ``(n, 3)``."""
-        target = torch.as_tensor(target, device=embeddings.device)
-        explicit = target.ndim == 2
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        indices_tuple: IndexTriplets | tuple | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Loss of one batch, from labels, given triplets, or both (see the class)."""
+        if labels is not None:
+            labels = torch.as_tensor(labels, device=embeddings.device)
+            if indices_tuple is None and labels.ndim == 2:
+                labels, indices_tuple = None, labels  # a (n, 3) triplet target
+        mining = self.mining
+        if indices_tuple is not None and labels is not None:
+            labels, mining = None, "none"  # a miner chose them
         out = triplet_loss(
             embeddings,
-            None if explicit else target,
-            triplets=target if explicit else None,
+            labels,
+            triplets=indices_tuple,
             margin=self.margin,
-            mining=self.mining,
+            mining=mining,
             distance=self.distance,
             soft=self.soft,
             return_stats=self.record_stats,

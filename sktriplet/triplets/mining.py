@@ -58,6 +58,7 @@ __all__ = [
     "BatchNegatives",
     "HardTriplets",
     "IndexTriplets",
+    "MinedTriplets",
     "SemihardTriplets",
     "as_index_triplets",
     "check_mining",
@@ -65,6 +66,7 @@ __all__ = [
     "hard_triplets",
     "label_masks",
     "mine_batch_negatives",
+    "mine_table",
     "mine_triplets",
     "semihard_triplets",
 ]
@@ -614,6 +616,88 @@ class IndexTriplets(NamedTuple):
     negative: torch.Tensor
 
 
+class MinedTriplets(NamedTuple):
+    """Mined triplets laid out per anchor row: the fast form of an index tuple.
+
+    Row ``a`` holds anchor ``a``'s triplets: ``(a, positive[a, j],
+    negative[a, j])`` where ``valid[a, j]`` (or, for 1-D fields, one triplet
+    ``(a, positive[a], negative[a])`` where ``valid[a]``). Losses gather
+    distances from this layout directly, without flattening it (which costs a
+    device synchronisation); :meth:`index_triplets` flattens it.
+
+    Attributes
+    ----------
+    positive, negative : torch.Tensor of shape (B, W) or (B,), dtype int64
+        Indices into the batch.
+    valid : torch.Tensor of the same shape, dtype bool
+        Which entries are triplets.
+    found : torch.Tensor of the same shape, dtype bool, or None
+        Semi-hard: false where no negative was farther than the positive
+        (the farthest negative was taken); ``None`` otherwise.
+    """
+
+    positive: torch.Tensor
+    negative: torch.Tensor
+    valid: torch.Tensor
+    found: torch.Tensor | None = None
+
+    def index_triplets(self) -> IndexTriplets:
+        """The triplets as an index tuple, ordered by anchor, then positive slot."""
+        if self.valid.ndim == 1:
+            anchor = self.valid.nonzero(as_tuple=True)[0]
+            return IndexTriplets(anchor, self.positive[anchor], self.negative[anchor])
+        anchor, slot = self.valid.nonzero(as_tuple=True)
+        return IndexTriplets(anchor, self.positive[anchor, slot], self.negative[anchor, slot])
+
+
+def mine_table(
+    dist: torch.Tensor,
+    labels: torch.Tensor | ClassTable,
+    *,
+    mining: str = "semihard",
+    block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+) -> MinedTriplets:
+    """Mine a labelled batch's distance matrix, keeping the per-anchor layout.
+
+    Parameters
+    ----------
+    dist : torch.Tensor of shape (B, B)
+        Pairwise distances (gradients are not used).
+    labels : torch.Tensor of shape (B,) or ClassTable
+        Integer class labels, or their :class:`ClassTable` (built once by a
+        caller that needs it too).
+    mining : {"semihard", "hard"}, default="semihard"
+        ``"semihard"``: one triplet per ordered positive pair, laid out like
+        the class table (``(B, W)``); ``"hard"``: one per anchor (``(B,)``).
+    block_elements : int, default=2**24
+        Upper bound on the elements of one temporary block.
+
+    Returns
+    -------
+    MinedTriplets
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktriplet.triplets.mining import mine_table
+    >>> d = torch.tensor([[0.0, 1.0, 0.5, 2.0],
+    ...                   [1.0, 0.0, 3.0, 0.2],
+    ...                   [0.5, 3.0, 0.0, 1.0],
+    ...                   [2.0, 0.2, 1.0, 0.0]])
+    >>> mine_table(d, torch.tensor([0, 0, 1, 1]), mining="hard").negative.tolist()
+    [2, 3, 0, 1]
+    """
+    if mining == "semihard":
+        table = labels if isinstance(labels, ClassTable) else ClassTable.from_labels(labels)
+        negative, found = semihard_table(dist, table, block_elements=block_elements)
+        return MinedTriplets(table.members, negative, table.valid, found)
+    if mining == "hard":
+        codes = labels.codes if isinstance(labels, ClassTable) else labels
+        positive, negative, valid = hard_table(dist, codes, block_elements=block_elements)
+        return MinedTriplets(positive, negative, valid)
+    raise ValueError(f"mine_table mines 'semihard' or 'hard' triplets; got mining={mining!r}.")
+
+
 def mine_triplets(
     embeddings: torch.Tensor,
     labels: torch.Tensor,
@@ -679,13 +763,9 @@ default="sqeuclidean"
             f"labels must be 1-D with one label per embedding; got shape "
             f"{tuple(labels.shape)} for {dist.shape[0]} embeddings."
         )
-    if mining == "semihard":
-        t = semihard_triplets(dist, labels, block_elements=block_elements)
-    elif mining == "hard":
-        t = hard_triplets(dist, labels, block_elements=block_elements)
-    else:
+    if mining == "all":
         return _all_triplets(labels)
-    return IndexTriplets(t.anchor, t.positive, t.negative)
+    return mine_table(dist, labels, mining=mining, block_elements=block_elements).index_triplets()
 
 
 def _all_triplets(labels: torch.Tensor) -> IndexTriplets:

@@ -33,14 +33,24 @@ an order of magnitude faster to read (``benchmarks/bench_files.py``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["BACKGROUND", "ImageFileError", "decode_image", "is_grey_image"]
+__all__ = [
+    "BACKGROUND",
+    "ImageFileError",
+    "decode_image",
+    "find_unreadable",
+    "header_size",
+    "is_grey_image",
+    "read_image_size",
+]
 
 #: Grey level (and RGB colour) that transparent pixels are composited over.
 BACKGROUND = 255
@@ -74,19 +84,22 @@ class ImageFileError(ValueError):
 
 
 def decode_image(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Any,
     *,
     channels: int = 3,
     size: tuple[int, int] | None = None,
     crop: Callable[[int, int], Box] | None = None,
     draft: bool = True,
+    region: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
-    """Read one image file as a ``(channels, H, W)`` uint8 array.
+    """Read one image file (or a Pillow image) as a ``(channels, H, W)`` uint8 array.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The image file.
+    path : str, os.PathLike or PIL.Image.Image
+        The image file, or an image already opened with Pillow (read as its
+        file would be, EXIF orientation included; the image itself is left
+        unchanged).
     channels : {1, 3}, default=3
         Channels of the output: grey or RGB (see the module notes for how
         every Pillow mode is converted).
@@ -99,6 +112,13 @@ def decode_image(
     draft : bool, default=True
         Let JPEGs decode at a reduced scale (1/2, 1/4 or 1/8) when the crop
         keeps at least ``size`` pixels at that scale.
+    region : tuple of int (left, top, right, bottom) or None, default=None
+        A part of the oriented image (whole pixels, ``right`` and ``bottom``
+        excluded, as Pillow's ``Image.crop``) to read as if the file held only
+        that part: ``crop`` gets its height and width, and no pixel outside
+        it enters the output. Without drafting the result is exactly that of
+        the region saved as a lossless file and read whole. ``None``: the
+        whole image. Needs ``size``.
 
     Returns
     -------
@@ -129,12 +149,15 @@ def decode_image(
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB); got {channels!r}.")
-    if crop is not None and size is None:
+    if (crop is not None or region is not None) and size is None:
         raise ValueError("decode_image: a crop needs an output size; pass size=(height, width).")
+    if isinstance(path, Image.Image):
+        # A copy: orientation and mode conversion must not change the caller's image.
+        return _finish(_load_oriented(path.copy(), size, crop, False, region), channels, size)
     path = os.fspath(path)
     try:
         with Image.open(path) as img:
-            img = _load_oriented(img, size, crop, draft)
+            img = _load_oriented(img, size, crop, draft, region)
     except _CropBoxError:
         raise
     except FileNotFoundError:
@@ -147,10 +170,12 @@ def decode_image(
     return _finish(img, channels, size)
 
 
-def _load_oriented(img, size, crop, draft: bool):
+def _load_oriented(img, size, crop, draft: bool, region=None):
     """Decode ``img`` (drafted when possible), orient it and crop-resize it to ``size``.
 
     Returns a loaded ``L`` or ``RGB`` image (``RGB`` for every colour mode).
+    Boxes are worked out in pixels of the oriented, full-resolution image and
+    divided by the draft's scale at the end.
     """
     from PIL import Image, ImageOps
 
@@ -160,7 +185,7 @@ def _load_oriented(img, size, crop, draft: bool):
         # known before decoding, and so is the smallest scale that serves it.
         swapped = img.getexif().get(_ORIENTATION_TAG, 1) in (5, 6, 7, 8)
         width, height = img.size[::-1] if swapped else img.size
-        box = _crop_box(crop, width, height)
+        box = _full_box(crop, region, width, height)
         need = (
             math.ceil(size[1] * width / (box[2] - box[0])),
             math.ceil(size[0] * height / (box[3] - box[1])),
@@ -175,10 +200,35 @@ def _load_oriented(img, size, crop, draft: bool):
     if size is None:
         return img
     if box is None:
-        box = _crop_box(crop, *img.size)
+        box = _full_box(crop, region, *img.size)
+    box = tuple(b / scale for b in box)
+    if region is not None:
+        # Cut the region out (rounded outwards at a draft's scale), so that
+        # the resampling filter sees no pixel beyond it.
+        cut = (
+            math.floor(region[0] / scale),
+            math.floor(region[1] / scale),
+            min(math.ceil(region[2] / scale), img.size[0]),
+            min(math.ceil(region[3] / scale), img.size[1]),
+        )
+        img = img.crop(cut)
+        box = (box[0] - cut[0], box[1] - cut[1], box[2] - cut[0], box[3] - cut[1])
     limits = (*img.size, *img.size)
-    box = tuple(min(b / scale, limit) for b, limit in zip(box, limits, strict=True))
+    box = tuple(min(max(b, 0.0), limit) for b, limit in zip(box, limits, strict=True))
     return img.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=box)
+
+
+def _full_box(crop, region, width: int, height: int) -> Box:
+    """The crop box in pixels of the whole oriented image (inside ``region`` if given)."""
+    if region is None:
+        return _crop_box(crop, width, height)
+    left, top, right, bottom = region
+    if not (0 <= left < right <= width and 0 <= top < bottom <= height):
+        raise _CropBoxError(
+            f"region {tuple(region)} is not a non-empty region of the {width}x{height} image."
+        )
+    box = _crop_box(crop, right - left, bottom - top)
+    return box[0] + left, box[1] + top, box[2] + left, box[3] + top
 
 
 def _crop_box(crop, width: int, height: int) -> Box:
@@ -234,6 +284,23 @@ def _finish(img, channels: int, size) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(a, -1, 0))
 
 
+@contextlib.contextmanager
+def _header(path: str | os.PathLike):
+    """The file opened by Pillow (header read, no pixels), with errors that name it."""
+    from PIL import Image
+
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as img:
+            yield img
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {path!r}") from None
+    except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
+        raise ImageFileError(
+            f"{path}: cannot read this image file ({type(exc).__name__}: {exc})."
+        ) from exc
+
+
 def is_grey_image(path: str | os.PathLike) -> bool:
     """Whether a file holds a grey image, from its header (no pixels decoded).
 
@@ -260,20 +327,121 @@ def is_grey_image(path: str | os.PathLike) -> bool:
     >>> is_grey_image(path)
     True
     """
-    from PIL import Image
+    with _header(path) as img:
+        if img.mode in GREY_MODES:
+            return True
+        if img.mode in ("P", "PA"):
+            rgb = np.asarray(img.getpalette("RGB") or [0, 0, 1]).reshape(-1, 3)
+            return bool((rgb == rgb[:, :1]).all())
+        return False
 
-    path = os.fspath(path)
+
+def header_size(path: str | os.PathLike) -> tuple[int, int]:
+    """Height and width of a file's image as :func:`decode_image` orients it, from its header.
+
+    No pixel is decoded: Pillow reads the header, and the EXIF orientation
+    where the header holds it (JPEG, TIFF, WebP; a PNG's EXIF only when it
+    comes before the pixel data). Orientations 5 to 8 swap height and width.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+
+    Returns
+    -------
+    tuple of int (height, width)
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ImageFileError
+        When the header cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> from sktriplet.vision.decode import header_size
+    >>> path = os.path.join(tempfile.mkdtemp(), "wide.png")
+    >>> Image.new("RGB", (6, 4)).save(path)
+    >>> header_size(path)
+    (4, 6)
+    """
+    with _header(path) as img:
+        width, height = img.size
+        # A PNG's getexif() decodes the pixels when the header holds no EXIF.
+        header_exif = img.format != "PNG" or "exif" in img.info
+        orientation = img.getexif().get(_ORIENTATION_TAG, 1) if header_exif else 1
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """:func:`header_size`, or ``None`` when the file is missing or its header unreadable.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An image file.
+
+    Returns
+    -------
+    tuple of int (height, width), or None
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> from sktriplet.vision.decode import read_image_size
+    >>> path = os.path.join(tempfile.mkdtemp(), "wide.png")
+    >>> Image.new("L", (30, 20)).save(path)
+    >>> read_image_size(path), read_image_size(path + ".missing")
+    ((20, 30), None)
+    """
     try:
-        with Image.open(path) as img:
-            if img.mode in GREY_MODES:
-                return True
-            if img.mode in ("P", "PA"):
-                rgb = np.asarray(img.getpalette("RGB") or [0, 0, 1]).reshape(-1, 3)
-                return bool((rgb == rgb[:, :1]).all())
-            return False
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path!r}") from None
-    except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
-        raise ImageFileError(
-            f"{path}: cannot read this image file ({type(exc).__name__}: {exc})."
-        ) from exc
+        return header_size(path)
+    except (FileNotFoundError, ImageFileError):
+        return None
+
+
+def find_unreadable(paths) -> list[tuple[int, str]]:
+    """The files that do not decode, with the reason, by decoding each one (small).
+
+    Every file is decoded at the smallest size it allows (JPEGs at 1/8
+    scale, about a millisecond each), which finds truncated and corrupt
+    files and files that are not images, as well as missing ones.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        Image files.
+
+    Returns
+    -------
+    list of (int, str)
+        Position of each unreadable file in ``paths`` and why, in order.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> from sktriplet.vision.decode import find_unreadable
+    >>> folder = tempfile.mkdtemp()
+    >>> good, bad = os.path.join(folder, "good.png"), os.path.join(folder, "bad.png")
+    >>> Image.new("L", (4, 4)).save(good)
+    >>> with open(bad, "wb") as f:
+    ...     _ = f.write(b"not a picture")
+    >>> [(i, why.split(":")[0]) for i, why in find_unreadable([good, bad, good + "x"])]
+    [(1, 'UnidentifiedImageError'), (2, 'missing')]
+    """
+    bad = []
+    for i, path in enumerate(paths):
+        try:
+            decode_image(path, channels=1, size=(1, 1))
+        except FileNotFoundError:
+            bad.append((i, "missing"))
+        except ImageFileError as exc:
+            cause = exc.__cause__
+            bad.append((i, f"{type(cause).__name__}: {cause}" if cause else str(exc)))
+    return bad

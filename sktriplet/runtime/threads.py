@@ -55,7 +55,7 @@ def inherited_thread_limit() -> int | None:
     Examples
     --------
     >>> from threadpoolctl import threadpool_limits
-    >>> from sktriplet.training.threads import inherited_thread_limit
+    >>> from sktriplet.runtime.threads import inherited_thread_limit
     >>> with threadpool_limits(1, user_api="openmp"):
     ...     inherited_thread_limit()
     1
@@ -112,7 +112,7 @@ def choose_threads(
     Examples
     --------
     >>> from torch import nn
-    >>> from sktriplet.training.threads import choose_threads
+    >>> from sktriplet.runtime.threads import choose_threads
     >>> choose_threads(module=nn.Linear(64, 32), batch_size=128)
     1
     >>> choose_threads(3)
@@ -155,7 +155,7 @@ def fit_threads(
     --------
     >>> import torch
     >>> from torch import nn
-    >>> from sktriplet.training.threads import fit_threads
+    >>> from sktriplet.runtime.threads import fit_threads
     >>> before = torch.get_num_threads()
     >>> with fit_threads(module=nn.Linear(64, 32), batch_size=128) as n:
     ...     n, torch.get_num_threads()

@@ -1,10 +1,14 @@
-"""Training criteria beyond the plain triplet loss.
+"""The classification auxiliary: any loss plus the cross-entropy of a classifier head.
 
-:class:`TripletWithClassification` adds an auxiliary classification loss
-over the training classes to the triplet loss, as re-identification practice
-does ("BNNeck"-style joint training): the classifier sees the embeddings,
-its weights are learnable parameters of the criterion, and skorch puts them
-in the optimizer with the network's.
+:class:`WithClassification` wraps a loss (any loss with the one interface,
+:mod:`sktriplet.triplets.base`) and adds ``weight`` times the cross-entropy
+of a classifier over the training classes, as re-identification practice
+does ("BNNeck"-style joint training). The classifier sees the embeddings; its
+weights are learnable parameters of the criterion, which skorch puts in the
+optimizer with the network's and :func:`sktriplet.save` stores with the net.
+:class:`sktriplet.TripletEmbedder` wraps its loss in it when
+``classification_weight > 0`` (the registry's wrapper table,
+:data:`sktriplet.triplets.registry.WRAPPERS`).
 """
 
 from __future__ import annotations
@@ -15,19 +19,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sktriplet.triplets.losses import TripletLoss
+from sktriplet.triplets.base import LossWrapper
 
-__all__ = ["CLASSIFIERS", "TripletWithClassification"]
+__all__ = ["CLASSIFIERS", "WithClassification"]
 
-#: Classifier heads that :class:`TripletWithClassification` offers.
+#: Classifier heads that :class:`WithClassification` offers.
 CLASSIFIERS = ("cosine", "linear")
 
 
-class TripletWithClassification(TripletLoss):
-    """Triplet loss plus ``weight`` times the cross-entropy of a classifier head.
+class WithClassification(LossWrapper):
+    """A loss plus ``weight`` times the cross-entropy of a classifier head.
 
-    ``loss = triplet_loss(z, y) + weight * cross_entropy(logits(z), y)``
-    with, for embeddings ``z`` and class weight vectors ``w_c``:
+    ``loss(z, y) + weight * cross_entropy(logits(z), y)`` with, for
+    embeddings ``z`` and class weight vectors ``w_c``:
 
     * ``"cosine"``: ``logits_c = scale * cos(z, w_c)`` (normalised softmax;
       on unit embeddings only the direction of ``w_c`` matters);
@@ -39,20 +43,19 @@ class TripletWithClassification(TripletLoss):
 
     Parameters
     ----------
+    loss : torch.nn.Module
+        The wrapped loss (e.g. :class:`~sktriplet.triplets.losses.TripletLoss`).
     n_classes : int
         Number of training classes.
     n_components : int
         Width of the embeddings.
     weight : float, default=1.0
-        Weight of the cross-entropy term; 0 gives the triplet loss alone.
+        Weight of the cross-entropy term; 0 gives the wrapped loss alone.
     classifier : {"cosine", "linear"}, default="cosine"
         The classifier head.
     scale : float, default=16.0
         Logit scale of the cosine classifier (a temperature: cosines lie in
         ``[-1, 1]``, too flat for a softmax over many classes unscaled).
-    **triplet_kwargs
-        ``margin``, ``mining``, ``distance``, ``soft``, ``record_stats`` of
-        :class:`~sktriplet.triplets.losses.TripletLoss`.
 
     Attributes
     ----------
@@ -61,13 +64,15 @@ class TripletWithClassification(TripletLoss):
     classifier_bias : torch.nn.Parameter of shape (n_classes,) or None
         Biases of the linear classifier.
     last_terms : dict of str to float
-        ``"triplet"`` and ``"classification"`` terms of the last batch.
+        ``"loss"`` (the wrapped loss) and ``"classification"`` terms of the
+        last batch.
 
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.training.criteria import TripletWithClassification
-    >>> criterion = TripletWithClassification(n_classes=3, n_components=4, weight=0.5)
+    >>> from sktriplet.triplets.classification import WithClassification
+    >>> from sktriplet.triplets.losses import TripletLoss
+    >>> criterion = WithClassification(TripletLoss(), n_classes=3, n_components=4, weight=0.5)
     >>> z = torch.nn.functional.normalize(torch.randn(6, 4), dim=1)
     >>> criterion(z, torch.tensor([0, 0, 1, 1, 2, 2])).ndim
     0
@@ -75,14 +80,14 @@ class TripletWithClassification(TripletLoss):
 
     def __init__(
         self,
+        loss: nn.Module,
         n_classes: int,
         n_components: int,
         weight: float = 1.0,
         classifier: str = "cosine",
         scale: float = 16.0,
-        **triplet_kwargs,
     ) -> None:
-        super().__init__(**triplet_kwargs)
+        super().__init__(loss)
         if classifier not in CLASSIFIERS:
             raise ValueError(
                 f"classifier must be one of {', '.join(map(repr, CLASSIFIERS))}; "
@@ -115,9 +120,23 @@ class TripletWithClassification(TripletLoss):
             return self.scale * F.normalize(embeddings, dim=1) @ w.T
         return F.linear(embeddings, self.classifier_weight, self.classifier_bias)
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Triplet loss plus weighted cross-entropy of one batch."""
-        triplet = super().forward(embeddings, labels)
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        indices_tuple: tuple | None = None,
+    ) -> torch.Tensor:
+        """The wrapped loss plus the weighted cross-entropy of one labelled batch."""
+        if labels is None:
+            raise ValueError(
+                "the classification loss needs class labels; with triplets=True set "
+                "classification_weight=0."
+            )
+        labels = torch.as_tensor(labels, device=embeddings.device)
+        if indices_tuple is None:
+            base = self.loss(embeddings, labels)
+        else:
+            base = self.loss(embeddings, labels, indices_tuple=indices_tuple)
         labels = labels.long()
         if labels.numel() and (labels.min() < 0 or labels.max() >= self.n_classes):
             raise ValueError(
@@ -126,11 +145,11 @@ class TripletWithClassification(TripletLoss):
                 f"{int(labels.max())}]. Set n_classes to the number of training classes."
             )
         ce = F.cross_entropy(self.logits(embeddings.float()), labels)
-        self.last_terms = {"triplet": float(triplet.detach()), "classification": float(ce.detach())}
-        return triplet + self.weight * ce
+        self.last_terms = {"loss": float(base.detach()), "classification": float(ce.detach())}
+        return base + self.weight * ce
 
     def extra_repr(self) -> str:  # noqa: D102
         return (
-            f"{super().extra_repr()}, n_classes={self.n_classes}, weight={self.weight}, "
+            f"n_classes={self.n_classes}, weight={self.weight}, "
             f"classifier={self.classifier!r}, scale={self.scale}"
         )

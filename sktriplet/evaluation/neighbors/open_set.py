@@ -1,35 +1,14 @@
-"""Open-set recognition and pair verification on embeddings.
+"""Open-set recognition: a nearest-neighbour classifier that can say "unknown".
 
-:class:`OpenSetKNeighborsClassifier` enrols a *gallery* of labelled
-embeddings and labels each query with the class of its nearest gallery
-samples, or with an ``unknown_label`` when even the best match is farther
-than a distance threshold. New identities are enrolled with
-:meth:`~OpenSetKNeighborsClassifier.enroll` without retraining anything, and
-the threshold is chosen on labelled validation data by
-:meth:`~OpenSetKNeighborsClassifier.calibrate` (:func:`calibrate_threshold`
-is the same rule as a function).
-
-:func:`pair_distances`, :func:`verify_pairs` and
-:func:`calibrate_pair_threshold` answer the verification question "are these
-two samples of the same identity?"; :mod:`sktriplet.evaluation.metrics` scores them
-(TAR@FAR, ROC AUC, EER).
-
-Vocabulary of the open-set rates (queries whose class is enrolled are
-*known*, the others *unknown*; a query is *accepted* when its match distance
-is at most the threshold):
-
-* false accept rate (FAR): accepted unknown queries / unknown queries;
-* detection and identification rate (``recall``): known queries accepted
-  *and* labelled correctly / known queries;
-* ``precision``: correct accepted queries / accepted queries (accepted
-  unknowns and accepted misidentified known queries are the errors);
-* ``f1``: the harmonic mean of ``precision`` and ``recall``.
+:class:`OpenSetKNeighborsClassifier` enrols a gallery of labelled embeddings
+in a nearest-neighbour index (:mod:`sktriplet.evaluation.neighbors.index`)
+and rejects queries whose match is farther than a threshold, chosen by
+:func:`~sktriplet.evaluation.neighbors.calibrate_threshold`.
 """
 
 from __future__ import annotations
 
 import numbers
-import warnings
 from typing import Any
 
 import numpy as np
@@ -39,345 +18,14 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sktriplet.evaluation.index import ALGORITHMS, ExactIndex, make_index
-from sktriplet.triplets.distances import DISTANCES, check_distance, pairwise_distances
+from sktriplet.evaluation.neighbors.calibration import _calibrate, stranger_classes_needed
+from sktriplet.evaluation.neighbors.index import ALGORITHMS, ExactIndex, make_index
+from sktriplet.triplets.distances import DISTANCES, pairwise_distances
 
-__all__ = [
-    "OpenSetKNeighborsClassifier",
-    "calibrate_pair_threshold",
-    "calibrate_threshold",
-    "pair_distances",
-    "verify_pairs",
-]
+__all__ = ["OpenSetKNeighborsClassifier"]
 
 # Bytes of one block of the exact distance matrix in decision_function.
 _BLOCK_BYTES = 64 * 2**20
-
-
-# ---------------------------------------------------------------------------
-# Threshold selection
-# ---------------------------------------------------------------------------
-
-
-def _sweep(distances: np.ndarray, *counts: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Cumulative counts of the rule "accept if distance <= t" for every t.
-
-    Returns the candidate thresholds (``-inf``, accepting nothing, then each
-    distinct distance ascending) and, for each array in ``counts``, how many
-    of its entries are accepted at each candidate.
-    """
-    order = np.argsort(distances, kind="stable")
-    d = distances[order]
-    last = np.append(d[1:] != d[:-1], True)
-    thresholds = np.append(-np.inf, d[last])
-    out = [np.append(0, np.cumsum(c[order])[last]) for c in counts]
-    return (thresholds, *out)
-
-
-def _pick(score: np.ndarray, feasible: np.ndarray) -> int:
-    """Index of the highest ``score`` among ``feasible`` candidates, smallest first.
-
-    Candidates are ordered by increasing threshold, so ``argmax`` (the first
-    maximum) breaks ties towards the smaller threshold.
-    """
-    masked = np.where(feasible, score, -np.inf)
-    return int(np.argmax(masked))
-
-
-def _check_target(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}.")
-    return float(value)
-
-
-def calibrate_threshold(
-    distances,
-    correct,
-    known,
-    *,
-    target_far: float | None = None,
-    target_precision: float | None = None,
-) -> dict[str, Any]:
-    """Choose an open-set rejection threshold from validation queries.
-
-    Each validation query has a *match distance* (to the gallery sample that
-    labels it), a flag saying whether its class is enrolled (``known``) and
-    one saying whether the match is the right class (``correct``; never true
-    for unknown queries). A query is accepted when its match distance is at
-    most the threshold. The threshold is one of the observed distances (or
-    ``-inf``, accepting nothing), chosen as follows:
-
-    * ``target_far``: the most correct accepts (highest ``recall``) among the
-      thresholds whose false accept rate is at most ``target_far``;
-    * ``target_precision``: the highest ``recall`` among the thresholds whose
-      precision is at least ``target_precision`` (precision is taken as 1
-      when nothing is accepted);
-    * neither: the highest F1.
-
-    Ties go to the smallest threshold, which accepts the fewest errors.
-
-    Parameters
-    ----------
-    distances : array-like of shape (n_queries,)
-        Match distance of each query.
-    correct : array-like of bool, shape (n_queries,)
-        Whether the match has the query's class.
-    known : array-like of bool, shape (n_queries,)
-        Whether the query's class is enrolled.
-    target_far : float, default=None
-        Highest acceptable false accept rate, in ``[0, 1]``. Needs unknown
-        queries.
-    target_precision : float, default=None
-        Lowest acceptable precision, in ``[0, 1]``.
-
-    Returns
-    -------
-    dict
-        ``"threshold"``, ``"method"`` (``"far"``, ``"precision"`` or
-        ``"f1"``), ``"target"``, the rates achieved on these queries
-        (``"far"``, ``"precision"``, ``"recall"``, ``"f1"``,
-        ``"misidentification_rate"`` (accepted but wrong known queries /
-        known queries), ``"accuracy"`` (right decisions: correct accepts
-        plus rejected unknowns, over all queries)), ``"n_known"``,
-        ``"n_unknown"`` and ``"curve"``, a dict of arrays (``"threshold"``,
-        ``"far"``, ``"precision"``, ``"recall"``, ``"f1"``) over all
-        candidate thresholds.
-
-    Raises
-    ------
-    ValueError
-        If the inputs differ in length, are empty or not finite, a query is
-        correct but not known, both targets are given, a target is outside
-        ``[0, 1]``, or ``target_far`` is given without unknown queries.
-
-    See Also
-    --------
-    OpenSetKNeighborsClassifier.calibrate : The same rule on a classifier.
-
-    Examples
-    --------
-    >>> from sktriplet.evaluation.neighbors import calibrate_threshold
-    >>> d = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
-    >>> correct = [True, True, False, True, False, False]
-    >>> known = [True, True, False, True, False, False]
-    >>> calibrate_threshold(d, correct, known, target_far=0.0)["threshold"]
-    0.2
-    >>> res = calibrate_threshold(d, correct, known, target_far=1 / 3)
-    >>> res["threshold"], res["far"], res["recall"]
-    (0.4, 0.333..., 1.0)
-    """
-    d = np.asarray(distances, dtype=np.float64).ravel()
-    correct = np.asarray(correct, dtype=bool).ravel()
-    known = np.asarray(known, dtype=bool).ravel()
-    if not len(d) == len(correct) == len(known):
-        raise ValueError(
-            f"distances, correct and known must have the same length; got "
-            f"{len(d)}, {len(correct)} and {len(known)}."
-        )
-    if len(d) == 0:
-        raise ValueError("no validation queries: distances is empty.")
-    if not np.isfinite(d).all():
-        raise ValueError("distances contains NaN or infinite values.")
-    if np.any(correct & ~known):
-        raise ValueError("a query marked correct must also be marked known.")
-    target_far = _check_target("target_far", target_far)
-    target_precision = _check_target("target_precision", target_precision)
-    if target_far is not None and target_precision is not None:
-        raise ValueError("give at most one of target_far and target_precision.")
-    n_known, n_unknown = int(known.sum()), int((~known).sum())
-    if target_far is not None and n_unknown == 0:
-        raise ValueError(
-            "target_far needs validation queries of classes that are not enrolled "
-            "(unknown queries); all of them are known."
-        )
-
-    t, tp, acc, unk = _sweep(d, correct, np.ones_like(correct), ~known)
-    wrong = acc - tp - unk  # accepted known queries with the wrong class
-    with np.errstate(invalid="ignore", divide="ignore"):
-        far = unk / n_unknown if n_unknown else np.zeros(len(t))
-        precision = np.where(acc > 0, tp / np.maximum(acc, 1), 1.0)
-        recall = tp / n_known if n_known else np.zeros(len(t))
-        f1 = 2.0 * tp / np.maximum(acc + n_known, 1)
-    if target_far is not None:
-        method, target = "far", target_far
-        # Rates are compared with a little slack so that e.g. 0.1 * 30 / 30
-        # counts as 0.1.
-        i = _pick(tp, far <= target_far + 1e-12)
-    elif target_precision is not None:
-        method, target = "precision", target_precision
-        i = _pick(tp, precision >= target_precision - 1e-12)
-    else:
-        method, target = "f1", None
-        i = _pick(f1, np.ones(len(t), dtype=bool))
-    if tp[i] == 0 and n_known:
-        warnings.warn(
-            f"the calibrated threshold ({method}={target}) accepts no known query "
-            "correctly; the target cannot be met with any useful threshold.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    n = len(d)
-    return {
-        "threshold": float(t[i]),
-        "method": method,
-        "target": target,
-        "far": float(far[i]),
-        "precision": float(precision[i]),
-        "recall": float(recall[i]),
-        "f1": float(f1[i]),
-        "misidentification_rate": float(wrong[i] / n_known) if n_known else 0.0,
-        "accuracy": float((tp[i] + (n_unknown - unk[i])) / n),
-        "n_known": n_known,
-        "n_unknown": n_unknown,
-        "curve": {
-            "threshold": t,
-            "far": far,
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-        },
-    }
-
-
-# ---------------------------------------------------------------------------
-# Pair verification
-# ---------------------------------------------------------------------------
-
-
-def pair_distances(Z1, Z2, distance: str = "sqeuclidean") -> np.ndarray:
-    """Distance between corresponding rows of two embedding arrays.
-
-    Parameters
-    ----------
-    Z1, Z2 : array-like of shape (n_pairs, n_features)
-        Embeddings of the first and second sample of each pair.
-    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance (see :mod:`sktriplet.triplets.distances`).
-
-    Returns
-    -------
-    ndarray of shape (n_pairs,), dtype float64
-        ``distance(Z1[i], Z2[i])`` for each ``i``.
-
-    Examples
-    --------
-    >>> from sktriplet.evaluation.neighbors import pair_distances
-    >>> pair_distances([[0.0, 0.0], [1.0, 0.0]], [[3.0, 4.0], [0.0, 1.0]], "euclidean")
-    array([5.        , 1.41421356])
-    """
-    check_distance(distance)
-    a = np.asarray(Z1, dtype=np.float64)
-    b = np.asarray(Z2, dtype=np.float64)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise ValueError(
-            f"Z1 and Z2 must be 2-D arrays of the same shape; got {a.shape} and {b.shape}."
-        )
-    if distance == "cosine":
-        na = np.maximum(np.linalg.norm(a, axis=1), 1e-12)
-        nb = np.maximum(np.linalg.norm(b, axis=1), 1e-12)
-        return np.maximum(1.0 - (a * b).sum(axis=1) / (na * nb), 0.0)
-    sq = ((a - b) ** 2).sum(axis=1)
-    return np.sqrt(sq) if distance == "euclidean" else sq
-
-
-def verify_pairs(Z1, Z2, threshold: float, distance: str = "sqeuclidean") -> np.ndarray:
-    """Decide "same identity" for each pair: distance at most ``threshold``.
-
-    Parameters
-    ----------
-    Z1, Z2 : array-like of shape (n_pairs, n_features)
-        Embeddings of the first and second sample of each pair.
-    threshold : float
-        Largest distance accepted as "same" (e.g. from
-        :func:`calibrate_pair_threshold`).
-    distance : {"sqeuclidean", "euclidean", "cosine"}, default="sqeuclidean"
-        Distance (see :mod:`sktriplet.triplets.distances`).
-
-    Returns
-    -------
-    ndarray of bool, shape (n_pairs,)
-        ``True`` where the pair is accepted as the same identity.
-
-    Examples
-    --------
-    >>> from sktriplet.evaluation.neighbors import verify_pairs
-    >>> verify_pairs([[0.0, 0.0], [1.0, 0.0]], [[0.1, 0.0], [0.0, 1.0]], threshold=0.5)
-    array([ True, False])
-    """
-    return pair_distances(Z1, Z2, distance) <= threshold
-
-
-def calibrate_pair_threshold(
-    distances, is_same, *, target_far: float | None = None
-) -> dict[str, float]:
-    """Choose the verification threshold of "same if distance <= t".
-
-    Parameters
-    ----------
-    distances : array-like of shape (n_pairs,)
-        Distance of each validation pair.
-    is_same : array-like of bool, shape (n_pairs,)
-        Whether each pair is of the same identity. Both kinds must occur.
-    target_far : float, default=None
-        Highest acceptable false accept rate (accepted "different" pairs /
-        "different" pairs). The threshold is the one of highest true accept
-        rate within it, the smallest such; its TAR equals
-        :func:`sktriplet.evaluation.metrics.tar_at_far`. ``None``: the threshold of
-        highest accuracy.
-
-    Returns
-    -------
-    dict
-        ``"threshold"`` (an observed distance, or ``-inf``), and the rates
-        achieved on the validation pairs: ``"far"``, ``"tar"``,
-        ``"accuracy"``.
-
-    Raises
-    ------
-    ValueError
-        If the inputs are malformed or one kind of pair is missing.
-
-    Examples
-    --------
-    >>> from sktriplet.evaluation.neighbors import calibrate_pair_threshold
-    >>> d = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
-    >>> same = [True, True, False, True, False, False]
-    >>> calibrate_pair_threshold(d, same, target_far=0.0)
-    {'threshold': 0.2, 'far': 0.0, 'tar': 0.666..., 'accuracy': 0.833...}
-    """
-    d = np.asarray(distances, dtype=np.float64).ravel()
-    same = np.asarray(is_same).ravel()
-    if same.dtype != bool and not np.isin(same, (0, 1)).all():
-        raise ValueError("is_same must be boolean (or 0/1).")
-    same = same.astype(bool)
-    if len(d) != len(same):
-        raise ValueError(f"distances has {len(d)} entries but is_same has {len(same)}.")
-    if not np.isfinite(d).all():
-        raise ValueError("distances contains NaN or infinite values.")
-    n_same, n_diff = int(same.sum()), int((~same).sum())
-    if n_same == 0 or n_diff == 0:
-        raise ValueError("is_same must contain both same and different pairs.")
-    target_far = _check_target("target_far", target_far)
-    t, ta, fa = _sweep(d, same, ~same)
-    tar, far = ta / n_same, fa / n_diff
-    accuracy = (ta + n_diff - fa) / len(d)
-    if target_far is None:
-        i = _pick(accuracy, np.ones(len(t), dtype=bool))
-    else:
-        i = _pick(ta, far <= target_far + 1e-12)
-    return {
-        "threshold": float(t[i]),
-        "far": float(far[i]),
-        "tar": float(tar[i]),
-        "accuracy": float(accuracy[i]),
-    }
-
-
-# ---------------------------------------------------------------------------
-# The classifier
-# ---------------------------------------------------------------------------
 
 
 class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
@@ -426,12 +74,12 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
     algorithm : {"brute", "faiss", "hnsw"}, default="brute"
         Gallery search: exact, through scikit-learn's
         :class:`~sklearn.neighbors.NearestNeighbors`, or approximate through
-        the optional faiss or hnswlib packages (see :mod:`sktriplet.evaluation.index`).
+        the optional faiss or hnswlib packages (see :mod:`sktriplet.evaluation.neighbors.index`).
     index_params : dict, default=None
         Keyword arguments of the index (e.g. ``{"ef_search": 64}``). The
         approximate indexes' default ``ef_search="auto"`` keeps recall@k at
         or above 0.95 even on unstructured data, at a speed cost; see
-        :func:`~sktriplet.evaluation.index.auto_ef_search`.
+        :func:`~sktriplet.evaluation.neighbors.auto_ef_search`.
 
     Attributes
     ----------
@@ -442,7 +90,21 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
         one set by :meth:`calibrate`.
     calibration_ : dict
         Set by :meth:`calibrate`: the rates achieved on the validation data
-        (see :func:`calibrate_threshold`).
+        and the false accept rate expected on strangers (see
+        :func:`calibrate_threshold`).
+    expected_far_ : float or None
+        Set by :meth:`calibrate`: the false accept rate expected at
+        ``threshold_`` on strangers, estimated on the kind of stranger
+        (never-enrolled classes, or enrolled classes left out in turn) whose
+        upper bound is highest; ``None`` when the calibration had no
+        strangers.
+    far_interval_ : tuple of float or None
+        Set by :meth:`calibrate`: ``(lower, upper)`` bounds of that rate,
+        each one-sided at the ``confidence`` of :meth:`calibrate` (0.95: a
+        90 % interval), counting stranger classes, not queries, as the units
+        of evidence (:func:`~sktriplet.evaluation.neighbors.stranger_far`).
+        With a ``target_far``, ``upper`` is at most the target unless no
+        threshold could hold it.
     unknown_label_ : int or str
         The label of rejected queries.
     gallery_labels_ : ndarray of shape (n_gallery,)
@@ -597,7 +259,7 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
         OpenSetKNeighborsClassifier
             The fitted classifier.
         """
-        for name in ("calibration_", "embedder_"):
+        for name in ("calibration_", "expected_far_", "far_interval_", "embedder_"):
             if hasattr(self, name):
                 delattr(self, name)
         if y is None:
@@ -668,13 +330,32 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
     def _codes(self) -> np.ndarray:
         return np.searchsorted(self.classes_, self.gallery_labels_)
 
-    def _vote(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return ``(proba, class codes, match distances)`` for embeddings ``Z``."""
+    def _neighbours(self, Z: np.ndarray, exclude: int | None = None):
+        """Distances, class codes and missing flags of the voting neighbours.
+
+        With ``exclude`` (a class code), the neighbours are those of the
+        gallery without that class: the search reaches past its samples.
+        """
         k = min(self.n_neighbors, len(self.index_))
-        dist, ids = self.index_.search(Z, k)
+        extra = 0 if exclude is None else int(np.sum(self._codes() == exclude))
+        dist, ids = self.index_.search(Z, min(k + extra, len(self.index_)))
         missing = ids < 0  # approximate indexes may return fewer than k
-        ids = np.where(missing, 0, ids)
-        codes = self._codes()[ids]
+        codes = self._codes()[np.where(missing, 0, ids)]
+        if exclude is not None:
+            missing |= codes == exclude
+            keep = np.argsort(missing, axis=1, kind="stable")[:, :k]  # nearest k left
+            dist, codes, missing = (np.take_along_axis(a, keep, 1) for a in (dist, codes, missing))
+        return dist, codes, missing
+
+    def _vote(
+        self, Z: np.ndarray, exclude: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return ``(proba, class codes, match distances)`` for embeddings ``Z``.
+
+        ``exclude``: vote as if that class (a code) were not enrolled.
+        """
+        dist, codes, missing = self._neighbours(Z, exclude)
+        k = dist.shape[1]
         if self.weights == "uniform":
             w = np.ones_like(dist, dtype=np.float64)
         else:
@@ -822,15 +503,28 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
         *,
         target_far: float | None = None,
         target_precision: float | None = None,
+        leave_class_out: bool | str = "auto",
+        far_rule: str = "bound",
+        confidence: float = 0.95,
     ) -> OpenSetKNeighborsClassifier:
         """Set ``threshold_`` from labelled validation queries.
 
         ``y`` holds the true class of every query; classes that are not in
         ``classes_`` (their own labels, or ``unknown_label_``) are unknown
-        identities, which should be rejected. The
-        queries must not be gallery samples. See :func:`calibrate_threshold`
-        for the rule; the rates it achieves on these queries are stored in
-        ``calibration_``.
+        identities, which should be rejected. The queries must not be
+        gallery samples. See :func:`calibrate_threshold` for the rule; the
+        rates it achieves on these queries are stored in ``calibration_``.
+
+        A target FAR is held by an upper confidence bound of the false accept
+        rate over stranger *classes*, not by the rate measured on these
+        queries: a threshold fitted to the few stranger classes at hand
+        accepts strangers of other kinds more often (``docs/open_set.md``,
+        "Calibrating the threshold"). The strangers are the unknown queries,
+        one cluster per class (label each never-enrolled identity with its
+        own class; those labelled ``unknown_label_`` count as one class), and
+        with ``leave_class_out`` the enrolled classes in turn: each is removed
+        from the gallery and its queries play strangers. The threshold must
+        hold the target on both kinds.
 
         Parameters
         ----------
@@ -843,21 +537,71 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
             unknown queries).
         target_precision : float, default=None
             Lowest acceptable precision.
+        leave_class_out : bool or "auto", default="auto"
+            Let each enrolled class with queries here play strangers in turn.
+            ``"auto"``: when the unknown queries come from fewer classes than
+            :func:`stranger_classes_needed` of ``target_far`` (of 0.05 without
+            a target: 19). Needs two enrolled classes.
+        far_rule : {"bound", "empirical"}, default="bound"
+            ``"empirical"``: hold ``target_far`` on the rate measured on the
+            unknown queries instead (the rule of earlier versions; no
+            left-out classes).
+        confidence : float, default=0.95
+            Level of the one-sided bounds of the false accept rate.
 
         Returns
         -------
         OpenSetKNeighborsClassifier
-            This classifier, with ``threshold_`` and ``calibration_`` set.
+            This classifier, with ``threshold_``, ``calibration_``,
+            ``expected_far_`` and ``far_interval_`` set.
+
+        Warns
+        -----
+        FewStrangerClassesWarning
+            With ``target_far``, when the stranger classes of both kinds are
+            fewer than :func:`stranger_classes_needed` of it.
         """
         check_is_fitted(self)
+        if leave_class_out not in (True, False, "auto"):
+            raise ValueError(
+                f"leave_class_out must be True, False or 'auto'; got {leave_class_out!r}."
+            )
         Z, y = self._embed(X, y, reset=False)
         _, pred, match = self._vote(Z)
         y = np.asarray(y)
         known = np.isin(y, self.classes_)
         correct = known & (self.classes_[pred] == y)
-        result = calibrate_threshold(
-            match, correct, known, target_far=target_far, target_precision=target_precision
+        needed = stranger_classes_needed(0.05 if target_far is None else target_far)
+        if leave_class_out == "auto":
+            leave_class_out = far_rule != "empirical" and len(np.unique(y[~known])) < needed
+        left_out = self._left_out(Z, y, known) if leave_class_out else None
+        result = _calibrate(
+            match,
+            correct,
+            known,
+            targets=(target_far, target_precision),
+            groups=y,
+            left_out=left_out,
+            far_rule=far_rule,
+            confidence=confidence,
+            stacklevel=3,
         )
         self.threshold_ = result["threshold"]
         self.calibration_ = result
+        self.expected_far_ = result["expected_far"]
+        self.far_interval_ = result["far_interval"]
         return self
+
+    def _left_out(self, Z: np.ndarray, y: np.ndarray, known: np.ndarray):
+        """Match distances of the known queries with their own class left out of the gallery."""
+        if len(self.classes_) < 2:
+            return None
+        parts, classes = [], []
+        for code, label in enumerate(self.classes_):
+            rows = known & (y == label)
+            if rows.any():
+                parts.append(self._vote(Z[rows], exclude=code)[2])
+                classes.append(y[rows])
+        if not parts:
+            return None
+        return np.concatenate(parts), np.concatenate(classes)

@@ -78,7 +78,7 @@ class ArraySamples:
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.inputs.triplets import ArraySamples
+    >>> from sktriplet.inputs.triplet_batches import ArraySamples
     >>> ArraySamples(np.arange(6).reshape(3, 2)).take(np.array([2, 0]))
     tensor([[4, 5],
             [0, 1]])
@@ -103,7 +103,7 @@ class DatasetSamples:
 
     ``take(ids)`` is ``dataset[ids][0]``: the samples of a dataset whose items
     are ``(sample, label)`` and which stacks a batch when given a list of
-    indices (as :class:`sktriplet.inputs.datasets.ArrayDataset` and
+    indices (as :class:`sktriplet.inputs.loading.ArrayDataset` and
     :class:`sktriplet.inputs.files.ImageFileDataset` do). ``set_epoch`` is
     passed on, so image files read with a training augmentation draw a new
     one every epoch.
@@ -116,8 +116,8 @@ class DatasetSamples:
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.inputs.datasets import ArrayDataset
-    >>> from sktriplet.inputs.triplets import DatasetSamples
+    >>> from sktriplet.inputs.loading import ArrayDataset
+    >>> from sktriplet.inputs.triplet_batches import DatasetSamples
     >>> DatasetSamples(ArrayDataset(np.arange(6).reshape(3, 2))).take(np.array([2, 0]))
     tensor([[4, 5],
             [0, 1]])
@@ -201,7 +201,7 @@ def check_triplet_indices(triplets: Any, n_samples: int, *, min_triplets: int = 
 
     Examples
     --------
-    >>> from sktriplet.inputs.triplets import check_triplet_indices
+    >>> from sktriplet.inputs.triplet_batches import check_triplet_indices
     >>> check_triplet_indices([[0, 1, 2], [2, 3, 0]], 4).tolist()
     [[0, 1, 2], [2, 3, 0]]
     >>> check_triplet_indices([[0, 1, 4]], 4)
@@ -270,7 +270,7 @@ def check_triplet_rows(triplets: Any, *, min_triplets: int = 1) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.inputs.triplets import check_triplet_rows
+    >>> from sktriplet.inputs.triplet_batches import check_triplet_rows
     >>> check_triplet_rows(np.zeros((5, 2, 4)))
     Traceback (most recent call last):
     ...
@@ -338,7 +338,7 @@ def unique_triplet_batch(triplets: np.ndarray | torch.Tensor):
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.inputs.triplets import unique_triplet_batch
+    >>> from sktriplet.inputs.triplet_batches import unique_triplet_batch
     >>> ids, local = unique_triplet_batch(np.array([[7, 3, 9], [3, 7, 5]]))
     >>> ids.tolist(), local.tolist()
     ([3, 5, 7, 9], [[2, 0, 3], [0, 2, 1]])
@@ -369,7 +369,7 @@ def flatten_triplet_rows(triplets: np.ndarray | torch.Tensor):
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.inputs.triplets import flatten_triplet_rows
+    >>> from sktriplet.inputs.triplet_batches import flatten_triplet_rows
     >>> X, idx = flatten_triplet_rows(np.zeros((2, 3, 4)))
     >>> X.shape, idx.tolist()
     ((6, 4), [[0, 1, 2], [3, 4, 5]])
@@ -404,7 +404,7 @@ def dedupe_triplet_rows(samples: np.ndarray, triplets: np.ndarray):
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.inputs.triplets import dedupe_triplet_rows, flatten_triplet_rows
+    >>> from sktriplet.inputs.triplet_batches import dedupe_triplet_rows, flatten_triplet_rows
     >>> rows = np.array([[[0.0], [1.0], [2.0]], [[1.0], [0.0], [3.0]]])
     >>> distinct, idx = dedupe_triplet_rows(*flatten_triplet_rows(rows))
     >>> distinct.ravel().tolist(), idx.tolist()
@@ -443,7 +443,7 @@ class TripletDataset(Dataset):
     Examples
     --------
     >>> import numpy as np
-    >>> from sktriplet.inputs.triplets import TripletDataset
+    >>> from sktriplet.inputs.triplet_batches import TripletDataset
     >>> X = np.arange(10.0).reshape(5, 2)
     >>> data = TripletDataset([[0, 1, 2], [1, 0, 4]], X)
     >>> Xb, idx = data[[0, 1]]
@@ -546,7 +546,7 @@ class TripletBatchSampler:
 
     Examples
     --------
-    >>> from sktriplet.inputs.triplets import TripletBatchSampler
+    >>> from sktriplet.inputs.triplet_batches import TripletBatchSampler
     >>> [len(b) for b in TripletBatchSampler(10, batch_size=4, random_state=0)]
     [4, 4, 2]
     """

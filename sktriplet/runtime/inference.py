@@ -1,8 +1,9 @@
 """The one eval-mode forward loop: embed samples batch by batch, without gradients.
 
 ``transform``, validation during training and the checks after training all
-embed through :func:`embed`, so batching, device transfer and the train/eval
-mode switch live in one place.
+embed a dataset through :func:`embed_dataset` (and so :func:`embed`), whatever
+the kind of input, so batching, device transfer and the train/eval mode
+switch live in one place.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def embed(
     Examples
     --------
     >>> import numpy as np, torch
-    >>> from sktriplet.training.inference import embed
+    >>> from sktriplet.runtime.inference import embed
     >>> embed(torch.nn.Linear(3, 2, bias=False), np.ones((5, 3), np.float32)).shape
     (5, 2)
     """
@@ -103,8 +104,17 @@ def embed(
     return np.concatenate(parts)
 
 
-def embed_dataset(net, dataset, batch_size: int | None = None, **loader) -> np.ndarray:
-    """Embeddings of a whole dataset, in order, through the net's inference loader.
+def embed_dataset(
+    net, dataset, batch_size: int | None = None, *, n_components: int | None = None, **loader
+) -> np.ndarray:
+    """Embeddings of a whole dataset, in order: the inference loop of every kind of input.
+
+    A dataset that holds its samples as one in-memory array (its ``array``
+    attribute, e.g. :class:`~sktriplet.inputs.loading.ArrayDataset`) is
+    sliced into batches of ``batch_size`` (default
+    :data:`TRANSFORM_BATCH_SIZE`) with no data loader; any other (image
+    files) goes through the net's inference loader in batches of
+    ``batch_size`` (default: the net's).
 
     Parameters
     ----------
@@ -112,9 +122,11 @@ def embed_dataset(net, dataset, batch_size: int | None = None, **loader) -> np.n
         An initialised net (its ``batch_loader`` gives the loader, with the
         ``iterator_valid__*`` settings).
     dataset : torch.utils.data.Dataset
-        Samples (e.g. from :func:`~sktriplet.inputs.datasets.make_dataset`).
+        Samples (e.g. from :func:`~sktriplet.inputs.loading.make_dataset`).
     batch_size : int, default=None
-        Samples per batch (``None``: the net's ``batch_size``).
+        Samples per batch.
+    n_components : int, default=None
+        Width of the output, to preallocate it (in-memory arrays).
     **loader : dict
         Data-loader settings replacing the net's ``iterator_valid__*`` ones.
 
@@ -123,6 +135,15 @@ def embed_dataset(net, dataset, batch_size: int | None = None, **loader) -> np.n
     numpy.ndarray of float32
         One row per sample.
     """
+    array = getattr(dataset, "array", None)
+    if array is not None:
+        return embed(
+            net.module_,
+            array,
+            device=net.device,
+            batch_size=batch_size or TRANSFORM_BATCH_SIZE,
+            n_components=n_components,
+        )
     from torch.utils.data import BatchSampler, SequentialSampler
 
     batches = BatchSampler(SequentialSampler(dataset), batch_size or net.batch_size, False)

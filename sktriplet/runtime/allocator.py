@@ -89,7 +89,7 @@ def allocator_tunable() -> bool:
 
     Examples
     --------
-    >>> from sktriplet.training.allocator import allocator_tunable
+    >>> from sktriplet.runtime.allocator import allocator_tunable
     >>> isinstance(allocator_tunable(), bool)
     True
     """
@@ -114,7 +114,7 @@ def keep_freed_memory() -> Iterator[bool]:
     Examples
     --------
     >>> import torch
-    >>> from sktriplet.training.allocator import keep_freed_memory
+    >>> from sktriplet.runtime.allocator import keep_freed_memory
     >>> with keep_freed_memory():
     ...     for _ in range(3):  # the pages of the first block serve the next ones
     ...         block = torch.ones(10_000_000)

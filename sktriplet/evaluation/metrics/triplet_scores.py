@@ -59,7 +59,7 @@ def triplet_accuracy(
 
     Examples
     --------
-    >>> from sktriplet.evaluation.triplet_accuracy import triplet_accuracy
+    >>> from sktriplet.evaluation.metrics import triplet_accuracy
     >>> triplet_accuracy([[0.0], [0.0]], [[1.0], [3.0]], [[2.0], [2.0]])
     0.5
     """
@@ -101,11 +101,11 @@ def indexed_triplet_accuracy(
 
     Examples
     --------
-    >>> from sktriplet.evaluation.triplet_accuracy import indexed_triplet_accuracy
+    >>> from sktriplet.evaluation.metrics import indexed_triplet_accuracy
     >>> indexed_triplet_accuracy([[0.0], [1.0], [3.0]], [[0, 1, 2], [2, 0, 1]])
     0.5
     """
-    from sktriplet.inputs.triplets import check_triplet_indices
+    from sktriplet.inputs.triplet_batches import check_triplet_indices
 
     emb = _as_float64(embeddings, "embeddings")
     idx = torch.from_numpy(check_triplet_indices(triplets, len(emb)))

@@ -1,0 +1,219 @@
+"""Build the training criterion from the estimator's parameters: the loss seam.
+
+``criterion`` is a name in :data:`sktriplet.triplets.registry.LOSSES` or a
+loss class; :func:`build_criterion` constructs it the way
+:func:`~sktriplet.training.build.build_network` constructs a module class: by
+its constructor's signature, with the ``criterion__*`` parameters plus
+``margin``, ``mining``, ``distance``, ``soft`` (the estimator's) and
+``n_classes``, ``n_components`` (the fit's) where it takes them. The
+compositions of :data:`~sktriplet.triplets.registry.WRAPPERS` then wrap it
+when their parameter asks (``classification_weight > 0``). The result is the
+instance skorch trains with (its learnable weights, if any, join the
+optimizer and are saved with the net). :func:`call_criterion` is how the net
+calls it, through the one loss interface (:mod:`sktriplet.triplets.base`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from sktriplet.training.build import routed
+from sktriplet.triplets.base import LossWrapper, takes_indices_tuple
+from sktriplet.triplets.mining import IndexTriplets
+from sktriplet.triplets.registry import WRAPPERS, resolve_loss
+
+__all__ = [
+    "ESTIMATOR_LOSS_ARGUMENTS",
+    "build_criterion",
+    "call_criterion",
+    "check_criterion",
+    "update_criterion",
+]
+
+#: Estimator parameters a loss constructor receives when it takes them.
+ESTIMATOR_LOSS_ARGUMENTS = ("margin", "mining", "distance", "soft")
+
+
+def _offered(params: dict[str, Any], n_classes: int | None, width: int | None) -> dict:
+    offered = {name: params[name] for name in ESTIMATOR_LOSS_ARGUMENTS}
+    offered["n_classes"] = None if n_classes is None else int(n_classes)
+    offered["n_components"] = None if width is None else int(width)
+    return offered
+
+
+def _construct(cls: type, given: dict, offered: dict, what: str, *args) -> nn.Module:
+    """``cls(*args, **given, **what its signature takes of offered)``, with clear errors."""
+    parameters = inspect.signature(cls).parameters
+    kwargs = dict(given)
+    for name, value in offered.items():
+        if name in parameters and name not in kwargs:
+            if value is None:
+                raise ValueError(
+                    f"{what} needs {name}, which a fit without class labels does not have "
+                    "(triplets=True); use another criterion, or set it to 0 / leave it out."
+                )
+            kwargs[name] = value
+    try:
+        return cls(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(
+            f"could not build {what} ({cls.__name__}) with arguments {sorted(kwargs)}: {exc}. "
+            "Check the criterion__* parameters against its constructor."
+        ) from exc
+
+
+def check_criterion(params: dict[str, Any]) -> type[nn.Module]:
+    """The loss class ``criterion`` names, checked against the mode; raise if it does not fit.
+
+    Parameters
+    ----------
+    params : dict
+        Estimator parameters (``criterion``, ``triplets``).
+
+    Returns
+    -------
+    type
+        The loss class (:func:`~sktriplet.triplets.registry.resolve_loss`).
+
+    Raises
+    ------
+    ValueError, TypeError
+        An unknown name, a class that is not a ``torch.nn.Module``, or (with
+        ``triplets=True``) a loss whose ``forward`` takes no ``indices_tuple``.
+    """
+    name = params.get("criterion", "triplet")
+    cls = resolve_loss(name)
+    if params.get("triplets", False) and not takes_indices_tuple(cls):
+        raise ValueError(
+            f"criterion={getattr(name, '__name__', name)!r} takes no indices_tuple, but "
+            "triplets=True trains on given triplets: the loss is called as "
+            "criterion(embeddings, indices_tuple=(anchor, positive, negative)). Add an "
+            "indices_tuple argument to its forward, or use criterion='triplet'."
+        )
+    return cls
+
+
+def build_criterion(
+    params: dict[str, Any], n_classes: int | None = None, width: int | None = None
+) -> nn.Module:
+    """The criterion of a fit: the chosen loss, wrapped by the compositions asked for.
+
+    Parameters
+    ----------
+    params : dict
+        Estimator parameters (``criterion``, ``criterion__*``, ``margin``,
+        ``mining``, ``distance``, ``soft``, ``classification_weight``, ...).
+    n_classes : int, default=None
+        Number of training classes (``None``: no labels, triplet mode).
+    width : int, default=None
+        Width of the embeddings.
+
+    Returns
+    -------
+    torch.nn.Module
+        The criterion (called with the one loss interface).
+
+    Examples
+    --------
+    >>> from sktriplet.training.criterion import build_criterion
+    >>> params = {"criterion": "triplet", "margin": 0.3, "mining": "hard",
+    ...           "distance": "cosine", "soft": False, "classification_weight": 0.5}
+    >>> criterion = build_criterion(params, n_classes=10, width=16)
+    >>> type(criterion).__name__, type(criterion.loss).__name__, criterion.margin
+    ('WithClassification', 'TripletLoss', 0.3)
+    """
+    name = params.get("criterion", "triplet")
+    cls = check_criterion(params)
+    offered = _offered(params, n_classes, width)
+    what = f"criterion={getattr(name, '__name__', name)}"
+    loss = _construct(cls, routed(params, "criterion__"), offered, what)
+    for wrapper in WRAPPERS:
+        value = params.get(wrapper.param)
+        if value:
+            what = f"{wrapper.param}={value}"
+            loss = _construct(wrapper.cls, {wrapper.argument: value}, offered, what, loss)
+    return loss
+
+
+def call_criterion(criterion: nn.Module, y_pred: torch.Tensor, y_true: torch.Tensor):
+    """The loss of a batch through the one loss interface.
+
+    A target of shape ``(m, 3)`` is a batch of index triplets (triplet mode):
+    the criterion gets ``labels=None`` and ``indices_tuple``. A 1-D target
+    holds labels: ``criterion(y_pred, labels)``, which a user's loss with
+    ``forward(embeddings, labels)`` takes as it is.
+    """
+    if y_true.ndim == 2:
+        return criterion(y_pred, indices_tuple=IndexTriplets(*y_true.long().unbind(1)))
+    return criterion(y_pred, y_true)
+
+
+def _has_state(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+
+
+def _stack(criterion: nn.Module) -> list[nn.Module]:
+    """The criterion's compositions, outermost first, then the loss."""
+    out = [criterion]
+    while isinstance(out[-1], LossWrapper):
+        out.append(out[-1].loss)
+    return out
+
+
+def _describe(stack: list[nn.Module]) -> str:
+    return " around ".join(type(m).__name__ for m in stack)
+
+
+def update_criterion(net, params: dict[str, Any], n_classes: int | None, width: int) -> None:
+    """Apply changed loss parameters to a warm-started net's criterion.
+
+    A loss without learnable state is built again from the current
+    parameters and replaces the old one (skorch would re-create the optimizer
+    if a ``criterion__*`` net parameter were set; nothing is lost). A loss
+    with learnable state keeps it: its constructor arguments that it stores
+    under their own names are updated in place. The compositions keep their
+    weights; the argument their estimator parameter sets
+    (``classification_weight``) is updated. Changing the loss class, or
+    switching a composition on or off, needs a fresh fit.
+
+    Parameters
+    ----------
+    net : TripletNet
+        The fitted net.
+    params : dict
+        The estimator's current parameters.
+    n_classes, width : int or None
+        As for :func:`build_criterion`.
+
+    Raises
+    ------
+    ValueError
+        When the criterion's class or its compositions changed.
+    """
+    with torch.random.fork_rng(devices=[]):  # the training random stream stays as it is
+        wanted = _stack(build_criterion(params, n_classes, width))
+    current = _stack(net.criterion_)
+    if [type(m) for m in wanted] != [type(m) for m in current]:
+        raise ValueError(
+            f"warm_start=True cannot change the criterion from {_describe(current)} to "
+            f"{_describe(wanted)} (another criterion, or classification_weight switched on "
+            "or off); fit with warm_start=False."
+        )
+    arguments = {w.cls: w.argument for w in WRAPPERS}
+    for new, old in zip(wanted[:-1], current[:-1], strict=True):
+        name = arguments.get(type(old))
+        if name is not None:
+            setattr(old, name, getattr(new, name))
+    new, old = wanted[-1], current[-1]
+    if _has_state(old):
+        for name in inspect.signature(type(old)).parameters:
+            if name in vars(old) and name in vars(new):
+                setattr(old, name, getattr(new, name))
+    elif len(current) > 1:
+        current[-2].loss = new
+    else:
+        net.criterion = net.criterion_ = new

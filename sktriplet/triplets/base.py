@@ -1,0 +1,157 @@
+"""The one loss interface, and the base of the compositions that wrap a loss.
+
+Every loss :class:`sktriplet.TripletEmbedder` trains with (``criterion=``)
+is a ``torch.nn.Module`` called as::
+
+    loss = criterion(embeddings, labels)                        # labelled batches
+    loss = criterion(embeddings, indices_tuple=(a, p, n))       # triplet mode
+    loss = criterion(embeddings, labels, indices_tuple=(a, p, n))  # a miner's choice
+
+and returns a scalar tensor. ``indices_tuple`` is a miner's output, index
+tensors into the batch (:class:`~sktriplet.triplets.mining.IndexTriplets`, as
+:func:`~sktriplet.triplets.mining.mine_triplets` or a pytorch-metric-learning
+miner returns them). A user's loss needs only ``forward(embeddings,
+labels)``; triplet mode needs a loss that takes ``indices_tuple``.
+
+:class:`MetricLoss` is the base of the losses sktriplet defines: it adds the
+statistics protocol the :class:`~sktriplet.training.callbacks.MiningStats`
+callback reads (``record_stats`` set before training, ``last_stats`` a dict
+of 0-d tensors after each batch, keys among ``active``, ``fallback``,
+``d_ap``, ``d_an``, ``spread``). :class:`LossWrapper` is the base of the
+compositions that wrap any loss (the classification auxiliary, the
+distributed gather): it holds the wrapped loss as ``loss``, passes the
+statistics protocol through and reads the wrapped loss's settings
+(``margin``, ``mining``, ...) as its own.
+
+Pure torch: nothing here imports scikit-learn or skorch.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+__all__ = ["LossWrapper", "MetricLoss", "inner_loss", "takes_indices_tuple"]
+
+
+class MetricLoss(nn.Module):
+    """Base of sktriplet's losses: the loss interface and its statistics.
+
+    Subclasses implement :meth:`forward`. They may record statistics of the
+    last batch in :attr:`last_stats` when :attr:`record_stats` is true.
+
+    Parameters
+    ----------
+    record_stats : bool, default=False
+        Keep statistics of the last batch in :attr:`last_stats`.
+
+    Attributes
+    ----------
+    last_stats : dict of str to torch.Tensor
+        Statistics of the last batch (empty unless ``record_stats``).
+    """
+
+    def __init__(self, record_stats: bool = False) -> None:
+        super().__init__()
+        self.record_stats = bool(record_stats)
+        self.last_stats: dict[str, torch.Tensor] = {}
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        indices_tuple: tuple | None = None,
+    ) -> torch.Tensor:
+        """The loss of one batch: a scalar tensor.
+
+        Parameters
+        ----------
+        embeddings : torch.Tensor of shape (B, d)
+            The batch's embeddings.
+        labels : torch.Tensor of shape (B,), default=None
+            Class labels (``None`` in triplet mode).
+        indices_tuple : tuple of three index tensors, default=None
+            ``(anchor, positive, negative)`` indices into the batch: the
+            given triplets (triplet mode) or a miner's choice.
+        """
+        raise NotImplementedError
+
+
+class LossWrapper(nn.Module):
+    """Base of a composition that wraps a loss (any loss with the one interface).
+
+    The wrapped loss is the submodule ``loss``. Reading an attribute the
+    wrapper does not have reads the wrapped loss's (``margin``, ``soft``,
+    ``mining``, ...); ``record_stats`` and ``last_stats`` are the wrapped
+    loss's, so callbacks see through any stack of wrappers.
+
+    Parameters
+    ----------
+    loss : torch.nn.Module
+        The wrapped loss.
+    """
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            modules = self.__dict__.get("_modules", {})
+            if name == "loss" or "loss" not in modules:
+                raise
+            return getattr(modules["loss"], name)
+
+    @property
+    def record_stats(self) -> bool:
+        """Whether the wrapped loss records the statistics of each batch."""
+        return bool(getattr(self.loss, "record_stats", False))
+
+    @record_stats.setter
+    def record_stats(self, value: bool) -> None:
+        self.loss.record_stats = value
+
+    @property
+    def last_stats(self) -> dict:
+        """The wrapped loss's statistics of the last batch."""
+        return getattr(self.loss, "last_stats", {})
+
+
+def inner_loss(criterion: nn.Module) -> nn.Module:
+    """The loss inside any stack of :class:`LossWrapper` compositions.
+
+    Parameters
+    ----------
+    criterion : torch.nn.Module
+        A loss, or a wrapper of one.
+
+    Returns
+    -------
+    torch.nn.Module
+        The innermost wrapped loss (``criterion`` itself if it wraps none).
+    """
+    while isinstance(criterion, LossWrapper):
+        criterion = criterion.loss
+    return criterion
+
+
+def takes_indices_tuple(loss: nn.Module | type) -> bool:
+    """Whether a loss's ``forward`` accepts ``indices_tuple`` (or any keyword).
+
+    Parameters
+    ----------
+    loss : torch.nn.Module or type
+        A loss, a wrapper of one, or a loss class.
+
+    Returns
+    -------
+    bool
+    """
+    if isinstance(loss, nn.Module):
+        loss = type(inner_loss(loss))
+    parameters = inspect.signature(loss.forward).parameters.values()
+    return any(p.name == "indices_tuple" or p.kind == p.VAR_KEYWORD for p in parameters)
