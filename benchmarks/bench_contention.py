@@ -26,9 +26,13 @@ Configurations alternate within each repeat. Workloads:
   values}, cv=2, n_jobs=N)`` on 640 MNIST digits, with ``N`` from
   ``--n-jobs`` (a setting ``n_jobs=N`` per value).
 
-Settings: ``default`` (nothing set); ``OMP_NUM_THREADS=1``;
+Settings: ``default`` (nothing set; since issue 30 ``import sktriplet``
+sets ``OMP_WAIT_POLICY=PASSIVE`` when torch is not loaded yet, see
+:mod:`sktriplet.runtime.wait_policy`); ``OMP_NUM_THREADS=1``;
 ``OMP_WAIT_POLICY=PASSIVE`` (libgomp threads sleep instead of spinning
-while they wait); ``PASSIVE after import`` (the variable set with
+while they wait); ``import torch first`` (``import torch`` before
+``sktriplet``, so the variable stays unset and libgomp's threads spin for a
+while before they sleep: every fit before issue 30); ``PASSIVE after import`` (the variable set with
 ``os.environ`` after ``import torch``: does it still act?);
 ``GOMP_SPINCOUNT=0``; ``set_num_threads(1)`` (``torch.set_num_threads(1)``
 after import, no variable); ``workers=0`` (``iterator_train__num_workers=0,
@@ -63,6 +67,7 @@ SETTINGS = (
     "default",
     "OMP_NUM_THREADS=1",
     "OMP_WAIT_POLICY=PASSIVE",
+    "import torch first",
     "PASSIVE after import",
     "GOMP_SPINCOUNT=0",
     "set_num_threads(1)",
@@ -78,6 +83,7 @@ ENV = {
 PRELUDE = {
     "PASSIVE after import": "import torch, os\nos.environ['OMP_WAIT_POLICY'] = 'PASSIVE'\n",
     "set_num_threads(1)": "import torch\ntorch.set_num_threads(1)\n",
+    "import torch first": "import torch\n",
 }
 NO_WORKERS = {"iterator_train__num_workers": 0, "iterator_valid__num_workers": 0}
 

@@ -1,5 +1,9 @@
 """sktriplet: deep metric learning with triplet loss for scikit-learn."""
 
+from sktriplet.runtime.wait_policy import prefer_passive_wait
+
+prefer_passive_wait()  # before anything imports torch (sktriplet.runtime.wait_policy)
+
 from sktriplet import _aliases
 
 _aliases.install()
