@@ -1,8 +1,8 @@
 """sktriplet: deep metric learning with triplet loss for scikit-learn."""
 
-from sktriplet.runtime.wait_policy import prefer_passive_wait
+from sktriplet.runtime import wait_policy as _wait_policy
 
-prefer_passive_wait()  # before anything imports torch (sktriplet.runtime.wait_policy)
+_wait_policy.prefer_passive_wait()  # before anything imports torch (see that module)
 
 from sktriplet import _aliases
 
