@@ -10,6 +10,7 @@ net and returns the result; only then does the estimator record anything.
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from sktriplet.inputs.digest import samples_digest
 from sktriplet.inputs.loading import make_dataset
 from sktriplet.inputs.spec import LAYOUTS, InputSpec
 from sktriplet.inputs.training_data import TrainingData
@@ -31,6 +33,7 @@ from sktriplet.inputs.triplet_validation import triplet_score_input, validate_fi
 from sktriplet.inputs.validation import encode_labels, validate_fit, validate_transform
 from sktriplet.runtime.inference import embed_dataset
 from sktriplet.training.build import ROUTED_PREFIXES, routed
+from sktriplet.training.checkpoints import open_checkpoints
 from sktriplet.training.criterion import check_criterion
 from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.fit import FitResult, draw_seed, train
@@ -358,6 +361,20 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         (the head trained on cached features), 0.5 and 1.0 scored the same
         as 0 on unseen classes (``docs/benchmarks.md``, "Pretrained
         backbones"). Needs class labels (not ``triplets=True``).
+    checkpoint_dir : str, path-like or None, default=None
+        A directory where ``fit`` writes the complete training state after
+        every epoch (network, loss state, optimizer, schedule, validation's
+        best weights, history, random states), atomically, so a fit killed at
+        any moment (``kill -9``, out of memory, a pre-empted machine) loses
+        at most the epoch it was in. A later ``fit`` with the same parameters
+        and data, pointed at the same directory, resumes from the last
+        completed epoch and ends with exactly the result of an uninterrupted
+        fit (bitwise on CPU with the same thread count); one whose fit had
+        finished trains nothing and returns the finished model. A directory
+        of another fit (other parameters, data, or starting network) is
+        refused with an error naming what differs. ``None`` writes nothing.
+        Details, disk use and the interplay with ``warm_start``,
+        ``validation_fraction`` and Ctrl-C: ``docs/checkpoints.md``.
     **kwargs : dict
         ``module__*``, ``criterion__*``, ``optimizer__*``, ``callbacks__*``,
         ``iterator_train__*`` and ``iterator_valid__*`` parameters, routed to
@@ -451,7 +468,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     embeddings. A ``KeyboardInterrupt`` during ``fit`` keeps the weights of
     the last completed epoch and returns normally; ``warm_start=True`` then
     continues from there, and on CPU ends with the same weights as an
-    uninterrupted fit. :func:`sktriplet.save` and :func:`sktriplet.load`
+    uninterrupted fit; with ``checkpoint_dir`` a fit killed outright resumes
+    from its last completed epoch. :func:`sktriplet.save` and :func:`sktriplet.load`
     store a fitted estimator without pickle (see
     ``docs/reproducibility.md``).
 
@@ -505,6 +523,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "classification_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "triplets": ["boolean"],
         "samples": [None, "array-like"],
+        "checkpoint_dir": [None, str, os.PathLike],
     }
 
     def __init__(
@@ -541,6 +560,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         triplets: bool = False,
         samples: Any = None,
         classification_weight: float = 0.0,
+        checkpoint_dir: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
         self.margin = margin
@@ -574,6 +594,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.classification_weight = classification_weight
         self.triplets = triplets
         self.samples = samples
+        self.checkpoint_dir = checkpoint_dir
         for key, value in kwargs.items():
             setattr(self, key, value)
 
@@ -683,9 +704,11 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             classes, codes = encode_labels(y)
         warm = self._warm_net(spec)
         params = self.get_params(deep=False)
-        seed = draw_seed(self.random_state)
-        data = TrainingData(spec, X, codes, triplets=triplets, params=params, seed=seed)
-        result = train(params, data, device=device, warm=warm)
+        digest = lambda: samples_digest(X, spec, codes, triplets)  # noqa: E731
+        with open_checkpoints(params, digest, None if warm is None else warm[0]) as checkpoints:
+            seed = checkpoints.seed(lambda: draw_seed(self.random_state))
+            data = TrainingData(spec, X, codes, triplets=triplets, params=params, seed=seed)
+            result = train(params, data, device=device, warm=warm)
         self._finalise(result, spec, classes, device, warm=warm is not None)
         return self
 

@@ -298,6 +298,13 @@ TRAINING_OPTIONS: tuple[EstimatorOption, ...] = (
     EstimatorOption("random_state", "seed (same seed, same model)", "SEED", default=0),
     EstimatorOption("device", "auto, cpu, cuda or cuda:N", "DEVICE"),
     EstimatorOption("verbose", "0 silent, 1 table, 2 bars", choices=(0, 1, 2), default=1),
+    EstimatorOption(
+        "checkpoint_dir",
+        "write the training state to DIR after every epoch; the same command run again "
+        "resumes a killed fit from its last completed epoch (docs/checkpoints.md)",
+        "DIR",
+        type=str,
+    ),
 )
 
 #: ``--color`` spells ``channels``: grey (1) or RGB (3) images, or auto.
