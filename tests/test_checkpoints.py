@@ -216,3 +216,19 @@ def test_a_warm_started_fit_checkpoints_its_continuation(rows, tmp_path):
     saved = tmp_path / "m.sktriplet"
     save(first, saved)  # a path-like checkpoint_dir is kept as its string
     assert load(saved).checkpoint_dir == str(tmp_path / "more")
+
+
+def test_skorch_early_stopping_finishes_the_fit(rows, tmp_path):
+    from skorch.callbacks import EarlyStopping
+
+    X, y = rows
+    # train_loss never improves by 100 on the first epoch's: a stop after epoch 2.
+    stop = EarlyStopping(monitor="train_loss", patience=1, threshold=100)
+    params = {**FAST, "max_epochs": 5, "callbacks": [stop]}
+    plain = TripletEmbedder(**params).fit(X, y)
+    assert len(plain.net_.history) == 2
+    TripletEmbedder(**params, checkpoint_dir=tmp_path).fit(X, y)
+    assert _saved_epochs(tmp_path) == (2, True)
+    again = TripletEmbedder(**params, checkpoint_dir=tmp_path).fit(X, y)
+    assert len(again.net_.history) == 2
+    np.testing.assert_array_equal(again.transform(X), plain.transform(X))

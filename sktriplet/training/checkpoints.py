@@ -529,11 +529,21 @@ class EpochCheckpoint(Callback):
     def on_train_end(self, net, **kwargs):  # noqa: D102
         # A planned stop (all epochs, or early stopping) finishes the run; an
         # interrupt (Ctrl-C) keeps it resumable from its last complete epoch.
-        finished = not getattr(net, "interrupted_", False)
+        finished = not getattr(net, "interrupted_", False) or _stopped_early(net)
         if self.written_ != (len(net.history) - self.start_epoch, finished):
             self._write(net, finished)
         # The fitted net keeps this callback: drop the directory and the state.
         self.directory = self.saved = None
+
+
+def _stopped_early(net) -> bool:
+    """Whether skorch's ``EarlyStopping`` ended training (it raises a ``KeyboardInterrupt``)."""
+    from skorch.callbacks import EarlyStopping
+
+    return any(
+        isinstance(cb, EarlyStopping) and getattr(cb, "misses_", 0) >= cb.patience
+        for _, cb in net.callbacks_
+    )
 
 
 def stage_checkpoint(net) -> EpochCheckpoint | None:
