@@ -232,3 +232,27 @@ def test_skorch_early_stopping_finishes_the_fit(rows, tmp_path):
     again = TripletEmbedder(**params, checkpoint_dir=tmp_path).fit(X, y)
     assert len(again.net_.history) == 2
     np.testing.assert_array_equal(again.transform(X), plain.transform(X))
+
+
+def test_ctrl_c_then_resume_keeps_validation_and_schedule_state(rows, tmp_path, monkeypatch):
+    from sktriplet.training.checkpoints import EpochCheckpoint
+
+    X, y = rows
+    params = {**FAST, "max_epochs": 4, "validation_fraction": 0.3, "module__dropout": 0.2}
+    plain = TripletEmbedder(**params).fit(X, y)
+
+    def interrupt(self, net, training=False, **kwargs):
+        if training and len(net.history) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochCheckpoint, "on_batch_end", interrupt, raising=False)
+    with pytest.warns(UserWarning, match="interrupted in epoch 3"):
+        TripletEmbedder(**params, checkpoint_dir=tmp_path).fit(X, y)
+    assert _saved_epochs(tmp_path) == (2, False)
+    monkeypatch.undo()
+    resumed = TripletEmbedder(**params, checkpoint_dir=tmp_path).fit(X, y)
+    assert _saved_epochs(tmp_path) == (4, True)
+    assert list(resumed.net_.history[:, "valid_map_at_r"]) == list(
+        plain.net_.history[:, "valid_map_at_r"]
+    )
+    np.testing.assert_array_equal(resumed.transform(X), plain.transform(X))

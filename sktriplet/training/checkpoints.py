@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -176,11 +177,14 @@ def _set_rng_states(states: dict[str, Any], device: str) -> None:
 def _callback_state(cb: Callback) -> dict[str, dict]:
     """A callback's state: what it set beyond its parameters, as tensors and plain values.
 
-    Attributes with a ``state_dict()`` (e.g. the torch scheduler of skorch's
-    ``LRScheduler``) are stored by it; other attributes when they are plain
-    (numbers, strings, tensors, containers of them); the rest is left out.
+    Every attribute but the constructor's arguments is state (skorch's
+    ``get_params`` also lists private attributes, such as the validation's
+    best weights). Attributes with a ``state_dict()`` (e.g. the torch
+    scheduler of skorch's ``LRScheduler``) are stored by it; other attributes
+    when they are plain (numbers, strings, tensors, containers of them); the
+    rest is left out.
     """
-    given = set(cb.get_params(deep=False)) if hasattr(cb, "get_params") else set()
+    given = set(inspect.signature(type(cb).__init__).parameters)
     attributes, state_dicts = {}, {}
     for key, value in vars(cb).items():
         if key in given:
