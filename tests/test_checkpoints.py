@@ -234,6 +234,7 @@ def test_skorch_early_stopping_finishes_the_fit(rows, tmp_path):
     np.testing.assert_array_equal(again.transform(X), plain.transform(X))
 
 
+@pytest.mark.filterwarnings("ignore::sktriplet.training.callbacks.InputBeatsEmbeddingWarning")
 def test_ctrl_c_then_resume_keeps_validation_and_schedule_state(rows, tmp_path, monkeypatch):
     from sktriplet.training.checkpoints import EpochCheckpoint
 

@@ -24,7 +24,7 @@ holds tensors and plain containers only, read back with
 A new ``fit`` pointed at ``DIR`` opens it (:class:`CheckpointDirectory`): a
 directory of another fit is refused (:class:`CheckpointMismatchError`, naming
 what differs); the same fit reuses the stored seed and each training run
-(:func:`stage_checkpoint`, called by :func:`sktriplet.training.fit.run_fit`)
+(:func:`attach_checkpoint`, called by :func:`sktriplet.training.fit.run_fit`)
 restores its stage's state and trains only the epochs left: none when the
 run had finished. Everything before training (building the network, the
 features a frozen backbone gives) is recomputed deterministically.
@@ -66,9 +66,9 @@ __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
     "EpochCheckpoint",
+    "attach_checkpoint",
     "open_checkpoints",
     "plain_values",
-    "stage_checkpoint",
 ]
 
 #: Version of the checkpoint layout.
@@ -550,20 +550,32 @@ def _stopped_early(net) -> bool:
     )
 
 
-def stage_checkpoint(net) -> EpochCheckpoint | None:
-    """The checkpoint callback of a training run of the fit in progress (``None``: no directory).
+def attach_checkpoint(net) -> dict[str, int]:
+    """Give a training run its checkpoint callback; the ``partial_fit`` arguments that resume it.
+
+    Outside a fit with a directory, only drops the callback a previous fit
+    left on the net.
 
     Parameters
     ----------
     net : TripletNet
-        The initialised net of the run.
+        The initialised net of the run, its callbacks initialised.
 
     Returns
     -------
-    EpochCheckpoint or None
+    dict
+        ``{"epochs": n}`` (the epochs left, 0 for a finished run) when the run
+        resumes a saved state, else ``{}``.
     """
+    others = [cb for cb in net.callbacks if not (isinstance(cb, tuple) and cb[0] == "checkpoint")]
     directory = _ACTIVE.get()
-    return None if directory is None else directory.stage(net)
+    checkpoint = None if directory is None else directory.stage(net)
+    if checkpoint is None and len(others) == len(net.callbacks):
+        return {}
+    net.callbacks = others if checkpoint is None else [*others, ("checkpoint", checkpoint)]
+    net.initialize_callbacks()
+    left = None if checkpoint is None else checkpoint.epochs_left(net)
+    return {} if left is None else {"epochs": left}
 
 
 def open_checkpoints(

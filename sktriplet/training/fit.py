@@ -23,7 +23,7 @@ import torch
 from sktriplet.inputs.training_data import TrainingData
 from sktriplet.runtime.inference import embed_dataset
 from sktriplet.training.build import build_network, check_network_output
-from sktriplet.training.checkpoints import stage_checkpoint
+from sktriplet.training.checkpoints import attach_checkpoint
 from sktriplet.training.criterion import update_criterion
 from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.factory import (
@@ -44,7 +44,7 @@ from sktriplet.training.policy import resolve_lr
 __all__ = ["FitResult", "draw_seed", "fresh_net", "run_fit", "train"]
 
 #: Callbacks a warm-started fit replaces with its own.
-_PER_FIT_CALLBACKS = ("retrieval_validation", "lr_schedule", "checkpoint")
+_PER_FIT_CALLBACKS = ("retrieval_validation", "lr_schedule")
 
 
 @dataclass
@@ -128,21 +128,12 @@ def run_fit(net: TripletNet, params: dict[str, Any], data: TrainingData, callbac
     restores the state the run had reached and trains the epochs left.
     """
     kept = list(net.callbacks) if callbacks is None else callbacks
-    kept = [cb for cb in kept if not (isinstance(cb, tuple) and cb[0] == "checkpoint")]
     net.callbacks = kept + validation_callbacks(params, data.valid_dataset())
     if getattr(net, "initialized_", False):
         net.initialize_callbacks()
     else:
         net.initialize()
-    # With a checkpoint directory: write every epoch's state, and resume from
-    # the saved one (the epochs left only; none when the run had finished).
-    checkpoint = stage_checkpoint(net)
-    resume = {}
-    if checkpoint is not None:
-        net.callbacks = [*net.callbacks, ("checkpoint", checkpoint)]
-        net.initialize_callbacks()
-        if checkpoint.epochs_left(net) is not None:
-            resume["epochs"] = checkpoint.epochs_left(net)
+    resume = attach_checkpoint(net)  # with checkpoint_dir: the epochs left, if resumed
     net.partial_fit(data.train_dataset(), None, **resume)
     check_finite_embeddings(embed_dataset(net, data.probe()), net=net)
 
