@@ -257,3 +257,13 @@ def test_ctrl_c_then_resume_keeps_validation_and_schedule_state(rows, tmp_path, 
         plain.net_.history[:, "valid_map_at_r"]
     )
     np.testing.assert_array_equal(resumed.transform(X), plain.transform(X))
+
+
+def test_a_directory_in_use_by_a_running_fit_is_refused(rows, tmp_path):
+    from sktriplet.training.checkpoints import CheckpointDirectory, CheckpointError
+
+    X, y = rows
+    with CheckpointDirectory(tmp_path, {"another": "fit"}):  # holds the lock
+        with pytest.raises(CheckpointError, match="in use by another fit"):
+            TripletEmbedder(**FAST, checkpoint_dir=tmp_path).fit(X, y)
+    TripletEmbedder(**FAST, checkpoint_dir=tmp_path).fit(X, y)  # free again
