@@ -21,13 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-torch.set_num_threads(1)
+from sktriplet import TripletEmbedder
+from sktriplet.networks import BackboneEmbedder
+from sktriplet.training import checkpoints
 
-from sktriplet import TripletEmbedder  # noqa: E402
-from sktriplet.networks import BackboneEmbedder  # noqa: E402
-from sktriplet.training import checkpoints  # noqa: E402
-
-ROUTE, MODE, DIRECTORY, OUT, MARKER = sys.argv[1:6]
 EPOCHS = 4
 
 
@@ -38,9 +35,9 @@ class Trunk(nn.Sequential):
         super().__init__(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 10, 3, stride=2))
 
 
-def data_and_params():
+def data_and_params(route):
     common = dict(max_epochs=EPOCHS, random_state=0, device="cpu", verbose=0)
-    if ROUTE == "rows":
+    if route == "rows":
         from sklearn.datasets import load_digits
 
         X, y = load_digits(return_X_y=True)
@@ -57,56 +54,60 @@ def data_and_params():
     return X, y, {**common, **params}
 
 
-def stop_here():
-    open(MARKER, "w").close()
-    while True:  # the parent kills the process here
-        time.sleep(0.05)
+def install_stops(mode, marker, trained):
+    """Patch the checkpoint callback and writer to count epochs and stop where ``mode`` says."""
+
+    def stop_here():
+        open(marker, "w").close()
+        while True:  # the parent kills the process here
+            time.sleep(0.05)
+
+    real_epoch_begin = checkpoints.EpochCheckpoint.on_epoch_begin
+    real_write = checkpoints.write_atomically
+
+    def on_epoch_begin(self, net, **kwargs):
+        trained.append(len(net.history))
+        self.batches_ = 0
+        return real_epoch_begin(self, net, **kwargs)
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.batches_ += 1
+            if mode == "kill-epoch" and len(net.history) == 3 and self.batches_ == 2:
+                stop_here()
+
+    def write_atomically(path, data):
+        stage = os.path.basename(path).startswith("stage")
+        if mode == "kill-write" and stage and len(trained) == 2:
+
+            def half(f):
+                f.write(data[: len(data) // 2])
+                f.flush()
+                os.fsync(f.fileno())
+                stop_here()
+
+            return real_write(path, half)
+        return real_write(path, data)
+
+    checkpoints.EpochCheckpoint.on_epoch_begin = on_epoch_begin
+    checkpoints.EpochCheckpoint.on_batch_end = on_batch_end
+    checkpoints.write_atomically = write_atomically
 
 
-trained = []
-real_epoch_begin = checkpoints.EpochCheckpoint.on_epoch_begin
+def main(route, mode, directory, out, marker):
+    torch.set_num_threads(1)
+    trained = []
+    install_stops(mode, marker, trained)
+    X, y, params = data_and_params(route)
+    if directory == "none":
+        est = TripletEmbedder(**params).fit(X, y)
+        trained[:] = range(1, EPOCHS + 1)
+    else:
+        est = TripletEmbedder(**params, checkpoint_dir=directory).fit(X, y)
+    np.save(out, est.transform(X))
+    with open(out + ".json", "w") as f:
+        json.dump({"trained": trained, "history": len(est.net_.history)}, f)
 
 
-def on_epoch_begin(self, net, **kwargs):
-    trained.append(len(net.history))
-    self.batches_ = 0
-    return real_epoch_begin(self, net, **kwargs)
-
-
-def on_batch_end(self, net, training=False, **kwargs):
-    if training:
-        self.batches_ += 1
-        if MODE == "kill-epoch" and len(net.history) == 3 and self.batches_ == 2:
-            stop_here()
-
-
-real_write = checkpoints.write_atomically
-
-
-def write_atomically(path, data):
-    if MODE == "kill-write" and os.path.basename(path).startswith("stage") and len(trained) == 2:
-
-        def half(f):
-            f.write(data[: len(data) // 2])
-            f.flush()
-            os.fsync(f.fileno())
-            stop_here()
-
-        return real_write(path, half)
-    return real_write(path, data)
-
-
-checkpoints.EpochCheckpoint.on_epoch_begin = on_epoch_begin
-checkpoints.EpochCheckpoint.on_batch_end = on_batch_end
-checkpoints.write_atomically = write_atomically
-
-X, y, params = data_and_params()
-if DIRECTORY == "none":
-    est = TripletEmbedder(**params)
-    est.fit(X, y)
-    trained = list(range(1, EPOCHS + 1))
-else:
-    est = TripletEmbedder(**params, checkpoint_dir=DIRECTORY).fit(X, y)
-np.save(OUT, est.transform(X))
-with open(OUT + ".json", "w") as f:
-    json.dump({"trained": trained, "history": len(est.net_.history)}, f)
+if __name__ == "__main__":
+    main(*sys.argv[1:6])
