@@ -267,3 +267,23 @@ def test_a_directory_in_use_by_a_running_fit_is_refused(rows, tmp_path):
         with pytest.raises(CheckpointError, match="in use by another fit"):
             TripletEmbedder(**FAST, checkpoint_dir=tmp_path).fit(X, y)
     TripletEmbedder(**FAST, checkpoint_dir=tmp_path).fit(X, y)  # free again
+
+
+@pytest.mark.filterwarnings("ignore::sktriplet.training.callbacks.InputBeatsEmbeddingWarning")
+def test_ctrl_c_in_the_first_epoch_resumes_from_the_start(rows, tmp_path, monkeypatch):
+    from sktriplet.training.checkpoints import EpochCheckpoint
+
+    X, y = rows
+    params = {**FAST, "validation_fraction": 0.3}
+    plain = TripletEmbedder(**params).fit(X, y)
+
+    def interrupt(self, net, training=False, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochCheckpoint, "on_batch_end", interrupt, raising=False)
+    with pytest.warns(UserWarning, match="interrupted in epoch 1"):
+        TripletEmbedder(**params, checkpoint_dir=tmp_path).fit(X, y)
+    assert not (tmp_path / "stage-0.pt").exists()  # no epoch completed: nothing to keep
+    monkeypatch.undo()
+    resumed = TripletEmbedder(**params, checkpoint_dir=tmp_path).fit(X, y)
+    np.testing.assert_array_equal(resumed.transform(X), plain.transform(X))

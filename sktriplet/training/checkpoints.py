@@ -531,11 +531,12 @@ class EpochCheckpoint(Callback):
         self._write(net, finished=False)
 
     def on_train_end(self, net, **kwargs):  # noqa: D102
-        # A planned stop (all epochs, or early stopping) finishes the run; an
-        # interrupt (Ctrl-C) keeps it resumable from its last complete epoch.
+        # A planned stop (all epochs, or early stopping) finishes the run. An
+        # interrupt (Ctrl-C) leaves the last epoch's state as it was written:
+        # the other callbacks' ends (the best weights put back) are not state.
         finished = not getattr(net, "interrupted_", False) or _stopped_early(net)
-        if self.written_ != (len(net.history) - self.start_epoch, finished):
-            self._write(net, finished)
+        if finished and self.written_ != (len(net.history) - self.start_epoch, True):
+            self._write(net, finished=True)
         # The fitted net keeps this callback: drop the directory and the state.
         self.directory = self.saved = None
 
