@@ -24,7 +24,7 @@ holds tensors and plain containers only, read back with
 A new ``fit`` pointed at ``DIR`` opens it (:class:`CheckpointDirectory`): a
 directory of another fit is refused (:class:`CheckpointMismatchError`, naming
 what differs); the same fit reuses the stored seed and each training run
-(:func:`attach_checkpoint`, called by :func:`sktriplet.training.fit.run_fit`)
+(:func:`attach_checkpoint`, called by :func:`sktriplet.training.routine.run_fit`)
 restores its stage's state and trains only the epochs left: none when the
 run had finished. Everything before training (building the network, the
 features a frozen backbone gives) is recomputed deterministically.
@@ -469,7 +469,7 @@ class EpochCheckpoint(Callback):
     """Write a training run's state after every epoch; restore it when the run resumes.
 
     Made by :meth:`CheckpointDirectory.stage` and added last (before the
-    printed table) by :func:`~sktriplet.training.fit.run_fit`, so it sees
+    printed table) by :func:`~sktriplet.training.routine.run_fit`, so it sees
     every other callback's work of the epoch.
 
     Parameters
