@@ -49,8 +49,9 @@ def data_and_params(route):
     y = np.repeat(np.arange(5), 12)
     noise = rng.normal(120, 30, size=(60, 12, 12, 3))
     X = np.clip(noise + 80 * np.eye(5, 3)[y][:, None, None, :], 0, 255).astype(np.uint8)
-    params = dict(module=BackboneEmbedder, module__backbone=Trunk, image_size=12,
-                  batch_size=20, samples_per_class=4, n_components=5)  # fmt: skip
+    # freeze=True: the head trained on the cached features of the frozen trunk.
+    params = dict(module=BackboneEmbedder, module__backbone=Trunk, module__freeze=True,
+                  image_size=12, batch_size=20, samples_per_class=4, n_components=5)  # fmt: skip
     return X, y, {**common, **params}
 
 
