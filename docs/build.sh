@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the documentation to docs/_build/html, warnings as errors.
 #
-# Usage: bash docs/build.sh [--no-gallery]     (after: pip install -e ".[docs]")
+# Usage: bash docs/build.sh [--no-gallery]     (after: .venv/bin/pip install -e ".[docs]")
 #        PYTHON=/path/to/python bash docs/build.sh
 #
 # No venv needs to be active: the Python is $PYTHON if set, else the
@@ -23,8 +23,8 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 if ! "$PYTHON" -c "import sphinx, sphinx_gallery" >/dev/null 2>&1; then
     echo "docs/build.sh: $PYTHON cannot import sphinx and sphinx_gallery; install the" \
-        "docs extra into it (pip install -e \".[docs]\") or name another Python with" \
-        "PYTHON=/path/to/python bash docs/build.sh" >&2
+        "docs extra into it ($PYTHON -m pip install -e \".[docs]\" from the project's" \
+        "root) or name another Python with PYTHON=/path/to/python bash docs/build.sh" >&2
     exit 2
 fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"

@@ -128,6 +128,7 @@ API_MODULES = [
     "sktriplet.evaluation.scoring",
     "sktriplet.evaluation.neighbors",
     "sktriplet.io.persistence",
+    "sktriplet.io.contract",
     "sktriplet.io.export",
     "sktriplet.datasets",
     "sktriplet.evaluation.plotting",

@@ -97,8 +97,10 @@ print(f"fit on {train.sum()} photos: {time.perf_counter() - t0:.0f} s")
 # --------------------------------------
 # ``FrozenEstimator`` keeps the trained embedder as it is: the classifier
 # only embeds through it, and ``enroll`` can add people later without
-# training. ``calibrate`` picks the largest match distance to accept so that
-# at most 10 % of the calibration strangers are accepted.
+# training. ``calibrate`` picks the largest match distance to accept whose
+# false accept rate, bounded over the stranger classes (the 3 calibration
+# strangers, and the 6 enrolled people left out of the gallery in turn), is
+# at most 10 %.
 from sklearn.frozen import FrozenEstimator
 
 from sktriplet import OpenSetKNeighborsClassifier
@@ -131,25 +133,22 @@ print(
 # %%
 # Export to ONNX and check it against ``transform``
 # -------------------------------------------------
-# The exported graph takes uint8 images ``(N, 3, 128, 128)`` -- each photo's
-# shorter side scaled to 128 px and the centre cut, as ``transform`` reads
-# files -- and includes the backbone's input scaling. The EfficientNet-Lite
-# package computes its padding in Python, which the tracer warns about; the
-# padding depends only on the image size, which the exported graph fixes.
-import warnings
-
+# The exported graph takes uint8 images ``(N, 3, 128, 128)`` of raw 0-255
+# values -- each photo's shorter side scaled to 128 px and the centre cut, as
+# ``transform`` reads files -- and includes the backbone's input scaling. The
+# file says so in its metadata (its *input contract*), and
+# ``preprocess_images`` builds exactly that input from photo files.
 import onnxruntime as ort
-import torch
 
 from sktriplet import export_onnx
-from sktriplet.vision.transforms import ResizeCenterCrop
+from sktriplet.io.export import read_input_contract
+from sktriplet.vision.transforms import preprocess_images
 
 path = Path(tempfile.mkdtemp()) / "faces.onnx"
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", torch.jit.TracerWarning)
-    export_onnx(embedder, path, dtype="uint8")
-read = ResizeCenterCrop(128)
-images = np.stack([read(p, 3) for p in paths[query_test][:8]])
+export_onnx(embedder, path, dtype="uint8")
+contract = read_input_contract(path)
+print(contract["summary"])
+images = preprocess_images(paths[query_test][:8], **contract["preprocess"])
 onnx_z = ort.InferenceSession(str(path)).run(None, {"input": images})[0]
 sk_z = embedder.transform(paths[query_test][:8])
 print(

@@ -80,6 +80,21 @@ def dask_transform(estimator, paths, *, num_workers: int = 0):
     TypeError
         When ``paths`` is not a Dask Series or Bag.
 
+    Notes
+    -----
+    A worker that dies during the run (killed, out of memory, a pre-empted
+    machine) loses nothing: the model is a task of the graph, not data
+    scattered to the workers, so the scheduler computes it again, with every
+    partition the dead worker held or was embedding, on the workers left
+    (``tests/test_dask.py`` kills one with SIGKILL mid-run and checks every
+    row, in order). A partition whose workers die
+    ``distributed.scheduler.allowed-failures`` times (3 by default) fails
+    with ``KilledWorker``, since it is probably what kills them. On a
+    ``LocalCluster``, a restarted worker that takes longer than
+    ``distributed.deploy.lost-worker-timeout`` (15 s) to come back is dropped
+    for good; a run whose every worker is dropped waits forever, so raise that
+    timeout on slow or busy machines.
+
     Examples
     --------
     >>> import os, tempfile

@@ -789,6 +789,13 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         -------
         ndarray of shape (n_samples, n_components_), dtype float32
             The embeddings (a DataFrame after ``set_output(transform="pandas")``).
+
+        Notes
+        -----
+        Safe to call from several threads at once (a web server): the
+        network is put in evaluation mode once and left there, so calls never
+        switch its mode under each other, and each call gives exactly the
+        embeddings of a serial call.
         """
         check_is_fitted(self)
         X = validate_transform(self, X, self.input_spec_)
@@ -796,6 +803,13 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         # Files stream, one batch of decoded images in memory at a time, with
         # the loader settings as they are now (set_params after fit counts).
         loader = routed(self.get_params(deep=False), "iterator_valid__")
+        module = self.net_.module_
+        if any(m.training for m in module.modules()):
+            # Evaluation mode for good, not switched and restored per call:
+            # a call restoring training mode while another thread's forward
+            # pass runs puts BatchNorm there in training mode, giving batch
+            # statistics and overwriting the running ones (issue 29).
+            module.eval()
         with self.net_.threads():  # as many torch threads as training used
             out = embed_dataset(self.net_, dataset, n_components=self.n_components_, **loader)
         # One vectorised check at the end instead of a device sync and an

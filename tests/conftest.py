@@ -8,6 +8,8 @@ import os
 # CPU-independent, reproducible code path. Set before torch makes any MKL call.
 os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 
+import socket  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -30,6 +32,30 @@ def digits():
 def small_digits(digits):
     X, y = digits
     return X[:400], y[:400]
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run the ``sktriplet`` command in-process: ``run_cli(*argv) -> (status, stdout, stderr)``."""
+    from sktriplet.cli import main
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 # tests/data holds files and the script that wrote them, not tests.

@@ -103,21 +103,35 @@ def fitted_on_files(tmp_path_factory):
     return est, paths
 
 
-def test_embedding_on_a_local_cluster(fitted_on_files):
+@pytest.fixture(scope="module")
+def local_client():
+    """A client of a LocalCluster: 2 worker processes of 1 thread each."""
+    import dask
+
     distributed = pytest.importorskip("dask.distributed")
-    est, paths = fitted_on_files
-    series = dd.from_pandas(pd.Series(paths), npartitions=4)
+    # A worker process restarted after a death can take longer than the
+    # default 15 s to come back on a busy machine; the cluster would then
+    # drop it for good.
     with (
+        dask.config.set({"distributed.deploy.lost-worker-timeout": "120s"}),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        result = dask_transform(est, series)
-        with distributed.get_task_stream(client) as tasks:
-            frame = result.compute()
-        bag_frame = dask_transform(est, db.from_sequence(paths, npartitions=3)).compute()
-        workers = set(client.scheduler_info()["workers"])
+        yield client
+
+
+def test_embedding_on_a_local_cluster(fitted_on_files, local_client):
+    from dask.distributed import get_task_stream
+
+    est, paths = fitted_on_files
+    series = dd.from_pandas(pd.Series(paths), npartitions=4)
+    result = dask_transform(est, series)
+    with get_task_stream(local_client) as tasks:
+        frame = result.compute()
+    bag_frame = dask_transform(est, db.from_sequence(paths, npartitions=3)).compute()
+    workers = set(local_client.scheduler_info()["workers"])
     # the four partitions were embedded on the cluster's workers
     ran = [t for t in tasks.data if "_embed_partition" in str(t["key"])]
     assert len(ran) == 4 and {t["worker"] for t in ran} <= workers
@@ -131,3 +145,53 @@ def test_embedding_on_a_local_cluster(fitted_on_files):
     dask_transform(est, series, num_workers=3)
     assert est.net_.iterator_valid__num_workers == 0
     assert est.iterator_valid__num_workers == 0
+
+
+class _DiesOnce:
+    """A fitted model whose worker process dies (SIGKILL) the first time it sees ``victim``.
+
+    A file marks that the death happened, so the recomputed partition goes through.
+    """
+
+    def __init__(self, model, victim, marker):
+        self.model, self.victim, self.marker = model, victim, marker
+
+    def transform(self, X):
+        import os
+        import signal
+
+        if self.victim in list(X) and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.model.transform(X)
+
+    def get_feature_names_out(self):
+        return self.model.get_feature_names_out()
+
+    def set_params(self, **params):
+        self.model = self.model.set_params(**params)
+        return self
+
+
+def test_a_worker_killed_mid_run_loses_no_row(fitted_on_files, local_client, tmp_path):
+    # One worker process dies in the middle of the run (the first partition
+    # holding the victim kills it): its partitions, and the model it held, are
+    # computed again elsewhere, and every row comes back in order.
+    from dask.distributed import wait
+
+    est, paths = fitted_on_files
+    marker = tmp_path / "killed"
+    model = _DiesOnce(est, paths[len(paths) // 2], str(marker))
+    before = set(local_client.scheduler_info()["workers"])
+    series = dask_transform(model, dd.from_pandas(pd.Series(paths), npartitions=4))
+    bag = dask_transform(model, db.from_sequence(paths, npartitions=4))
+    futures = local_client.compute([series, bag])
+    wait(futures, timeout=120)  # a lost partition would hang the run: fail instead
+    frame, bag_frame = local_client.gather(futures)
+    assert marker.exists()  # a worker did die ...
+    assert set(local_client.scheduler_info()["workers"]) != before  # ... and was replaced
+    expected = est.transform(paths)
+    assert frame.index.tolist() == list(range(len(paths)))
+    np.testing.assert_allclose(frame.to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert bag_frame.pop("path").tolist() == paths
+    np.testing.assert_allclose(bag_frame.to_numpy(), expected, rtol=1e-5, atol=1e-6)

@@ -218,7 +218,8 @@ def test_calibrate_threshold_matches_brute_force_sweep(seed):
     # Unknown and wrong queries lie farther on average; rounding makes ties.
     d = np.round(rng.gamma(2.0, 1.0, n) + 1.5 * ~correct, 1)
     for far in [0.0, 0.05, 0.1, 0.3, 1.0]:
-        res = calibrate_threshold(d, correct, known, target_far=far)
+        # The measured rate (the bound over classes: tests/test_calibration_bound.py).
+        res = calibrate_threshold(d, correct, known, target_far=far, far_rule="empirical")
         t, rates = _brute_force_choice(
             d, correct, known, lambda r, tp, far=far: tp if r["far"] <= far else None
         )
@@ -261,11 +262,13 @@ def test_calibrate_threshold_errors_and_warnings():
     with pytest.raises(ValueError, match="same length"):
         calibrate_threshold([0.1], c, k)
     with pytest.warns(RuntimeWarning, match="accepts no known query"):
-        res = calibrate_threshold([0.5, 0.1], [True, False], [True, False], target_far=0.0)
+        res = calibrate_threshold(
+            [0.5, 0.1], [True, False], [True, False], target_far=0.0, far_rule="empirical"
+        )
     assert res["threshold"] == -math.inf
 
 
-def test_classifier_calibrate_reaches_far_on_held_out_data():
+def test_classifier_calibrate_reaches_measured_far_on_held_out_data():
     rng = np.random.default_rng(6)
     n_classes, dim = 40, 16
     centres = rng.normal(size=(n_classes, dim))
@@ -278,7 +281,9 @@ def test_classifier_calibrate_reaches_far_on_held_out_data():
     clf = OpenSetKNeighborsClassifier().fit(*sample(enrolled, 3))
     Xk, yk = sample(enrolled, 20)
     Xu, yu = sample(unknown_val, 40)
-    clf.calibrate(np.concatenate([Xk, Xu]), np.concatenate([yk, yu]), target_far=0.1)
+    clf.calibrate(
+        np.concatenate([Xk, Xu]), np.concatenate([yk, yu]), target_far=0.1, far_rule="empirical"
+    )
     cal = clf.calibration_
     assert cal["method"] == "far" and cal["n_unknown"] == 400 and cal["n_known"] == 400
     assert cal["far"] <= 0.1

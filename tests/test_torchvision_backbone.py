@@ -8,7 +8,6 @@ failure: CI cannot pass while silently skipping them.
 """
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -33,17 +32,6 @@ models = _torchvision_models()
 from sktriplet import TripletEmbedder, export_torchscript, load, save  # noqa: E402
 from sktriplet.networks import BackboneEmbedder  # noqa: E402
 from sktriplet.networks.backbone import find_blocks  # noqa: E402
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a connection fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a network connection was attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture
@@ -141,3 +129,38 @@ def test_fit_save_load_offline_and_export(hub, tmp_path, no_network):
     scripted = export_torchscript(again, tmp_path / "resnet.pt", dtype="uint8")
     out = torch.jit.load(str(scripted))(torch.from_numpy(X[:5])).numpy()
     np.testing.assert_allclose(out, Z[:5], atol=1e-5)
+
+
+def test_cli_fit_with_a_torchvision_name_is_the_python_route(hub, tmp_path, no_network, capsys):
+    # `sktriplet fit --backbone resnet18` builds TripletEmbedder(module=BackboneEmbedder,
+    # module__backbone="resnet18", image_size=...) and reads the cached weights.
+    from PIL import Image
+
+    from sktriplet.cli import main
+    from sktriplet.datasets import list_image_folder
+
+    _cache_resnet18(hub)
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"c{c}" / f"{i}.png")
+    model = tmp_path / "m.sktriplet"
+    flags = ["--backbone", "resnet18", "--image-size", "32", "--max-epochs", "1"]
+    code = main(["fit", str(root), "-o", str(model), *flags, "--workers", "0", "--verbose", "0"])
+    assert code == 0, capsys.readouterr().err
+    paths, labels, _ = list_image_folder(root)
+    python = TripletEmbedder(
+        module=BackboneEmbedder,
+        module__backbone="resnet18",
+        image_size=32,
+        max_epochs=1,
+        random_state=0,
+        iterator_train__num_workers=0,
+        iterator_valid__num_workers=0,
+    ).fit(paths, labels)
+    loaded = load(model)
+    assert loaded.n_components_ == 512
+    np.testing.assert_allclose(loaded.transform(paths), python.transform(paths), atol=1e-6)

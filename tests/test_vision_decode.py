@@ -253,3 +253,35 @@ def test_is_grey_image_reads_the_mode(tmp_path):
         "pg.png": True,
         "pc.png": False,
     }
+
+
+def test_a_pillow_image_reads_as_its_file_and_is_left_unchanged(tmp_path):
+    a = rgb_pattern(30, 50)
+    path = tmp_path / "o.jpg"
+    Image.fromarray(a).save(path, exif=exif_with_orientation(6), quality=95)
+    with Image.open(path) as img:
+        from_image = decode_image(img, size=(20, 12), crop=lambda h, w: (0.0, 0.0, w, h))
+        assert img.size == (50, 30) and img.mode == "RGB"  # not rotated in place
+    # draft=False: a Pillow image is never drafted, the file is read the same way
+    from_file = decode_image(path, size=(20, 12), crop=lambda h, w: (0.0, 0.0, w, h), draft=False)
+    np.testing.assert_array_equal(from_image, from_file)
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    np.testing.assert_array_equal(decode_image(rgba), np.full((3, 4, 4), 255, np.uint8))
+    assert rgba.mode == "RGBA"
+
+
+def test_read_image_size_and_find_unreadable(tmp_path):
+    from sktriplet.vision.decode import find_unreadable, read_image_size
+
+    Image.fromarray(rgb_pattern(300, 500)).save(tmp_path / "o.jpg", exif=exif_with_orientation(6))
+    Image.fromarray(rgb_pattern(7, 9)).save(tmp_path / "p.png")
+    whole = (tmp_path / "o.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) // 2])  # header intact, pixels cut
+    (tmp_path / "noise.jpg").write_bytes(np.random.default_rng(0).bytes(500))
+    names = ["o.jpg", "p.png", "cut.jpg", "noise.jpg", "gone.png"]
+    paths = [tmp_path / n for n in names]
+    assert [read_image_size(p) for p in paths] == [(500, 300), (7, 9), (500, 300), None, None]
+    bad = find_unreadable(paths)
+    assert [names[i] for i, _ in bad] == ["cut.jpg", "noise.jpg", "gone.png"]
+    assert "truncated" in bad[0][1] and bad[1][1].startswith("UnidentifiedImageError")
+    assert bad[2][1] == "missing"

@@ -115,3 +115,58 @@ def test_bad_ranges():
     with pytest.raises(ValueError, match="ratio"):
         RandomResizedCrop(8, ratio=(2.0, 1.0))
     assert math.isclose(RandomResizedCrop(8).ratio[1], 4 / 3)
+
+
+def test_preprocess_images_reads_files_images_and_arrays_as_transform_reads_files(tmp_path):
+    import warnings
+
+    from sktriplet.vision.transforms import preprocess_images
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, size=(30, 45, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    Image.fromarray(photo[:, :, 0]).save(tmp_path / "g.png")
+    expected = np.stack([ResizeCenterCrop(16)(tmp_path / n) for n in ("a.png", "g.png")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = preprocess_images([tmp_path / "a.png", str(tmp_path / "g.png")], 16)
+    assert batch.dtype == np.float32 and batch.shape == (2, 3, 16, 16)
+    np.testing.assert_array_equal(batch, expected)  # raw 0-255 values, not scaled
+    assert batch.max() > 1
+    with Image.open(tmp_path / "a.png") as img:
+        np.testing.assert_array_equal(preprocess_images(img, 16)[0], expected[0])
+    np.testing.assert_array_equal(preprocess_images(photo, 16, dtype="uint8")[0], expected[0])
+    np.testing.assert_array_equal(
+        preprocess_images([photo[:, :, :1]], 16, channels=1)[0],
+        ResizeCenterCrop(16)(tmp_path / "g.png", channels=1),
+    )
+    with pytest.raises(ValueError, match="uint8 photos"):
+        preprocess_images([photo.astype(np.float32) / 255], 16)
+    with pytest.raises(ValueError, match="dtype must be"):
+        preprocess_images([photo], 16, dtype="float64")
+
+
+def test_small_images_are_found_from_headers_and_warned_about_once(tmp_path):
+    import warnings
+
+    from sktriplet.vision.transforms import UpscaleWarning, find_small_images, warn_small_images
+
+    sizes = [(1, 1), (100, 100), (40, 200), (33, 33), (31, 80), (10, 10), (5, 7)]
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        Image.new("L", (w, h)).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    paths.append(str(tmp_path / "missing.png"))
+    # Enlarged more than 2x to cover 64 x 64: scale max(64 / h, 64 / w) > 2.
+    expected = [(i, s) for i, s in enumerate(sizes) if max(64 / s[0], 64 / s[1]) > 2]
+    assert [i for i, _ in expected] == [0, 4, 5, 6]
+    assert find_small_images(paths, 64) == expected
+    with pytest.warns(UpscaleWarning) as caught:
+        assert warn_small_images(paths, 64) == 4
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("4 of 8 image files will be enlarged more than 2x to cover")
+    assert f"{paths[0]!r} (1 x 1)" in message and message.count(" x ") == 4  # 3 shown
+    assert "and 1 more" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_small_images(paths[1:4], 64) == 0

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Sequence
 
 from sktriplet.cli.commands import COMMANDS
-from sktriplet.cli.messages import PROG, CLIError, print_error
+from sktriplet.cli.messages import PROG, CLIError, one_line, print_error
 from sktriplet.cli.parser import build_parser
 
 __all__ = ["main"]
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print_error(args.command, exc)
     except (ValueError, ImportError, OSError) as exc:
-        print_error(args.command, " ".join(str(exc).split()))
+        print_error(args.command, one_line(exc))
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130

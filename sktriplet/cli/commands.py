@@ -14,8 +14,10 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from sktriplet.cli.messages import CLIError
-from sktriplet.cli.options import fit_params, image_file_params
+import numpy as np
+
+from sktriplet.cli.messages import CLIError, one_line, print_warning
+from sktriplet.cli.options import backbone_params, fit_params, image_file_params
 from sktriplet.cli.outputs import (
     Progress,
     check_output,
@@ -25,6 +27,7 @@ from sktriplet.cli.outputs import (
 )
 from sktriplet.cli.readers import (
     Data,
+    keep_readable_files,
     read_data,
     read_image_folder,
     require_labels,
@@ -32,7 +35,7 @@ from sktriplet.cli.readers import (
 )
 from sktriplet.cli.saved_model import load_model, model_input, prepare_image_files
 
-__all__ = ["COMMANDS", "cmd_embed", "cmd_evaluate", "cmd_fit", "embed_folder"]
+__all__ = ["COMMANDS", "cmd_embed", "cmd_evaluate", "cmd_fit", "embed_folder", "print_left_out"]
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -42,14 +45,22 @@ def cmd_fit(args: argparse.Namespace) -> int:
     out = check_output(args.output, (".sktriplet",), "model file")
     data = read_data(args.data, args)
     y = require_labels(data, args.data, args)
-    if not data.paths and args.image_size is not None:
-        raise CLIError(
-            f"{args.data}: --image-size applies to folders of image files; arrays keep "
-            "their size, so leave --image-size out."
-        )
     params = fit_params(args)
     if data.paths:
         params.update(image_file_params(args))
+        params.update(backbone_params(args))
+        if "module__backbone" in params:
+            _check_backbone(params)
+        data = _usable_folder(data, args, params.get("image_size"))
+        y = data.y
+    else:
+        print_left_out(args.command, data)  # a folder of .npy arrays
+        for flag, value in (("--image-size", args.image_size), ("--backbone", args.backbone)):
+            if value is not None:
+                raise CLIError(
+                    f"{args.data}: {flag} applies to folders of image files; arrays keep "
+                    f"their size, so leave {flag} out."
+                )
     estimator = TripletEmbedder(**params)
     estimator.fit(data.X, y)
     save(estimator, out)
@@ -62,6 +73,55 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _usable_folder(data: Data, args: argparse.Namespace, size) -> Data:
+    """The folder's files that fit can use, after one line on what was left out.
+
+    With ``--on-error skip`` files that do not decode are left out. Fewer
+    than two classes is an error (one line, with what was left out);
+    otherwise what was left out is one warning line, and files enlarged
+    more than twice to ``size`` another.
+    """
+    from sktriplet.inputs.validation import DEFAULT_IMAGE_SIZE
+    from sktriplet.vision.transforms import UpscaleWarning, warn_small_images
+
+    if args.on_error == "skip":
+        data = keep_readable_files(data, args.data)
+    classes = np.unique(data.y)
+    left = f"; {data.left_out.summary()}" if data.left_out else ""
+    if len(classes) < 2:
+        raise CLIError(
+            f"{args.data}: only the class folder {str(classes[0])!r} holds images, and fit "
+            f"needs at least 2 classes (one sub-folder of images per class){left}."
+        )
+    if data.left_out:
+        print_warning(args.command, data.left_out.summary())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UpscaleWarning)
+        warn_small_images(data.X, DEFAULT_IMAGE_SIZE if size is None else size)
+    for w in caught:
+        print_warning(args.command, w.message)
+    return data
+
+
+def _check_backbone(params: dict) -> None:
+    """Build the backbone once, so a missing package, name or weights file stops at once."""
+    from sktriplet.networks import BackboneEmbedder
+
+    name = params["module__backbone"]
+    try:
+        BackboneEmbedder(
+            name, weights=params.get("module__weights"), image_size=params["image_size"]
+        )
+    except (ImportError, ValueError, OSError, RuntimeError) as exc:
+        raise CLIError(f"--backbone {name}: {one_line(exc)}") from None
+
+
+def print_left_out(command: str, data: Data) -> None:
+    """One warning line on what reading a folder left out, if anything."""
+    if data.left_out:
+        print_warning(command, data.left_out.summary())
+
+
 def embed_folder(args: argparse.Namespace, out: Path) -> int:
     """``sktriplet embed`` on a folder: ``--chunk-size`` files per transform, written as it goes."""
     from sktriplet.io.writers import open_embedding_writer
@@ -71,7 +131,8 @@ def embed_folder(args: argparse.Namespace, out: Path) -> int:
     estimator = load_model(args.model, args.device)
     data = read_image_folder(Path(args.data))
     if data.paths:
-        data = prepare_image_files(estimator, data, args)
+        data = prepare_image_files(estimator, data, args, args.data)
+    print_left_out(args.command, data)
     columns = [str(c) for c in estimator.get_feature_names_out()]
     n = len(data.X)
     progress = Progress(n)
@@ -102,7 +163,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def _read_for_model(estimator, path: str, args: argparse.Namespace) -> Data:
     data = read_data(path, args)
-    return prepare_image_files(estimator, data, args) if data.paths else data
+    if data.paths:
+        data = prepare_image_files(estimator, data, args, path)
+    print_left_out(args.command, data)
+    return data
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

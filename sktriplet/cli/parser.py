@@ -19,6 +19,7 @@ from sktriplet.cli.options import (
     ON_ERROR,
     TRAINING_OPTIONS,
     EstimatorOption,
+    add_backbone_options,
     non_negative_int,
     positive_int,
 )
@@ -47,6 +48,7 @@ data formats (DATA):
 EXAMPLES = """\
 examples:
   sktriplet fit faces/ -o faces.sktriplet --max-epochs 20 --n-components 32
+  sktriplet fit photos/ -o photos.sktriplet --backbone efficientnet_lite0
   sktriplet fit photos/ -o photos.sktriplet --image-size 64 --workers 2
   sktriplet embed photos.sktriplet new_photos/ -o new_photos.npy
   sktriplet embed faces.sktriplet new_faces/ -o new_faces.parquet
@@ -139,7 +141,11 @@ def _add_fit_command(sub) -> None:
         draws class-balanced batches of batch-size // samples-per-class
         classes and mines triplets in each. With --verbose 1 a table of the
         loss and the fraction of active triplets is printed per epoch;
-        --verbose 2 adds a progress bar over the batches.""",
+        --verbose 2 adds a progress bar over the batches. For photos,
+        --backbone starts from an ImageNet-pretrained network (the best
+        route on unseen classes in docs/transfer.md). What a folder's
+        reading leaves out (empty class folders, other files, unreadable
+        files with --on-error skip) is said in one line on stderr.""",
         DATA_FORMATS + "\n" + EXAMPLES,
     )
     fit.add_argument("data", metavar="DATA", help="training data (see data formats)")
@@ -151,6 +157,7 @@ def _add_fit_command(sub) -> None:
         option.add_to(group)
     _add_reader_options(fit)
     _add_image_options(fit, "fit")
+    add_backbone_options(fit)
 
 
 def _add_embed_command(sub) -> None:

@@ -22,12 +22,22 @@ from pathlib import Path
 import numpy as np
 
 from sktriplet.cli.messages import CLIError
-from sktriplet.vision.folders import IMAGE_EXTENSIONS, list_image_folder
+from sktriplet.vision.decode import find_unreadable
+from sktriplet.vision.folders import (
+    EMPTY_CLASS,
+    IMAGE_EXTENSIONS,
+    NOT_AN_IMAGE,
+    UNREADABLE,
+    LeftOut,
+    folder_entries,
+    scan_image_folder,
+)
 
 __all__ = [
     "FOLDER_EXTENSIONS",
     "TABLE_SUFFIXES",
     "Data",
+    "keep_readable_files",
     "list_folder_files",
     "read_data",
     "read_image_folder",
@@ -54,13 +64,17 @@ class Data:
         File paths of the samples (image folders), when known.
     paths : bool, default=False
         ``X`` holds image file paths, which the model decodes lazily.
+    left_out : LeftOut or None, default=None
+        For a folder: what reading it left out (empty class folders, other
+        files, and with ``--on-error skip`` files that do not decode).
     """
 
-    def __init__(self, X, y=None, ids=None, paths: bool = False) -> None:
+    def __init__(self, X, y=None, ids=None, paths: bool = False, left_out=None) -> None:
         self.X = X
         self.y = y
         self.ids = ids
         self.paths = paths
+        self.left_out = left_out
 
 
 def _read_npz(path: Path, x_key: str, y_key: str) -> Data:
@@ -123,34 +137,33 @@ def _has_class_folders(path: Path) -> bool:
     return any(d.is_dir() and not d.name.startswith(".") for d in path.iterdir())
 
 
-def list_folder_files(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Image (or ``.npy``) files of a folder and their class-folder labels.
+def list_folder_files(path: Path) -> tuple[np.ndarray, np.ndarray | None, LeftOut]:
+    """Image (or ``.npy``) files of a folder, their class-folder labels, and what was left out.
 
     A folder with sub-folders is a class tree ``path/<class>/<file>``
-    (:func:`sktriplet.vision.folders.list_image_folder`): the labels are the
+    (:func:`sktriplet.vision.folders.scan_image_folder`): the labels are the
     sub-folder names. A folder holding the files directly is unlabelled
     (labels ``None``). Files are sorted by name (class folders by name too).
+    Empty class folders and files that are neither images nor ``.npy``
+    arrays are recorded in the returned :class:`~sktriplet.vision.folders.LeftOut`.
     """
     if _has_class_folders(path):
         try:
-            files, labels, names = list_image_folder(path, extensions=FOLDER_EXTENSIONS)
+            files, labels, names, left_out = scan_image_folder(path, extensions=FOLDER_EXTENSIONS)
         except ValueError:
             pass  # sub-folders without images: files may sit in the folder itself
         else:
-            return files, np.asarray(names)[labels]
-    names = sorted(
-        f.name
-        for f in os.scandir(path)
-        if not f.name.startswith(".")
-        and os.path.splitext(f.name)[1].lower() in FOLDER_EXTENSIONS
-        and f.is_file()
-    )
+            return files, np.asarray(names)[labels], left_out
+    left_out = LeftOut(str(path))
+    names, others, folders = folder_entries(path, FOLDER_EXTENSIONS)
     if not names:
         raise CLIError(
             f"{path}: no images found; expected one sub-folder per class holding image "
             f"files ({' '.join(IMAGE_EXTENSIONS)} or .npy), or for 'embed' the files themselves."
         )
-    return np.array([os.path.join(path, n) for n in names], dtype=object), None
+    left_out.add(EMPTY_CLASS, folders)
+    left_out.add(NOT_AN_IMAGE, others)
+    return np.array([os.path.join(path, n) for n in names], dtype=object), None, left_out
 
 
 def _read_npy_arrays(path: Path, files: np.ndarray, y: np.ndarray | None) -> Data:
@@ -181,16 +194,43 @@ def read_image_folder(path: Path) -> Data:
     their paths and the model decodes them batch by batch
     (``Data.paths`` is ``True``).
     """
-    files, y = list_folder_files(path)
+    files, y, left_out = list_folder_files(path)
     npy = np.array([f.lower().endswith(".npy") for f in files])
     if npy.all():
-        return _read_npy_arrays(path, files, y)
+        data = _read_npy_arrays(path, files, y)
+        data.left_out = left_out
+        return data
     if npy.any():
         raise CLIError(
             f"{path}: mixes .npy arrays ({files[npy][0]}) and image files "
             f"({files[~npy][0]}); keep one kind in a folder."
         )
-    return Data(files, y, ids=list(files), paths=True)
+    return Data(files, y, ids=list(files), paths=True, left_out=left_out)
+
+
+def keep_readable_files(data: Data, root: str) -> Data:
+    """``--on-error skip``: leave out the files that do not decode, recorded in ``left_out``.
+
+    Every file is decoded once, small (:func:`sktriplet.vision.decode.find_unreadable`),
+    before the long work; the files left out join the folder's one-line
+    summary of what it left out.
+    """
+    bad = find_unreadable(data.X)
+    if not bad:
+        return data
+    left_out = data.left_out if data.left_out is not None else LeftOut(root)
+    left_out.add(
+        UNREADABLE,
+        # Pillow's reason may repeat the path, which the summary shows already.
+        ((os.path.relpath(data.X[i], root), why.replace(f" {data.X[i]!r}", "")) for i, why in bad),
+    )
+    keep = np.ones(len(data.X), dtype=bool)
+    keep[[i for i, _ in bad]] = False
+    if not keep.any():
+        raise CLIError(f"no image file could be read; {left_out.summary()}.")
+    ids = [i for i, k in zip(data.ids, keep, strict=True) if k]
+    y = None if data.y is None else data.y[keep]
+    return Data(data.X[keep], y, ids=ids, paths=True, left_out=left_out)
 
 
 def read_data(path: str, args: argparse.Namespace) -> Data:

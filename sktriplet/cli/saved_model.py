@@ -9,14 +9,13 @@ image files the ``--color``, ``--workers`` and ``--on-error`` options.
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from sktriplet.cli.messages import CLIError, print_warning
+from sktriplet.cli.messages import CLIError
 from sktriplet.cli.options import COLOR, worker_params
-from sktriplet.cli.readers import Data
+from sktriplet.cli.readers import Data, keep_readable_files
 
 __all__ = ["load_model", "model_input", "prepare_image_files"]
 
@@ -78,28 +77,12 @@ def _model_channels(estimator) -> int | None:
     return getattr(getattr(estimator, "input_spec_", None), "channels", None)
 
 
-def _keep_readable_files(data: Data, command: str) -> Data:
-    """``--on-error skip`` for a saved model: leave out files that do not decode."""
-    from sktriplet.inputs.files import check_files
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        keep = check_files(list(data.X), on_error="skip", decode=True)
-    for w in caught:
-        print_warning(command, w.message)
-    if not keep.any():
-        raise CLIError("no image file could be read (see the warning above).")
-    ids = [i for i, k in zip(data.ids, keep, strict=True) if k]
-    y = None if data.y is None else data.y[keep]
-    return Data(data.X[keep], y, ids=ids, paths=True)
-
-
-def prepare_image_files(estimator, data: Data, args: argparse.Namespace) -> Data:
+def prepare_image_files(estimator, data: Data, args: argparse.Namespace, path: str) -> Data:
     """Check ``--color`` against a saved model and set its workers for image files.
 
     A saved model decodes image files of any mode to the channels it was
     fitted with, so ``--color`` only has to agree with them. With
-    ``--on-error skip`` unreadable files are left out (with a warning).
+    ``--on-error skip`` unreadable files are left out (:func:`keep_readable_files`).
     """
     channels = _model_channels(estimator)
     wanted = COLOR.to_param(args.color)
@@ -113,5 +96,5 @@ def prepare_image_files(estimator, data: Data, args: argparse.Namespace) -> Data
     if args.workers is not None:
         estimator.set_params(**worker_params(args.workers))  # transform reads them
     if args.on_error == "skip":
-        return _keep_readable_files(data, args.command)
+        return keep_readable_files(data, path)
     return data

@@ -1,20 +1,33 @@
-"""Scikit-learn scorers built on the retrieval metrics.
+"""Scikit-learn scorers built on the retrieval and verification metrics.
 
-:func:`make_retrieval_scorer` turns a metric of :mod:`sktriplet.evaluation.metrics` into
-a ``scorer(estimator, X, y)`` callable for ``GridSearchCV(scoring=...)``,
-``cross_validate`` and the like. The estimator only needs a ``transform``
-method (an embedder, or a :class:`~sklearn.pipeline.Pipeline` ending in one);
-scikit-learn itself is not imported here.
+:func:`make_retrieval_scorer` turns a retrieval metric of
+:mod:`sktriplet.evaluation.metrics` into a ``scorer(estimator, X, y)``
+callable for ``GridSearchCV(scoring=...)``, ``cross_validate`` and the like,
+scoring labelled samples; :func:`make_verification_scorer` does the same with
+a verification metric on labelled *pairs*. The estimator only needs a
+``transform`` method (an embedder, or a :class:`~sklearn.pipeline.Pipeline`
+ending in one); scikit-learn itself is not imported here.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
+import numpy as np
+
 from sktriplet.evaluation import metrics
+from sktriplet.evaluation.neighbors.pairs import pair_distances
 from sktriplet.triplets.distances import check_distance
 
-__all__ = ["RETRIEVAL_METRICS", "RetrievalScorer", "make_retrieval_scorer"]
+__all__ = [
+    "RETRIEVAL_METRICS",
+    "VERIFICATION_METRICS",
+    "RetrievalScorer",
+    "VerificationScorer",
+    "make_retrieval_scorer",
+    "make_verification_scorer",
+]
 
 #: Metric names accepted by :func:`make_retrieval_scorer`.
 RETRIEVAL_METRICS: tuple[str, ...] = (
@@ -203,3 +216,180 @@ default="map_at_r"
     if unknown:
         raise ValueError(f"Unexpected keyword arguments {unknown}; accepted: {list(_OPTIONS)}.")
     return RetrievalScorer(metric, k, distance, kwargs)
+
+
+#: Metric names accepted by :func:`make_verification_scorer`.
+VERIFICATION_METRICS: tuple[str, ...] = ("accuracy", "tar_at_far", "roc_auc")
+
+
+class VerificationScorer:
+    """Score an embedder by a verification metric on labelled pairs.
+
+    Build it with :func:`make_verification_scorer`; see there for the
+    parameters. Calling it as ``scorer(estimator, X, y)`` embeds both
+    samples of every pair (``X[:, 0]`` and ``X[:, 1]``, in one ``transform``
+    call), measures each pair's distance and returns the metric against
+    ``y``, whether each pair is of the same identity. Higher is better.
+
+    Parameters
+    ----------
+    metric : str
+        One of :data:`VERIFICATION_METRICS`.
+    distance : str or None
+        Distance between the embeddings; ``None`` means the estimator's own.
+    options : dict
+        ``n_folds`` (for ``"accuracy"``) or ``far`` (for ``"tar_at_far"``).
+
+    See Also
+    --------
+    make_verification_scorer : The factory to use.
+    """
+
+    def __init__(self, metric: str, distance: str | None, options: dict[str, Any]) -> None:
+        self.metric = metric
+        self.distance = distance
+        self.options = options
+
+    def pair_distances(self, estimator: Any, X: Any) -> np.ndarray:
+        """Distance of every pair of ``X`` in the estimator's embedding.
+
+        Parameters
+        ----------
+        estimator : object
+            Fitted estimator with a ``transform`` method.
+        X : array-like of shape (n_pairs, 2, ...)
+            Pairs of samples: ``X[:, 0]`` and ``X[:, 1]`` are samples of the
+            kind the estimator embeds (feature rows, images or file paths).
+
+        Returns
+        -------
+        ndarray of shape (n_pairs,)
+            The distances.
+        """
+        X = X if hasattr(X, "shape") else np.asarray(X)
+        if X.ndim < 2 or X.shape[1] != 2:
+            raise ValueError(
+                f"pairs X must have shape (n_pairs, 2, ...): two samples per row; got shape "
+                f"{tuple(X.shape)}."
+            )
+        Z = np.asarray(estimator.transform(np.concatenate([X[:, 0], X[:, 1]])))
+        n = len(X)
+        return pair_distances(Z[:n], Z[n:], self.distance or _estimator_distance(estimator))
+
+    def __call__(self, estimator: Any, X: Any, y: Any) -> float:
+        """Return the metric of the pairs ``X`` with "same identity" flags ``y``.
+
+        Parameters
+        ----------
+        estimator : object
+            Fitted estimator with a ``transform`` method, or a fitted
+            ``Pipeline`` whose last step has one.
+        X : array-like of shape (n_pairs, 2, ...)
+            Pairs of samples.
+        y : array-like of shape (n_pairs,)
+            Whether each pair is of the same identity (bool or 0/1).
+
+        Returns
+        -------
+        float
+            The metric; higher is better.
+
+        Raises
+        ------
+        ValueError
+            If ``y`` is None or ``X`` does not hold pairs.
+        """
+        if y is None:
+            raise ValueError("A verification scorer needs y: whether each pair is the same.")
+        d = self.pair_distances(estimator, X)
+        if self.metric == "accuracy":
+            return metrics.verification_accuracy(d, y, **self.options)[0]
+        if self.metric == "tar_at_far":
+            return metrics.tar_at_far(d, y, **self.options)
+        return metrics.verification_scores(d, y, far=())["roc_auc"]
+
+    def __repr__(self) -> str:
+        """Return the call to :func:`make_verification_scorer` that builds it."""
+        args = [repr(self.metric)]
+        args += [f"{name}={value!r}" for name, value in self.options.items()]
+        if self.distance is not None:
+            args.append(f"distance={self.distance!r}")
+        return f"make_verification_scorer({', '.join(args)})"
+
+
+def make_verification_scorer(
+    metric: str = "accuracy",
+    *,
+    n_folds: int = 10,
+    far: float = 1e-3,
+    distance: str | None = None,
+) -> VerificationScorer:
+    """Make a scikit-learn scorer from a verification metric on labelled pairs.
+
+    Parameters
+    ----------
+    metric : {"accuracy", "tar_at_far", "roc_auc"}, default="accuracy"
+        ``"accuracy"``: :func:`~sktriplet.evaluation.metrics.verification_accuracy`,
+        the mean over ``n_folds`` folds with the threshold chosen on the
+        others (the face benchmarks' protocol); ``"tar_at_far"``:
+        :func:`~sktriplet.evaluation.metrics.tar_at_far` at ``far``;
+        ``"roc_auc"``: the area under the ROC curve.
+    n_folds : int, default=10
+        Folds of ``"accuracy"`` (at least 2).
+    far : float, default=1e-3
+        False accept rate of ``"tar_at_far"``, in ``[0, 1]``.
+    distance : {"sqeuclidean", "euclidean", "cosine"}, default=None
+        Distance between the two embeddings of a pair. ``None`` means the
+        ``distance`` attribute of the estimator (of the last step of a
+        ``Pipeline``), or ``"sqeuclidean"`` if it has none.
+
+    Returns
+    -------
+    VerificationScorer
+        A callable ``scorer(estimator, X, y) -> float``: ``X`` of shape
+        ``(n_pairs, 2, ...)`` holds two samples per row (feature rows,
+        images, or file paths as an ``(n_pairs, 2)`` array), ``y`` whether
+        each pair is of the same identity. Higher is better.
+
+    Raises
+    ------
+    ValueError
+        If ``metric`` or ``distance`` is unknown, ``n_folds`` is not an
+        integer of at least 2 or ``far`` is outside ``[0, 1]``.
+
+    See Also
+    --------
+    make_retrieval_scorer : The scorer for labelled samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import FunctionTransformer
+    >>> from sktriplet.evaluation.scoring import make_verification_scorer
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.normal(size=(200, 4))
+    >>> same = rng.random(200) < 0.5
+    >>> b = np.where(same[:, None], a + 0.1 * rng.normal(size=(200, 4)), rng.normal(size=(200, 4)))
+    >>> pairs = np.stack([a, b], axis=1)        # (n_pairs, 2, n_features)
+    >>> identity = FunctionTransformer().fit(a)
+    >>> round(make_verification_scorer()(identity, pairs, same), 3)   # 10-fold accuracy
+    0.995
+    >>> make_verification_scorer("tar_at_far", far=0.01)
+    make_verification_scorer('tar_at_far', far=0.01)
+    """
+    if metric not in VERIFICATION_METRICS:
+        raise ValueError(
+            f"metric={metric!r} is not supported; use one of {list(VERIFICATION_METRICS)}."
+        )
+    if distance is not None:
+        check_distance(distance)
+    if isinstance(n_folds, bool) or not isinstance(n_folds, numbers.Integral) or n_folds < 2:
+        raise ValueError(f"n_folds must be an integer of at least 2; got {n_folds!r}.")
+    if isinstance(far, bool) or not isinstance(far, numbers.Real) or not 0 <= far <= 1:
+        raise ValueError(f"far must be a number in [0, 1]; got {far!r}.")
+    options: dict[str, Any] = {}
+    if metric == "accuracy":
+        options["n_folds"] = int(n_folds)
+    elif metric == "tar_at_far":
+        options["far"] = float(far)
+    return VerificationScorer(metric, distance, options)

@@ -38,10 +38,19 @@ import math
 import os
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["BACKGROUND", "ImageFileError", "decode_image", "header_size", "is_grey_image"]
+__all__ = [
+    "BACKGROUND",
+    "ImageFileError",
+    "decode_image",
+    "find_unreadable",
+    "header_size",
+    "is_grey_image",
+    "read_image_size",
+]
 
 #: Grey level (and RGB colour) that transparent pixels are composited over.
 BACKGROUND = 255
@@ -75,7 +84,7 @@ class ImageFileError(ValueError):
 
 
 def decode_image(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Any,
     *,
     channels: int = 3,
     size: tuple[int, int] | None = None,
@@ -83,12 +92,14 @@ def decode_image(
     draft: bool = True,
     region: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
-    """Read one image file as a ``(channels, H, W)`` uint8 array.
+    """Read one image file (or a Pillow image) as a ``(channels, H, W)`` uint8 array.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The image file.
+    path : str, os.PathLike or PIL.Image.Image
+        The image file, or an image already opened with Pillow (read as its
+        file would be, EXIF orientation included; the image itself is left
+        unchanged).
     channels : {1, 3}, default=3
         Channels of the output: grey or RGB (see the module notes for how
         every Pillow mode is converted).
@@ -140,6 +151,9 @@ def decode_image(
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB); got {channels!r}.")
     if (crop is not None or region is not None) and size is None:
         raise ValueError("decode_image: a crop needs an output size; pass size=(height, width).")
+    if isinstance(path, Image.Image):
+        # A copy: orientation and mode conversion must not change the caller's image.
+        return _finish(_load_oriented(path.copy(), size, crop, False, region), channels, size)
     path = os.fspath(path)
     try:
         with Image.open(path) as img:
@@ -361,3 +375,73 @@ def header_size(path: str | os.PathLike) -> tuple[int, int]:
         header_exif = img.format != "PNG" or "exif" in img.info
         orientation = img.getexif().get(_ORIENTATION_TAG, 1) if header_exif else 1
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """:func:`header_size`, or ``None`` when the file is missing or its header unreadable.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An image file.
+
+    Returns
+    -------
+    tuple of int (height, width), or None
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> from sktriplet.vision.decode import read_image_size
+    >>> path = os.path.join(tempfile.mkdtemp(), "wide.png")
+    >>> Image.new("L", (30, 20)).save(path)
+    >>> read_image_size(path), read_image_size(path + ".missing")
+    ((20, 30), None)
+    """
+    try:
+        return header_size(path)
+    except (FileNotFoundError, ImageFileError):
+        return None
+
+
+def find_unreadable(paths) -> list[tuple[int, str]]:
+    """The files that do not decode, with the reason, by decoding each one (small).
+
+    Every file is decoded at the smallest size it allows (JPEGs at 1/8
+    scale, about a millisecond each), which finds truncated and corrupt
+    files and files that are not images, as well as missing ones.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        Image files.
+
+    Returns
+    -------
+    list of (int, str)
+        Position of each unreadable file in ``paths`` and why, in order.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> from sktriplet.vision.decode import find_unreadable
+    >>> folder = tempfile.mkdtemp()
+    >>> good, bad = os.path.join(folder, "good.png"), os.path.join(folder, "bad.png")
+    >>> Image.new("L", (4, 4)).save(good)
+    >>> with open(bad, "wb") as f:
+    ...     _ = f.write(b"not a picture")
+    >>> [(i, why.split(":")[0]) for i, why in find_unreadable([good, bad, good + "x"])]
+    [(1, 'UnidentifiedImageError'), (2, 'missing')]
+    """
+    bad = []
+    for i, path in enumerate(paths):
+        try:
+            decode_image(path, channels=1, size=(1, 1))
+        except FileNotFoundError:
+            bad.append((i, "missing"))
+        except ImageFileError as exc:
+            cause = exc.__cause__
+            bad.append((i, f"{type(cause).__name__}: {cause}" if cause else str(exc)))
+    return bad

@@ -30,13 +30,26 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
-from sktriplet.vision.decode import Box, decode_image
+from sktriplet.vision.decode import Box, decode_image, read_image_size
 
-__all__ = ["RandomResizedCrop", "ResizeCenterCrop", "as_image_size", "augmentation_rng"]
+__all__ = [
+    "RandomResizedCrop",
+    "ResizeCenterCrop",
+    "UpscaleWarning",
+    "as_image_size",
+    "augmentation_rng",
+    "find_small_images",
+    "preprocess_images",
+    "warn_small_images",
+]
+
+#: Dtypes :func:`preprocess_images` returns (those of the exported models' inputs).
+_DTYPES = ("float32", "uint8")
 
 
 def as_image_size(image_size) -> tuple[int, int]:
@@ -142,8 +155,8 @@ class ResizeCenterCrop:
         left = round((width - crop_w) / 2)
         return float(left), float(top), float(left + crop_w), float(top + crop_h)
 
-    def __call__(self, path: str | os.PathLike, channels: int = 3, draft: bool = True, region=None):
-        """Decode ``path`` (or its ``region``) as a ``(channels, *image_size)`` uint8 array."""
+    def __call__(self, path, channels: int = 3, draft: bool = True, region=None):
+        """Decode ``path`` (a file or a Pillow image, or its ``region``) as uint8 ``(C, H, W)``."""
         return decode_image(
             path,
             channels=channels,
@@ -255,3 +268,165 @@ class RandomResizedCrop:
         if drawn and drawn[0]:
             image = np.ascontiguousarray(image[:, :, ::-1])
         return image
+
+
+def _as_pil(image, index: int):
+    """A file path or Pillow image as it is; a uint8 array as a Pillow image."""
+    from PIL import Image
+
+    if isinstance(image, (str, bytes, os.PathLike, Image.Image)):
+        return image
+    a = np.asarray(image)
+    if a.dtype != np.uint8 or not (
+        a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))
+    ):
+        raise ValueError(
+            f"images[{index}] is an array of shape {a.shape} and dtype {a.dtype}; arrays must "
+            "be uint8 photos (H, W) or channels-last (H, W, 1|3|4) with values 0-255, as "
+            "Pillow and OpenCV give them (OpenCV's are BGR: convert to RGB first)."
+        )
+    return Image.fromarray(a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a)
+
+
+def preprocess_images(images, image_size, *, channels: int = 3, dtype: str = "float32"):
+    """Photos as the batch an exported model takes: ``(N, channels, H, W)``, values 0-255.
+
+    Each image is read exactly as ``transform`` reads an image file: EXIF
+    orientation applied, converted to grey or RGB (:mod:`sktriplet.vision.decode`),
+    scaled so that it covers ``image_size`` keeping its aspect ratio and cut at
+    the centre (:class:`ResizeCenterCrop`). The values stay raw pixels, 0 to
+    255, also as float32: the exported model standardises them itself, so
+    do not divide by 255 nor subtract a mean. The size, channels and dtype
+    of an export are in its metadata
+    (:func:`sktriplet.io.export.read_input_contract`, key ``"preprocess"``).
+
+    Parameters
+    ----------
+    images : path, PIL image, array, or a sequence of them
+        Image files (any format and mode Pillow reads), images opened with
+        Pillow, or uint8 arrays ``(H, W)`` / ``(H, W, C)`` with RGB(A)
+        channels last. One image gives a batch of one.
+    image_size : int or tuple of int (height, width)
+        The size the model was fitted at (its ``image_size``).
+    channels : {1, 3}, default=3
+        Grey or RGB, as the model was fitted.
+    dtype : {"float32", "uint8"}, default="float32"
+        The dtype the model was exported with (``export_onnx(..., dtype=...)``).
+
+    Returns
+    -------
+    ndarray of shape (N, channels, height, width)
+        Pixel values 0-255 in ``dtype``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktriplet.vision.transforms import preprocess_images
+    >>> photo = np.zeros((40, 60, 3), dtype=np.uint8)   # a 60 x 40 black photo
+    >>> photo[:, 30:] = 255                              # its right half white
+    >>> batch = preprocess_images([photo, photo], image_size=4)
+    >>> batch.shape, batch.dtype.name
+    ((2, 3, 4, 4), 'float32')
+    >>> batch[0, 0, 0]                                   # raw 0-255, not scaled
+    array([  0.,  32., 223., 255.], dtype=float32)
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {_DTYPES}; got {dtype!r}.")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB); got {channels!r}.")
+    policy = ResizeCenterCrop(image_size)
+    single = isinstance(images, (str, bytes, os.PathLike)) or _is_one_image(images)
+    items = [images] if single else list(images)
+    out = np.empty((len(items), channels, *policy.image_size), dtype=dtype)
+    for i, image in enumerate(items):
+        out[i] = policy(_as_pil(image, i), channels)
+    return out
+
+
+def _is_one_image(images) -> bool:
+    """A Pillow image, or an array of one photo ((H, W) or (H, W, C), not a batch)."""
+    from PIL import Image
+
+    if isinstance(images, Image.Image):
+        return True
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+        return False
+    return images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (1, 3, 4))
+
+
+class UpscaleWarning(UserWarning):
+    """Image files much smaller than ``image_size`` are enlarged (and so blurred)."""
+
+
+def find_small_images(paths, image_size, factor: float = 2.0) -> list[tuple[int, tuple[int, int]]]:
+    """Image files that the size policy enlarges more than ``factor`` times, from their headers.
+
+    :class:`ResizeCenterCrop` scales an ``H x W`` image by ``max(h / H, w / W)``
+    to cover ``h x w``; an image scaled up by more than ``factor`` has far
+    fewer pixels than the network sees and reads as a blur.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        Image files (those whose header cannot be read are not reported here).
+    image_size : int or tuple of int (height, width)
+        The size the files are read at.
+    factor : float, default=2.0
+        Report files scaled up by more than this.
+
+    Returns
+    -------
+    list of (int, (int, int))
+        Position of each such file in ``paths`` and its ``(height, width)``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> from sktriplet.vision.transforms import find_small_images
+    >>> folder = tempfile.mkdtemp()
+    >>> paths = [os.path.join(folder, f"{s}.png") for s in (1, 40, 100)]
+    >>> for s, p in zip((1, 40, 100), paths):
+    ...     Image.new("L", (s, s)).save(p)
+    >>> find_small_images(paths, image_size=96)
+    [(0, (1, 1)), (1, (40, 40))]
+    """
+    h, w = as_image_size(image_size)
+    small = []
+    for i, path in enumerate(paths):
+        size = read_image_size(path)
+        if size is not None and max(h / size[0], w / size[1]) > factor:
+            small.append((i, size))
+    return small
+
+
+def warn_small_images(paths, image_size, factor: float = 2.0) -> int:
+    """Warn once (one :class:`UpscaleWarning` line) about files enlarged more than ``factor``.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        Image files.
+    image_size : int or tuple of int (height, width)
+        The size the files are read at.
+    factor : float, default=2.0
+        Report files scaled up by more than this.
+
+    Returns
+    -------
+    int
+        How many files were reported (0: no warning).
+    """
+    small = find_small_images(paths, image_size, factor)
+    if small:
+        h, w = as_image_size(image_size)
+        shown = ", ".join(f"{os.fspath(paths[i])!r} ({s[1]} x {s[0]})" for i, s in small[:3])
+        more = f" and {len(small) - 3} more" if len(small) > 3 else ""
+        warnings.warn(
+            f"{len(small)} of {len(paths)} image files will be enlarged more than {factor:g}x to "
+            f"cover image_size {h} x {w}, which blurs them: {shown}{more}; use a smaller "
+            "image_size or leave them out.",
+            UpscaleWarning,
+            stacklevel=2,
+        )
+    return len(small)

@@ -13,6 +13,7 @@ Retrieval metrics (:mod:`~sktriplet.evaluation.metrics.retrieval`)
     others.
 
 Verification metrics (:mod:`~sktriplet.evaluation.metrics.verification`)
+    :func:`verification_accuracy` (k-fold, the face benchmarks' protocol),
     :func:`verification_scores`, :func:`tar_at_far` and
     :func:`equal_error_rate` score a distance per pair of samples against
     whether the pair is "same" or "different" (face verification).
@@ -59,6 +60,7 @@ from sktriplet.evaluation.metrics.triplet_scores import (
 from sktriplet.evaluation.metrics.verification import (
     equal_error_rate,
     tar_at_far,
+    verification_accuracy,
     verification_scores,
 )
 
@@ -72,5 +74,6 @@ __all__ = [
     "retrieval_scores",
     "tar_at_far",
     "triplet_accuracy",
+    "verification_accuracy",
     "verification_scores",
 ]

@@ -23,6 +23,8 @@ by name.
 Import these names from here; the submodules hold one concept each:
 :mod:`~sktriplet.evaluation.neighbors.open_set` (the classifier),
 :mod:`~sktriplet.evaluation.neighbors.calibration` (choosing thresholds),
+:mod:`~sktriplet.evaluation.neighbors.far_bound` (the false accept rate of
+strangers and its bounds over their classes),
 :mod:`~sktriplet.evaluation.neighbors.pairs` (pair verification) and
 :mod:`~sktriplet.evaluation.neighbors.index` (the index backends).
 
@@ -39,9 +41,13 @@ is at most the threshold):
 """
 
 from sktriplet.evaluation.neighbors.calibration import (
+    FAR_RULES,
+    FewStrangerClassesWarning,
     calibrate_pair_threshold,
     calibrate_threshold,
+    stranger_classes_needed,
 )
+from sktriplet.evaluation.neighbors.far_bound import stranger_far
 from sktriplet.evaluation.neighbors.index import (
     ALGORITHMS,
     ExactIndex,
@@ -56,8 +62,10 @@ from sktriplet.evaluation.neighbors.pairs import pair_distances, verify_pairs
 
 __all__ = [
     "ALGORITHMS",
+    "FAR_RULES",
     "ExactIndex",
     "FaissIndex",
+    "FewStrangerClassesWarning",
     "HNSWIndex",
     "OpenSetKNeighborsClassifier",
     "auto_ef_search",
@@ -66,5 +74,7 @@ __all__ = [
     "calibrate_threshold",
     "make_index",
     "pair_distances",
+    "stranger_classes_needed",
+    "stranger_far",
     "verify_pairs",
 ]

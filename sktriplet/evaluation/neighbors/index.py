@@ -11,6 +11,12 @@ Every index has the same small interface, used by
 ``len(index)``
     Number of gallery rows.
 
+``search`` may be called from several threads at once (``add`` may not run
+beside it): the exact index builds its search structure before publishing
+it, and the approximate ones set their search breadth and search under a
+lock of their own, so a query never runs with the breadth of another
+thread's call.
+
 Distances are in the units of the ``distance`` name used everywhere in
 sktriplet (:mod:`sktriplet.triplets.distances`): ``"sqeuclidean"``, ``"euclidean"`` or
 ``"cosine"`` (``1 - cos``).
@@ -25,6 +31,7 @@ rows, backed by the optional packages ``faiss-cpu`` and ``hnswlib``
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -243,13 +250,16 @@ class ExactIndex(_BaseIndex):
         """
         k = self._check_k(k)
         Q = _as_rows(Q, self.dim_).astype(self._chunks[0].dtype)
-        if self._nn is None:
+        nn = self._nn
+        if nn is None:
             data = np.concatenate(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
             self._chunks = [data]
             metric = "cosine" if self.distance == "cosine" else "euclidean"
-            self._nn = NearestNeighbors(algorithm="brute", metric=metric, n_jobs=self.n_jobs)
-            self._nn.fit(data)
-        dist, ids = self._nn.kneighbors(Q, n_neighbors=k)
+            # Fitted before it is published: a thread searching at the same
+            # time never sees an unfitted NearestNeighbors.
+            nn = NearestNeighbors(algorithm="brute", metric=metric, n_jobs=self.n_jobs)
+            self._nn = nn.fit(data)
+        dist, ids = nn.kneighbors(Q, n_neighbors=k)
         if self.distance == "sqeuclidean":
             dist = dist**2
         return dist.astype(self._chunks[0].dtype), ids.astype(np.int64)
@@ -304,6 +314,7 @@ class FaissIndex(_BaseIndex):
         self.dim_ = None
         self._faiss = _import_optional("faiss", "faiss-cpu")
         self._index: Any = None
+        self._search_lock = threading.Lock()
 
     @property
     def ntotal(self) -> int:
@@ -358,14 +369,15 @@ class FaissIndex(_BaseIndex):
             faiss.omp_set_num_threads(int(self.n_threads))
         params = faiss.ParameterSpace()
         ef = _resolve_ef(self.ef_search, self.ntotal, k)
-        for name, value in (("efSearch", ef), ("nprobe", self._nprobe())):
-            if value is None:
-                continue
-            try:
-                params.set_index_parameter(self._index, name, int(value))
-            except RuntimeError:
-                pass  # the index has no such parameter
-        sq, ids = self._index.search(Q, k)
+        with self._search_lock:  # the parameters are the index's, shared by all callers
+            for name, value in (("efSearch", ef), ("nprobe", self._nprobe())):
+                if value is None:
+                    continue
+                try:
+                    params.set_index_parameter(self._index, name, int(value))
+                except RuntimeError:
+                    pass  # the index has no such parameter
+            sq, ids = self._index.search(Q, k)
         return _from_squared(sq, self.distance).astype(np.float32), ids.astype(np.int64)
 
     def _nprobe(self) -> int | None:
@@ -385,6 +397,7 @@ class FaissIndex(_BaseIndex):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_faiss"] = None  # a module does not pickle; faiss indexes do through bytes
+        state["_search_lock"] = None  # nor does a lock
         if self._index is not None:
             state["_index"] = self._faiss.serialize_index(self._index)
         return state
@@ -392,6 +405,7 @@ class FaissIndex(_BaseIndex):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._faiss = _import_optional("faiss", "faiss-cpu")
+        self._search_lock = threading.Lock()
         if self._index is not None:
             self._index = self._faiss.deserialize_index(self._index)
 
@@ -443,6 +457,7 @@ class HNSWIndex(_BaseIndex):
         self.dim_ = None
         self._hnswlib = _import_optional("hnswlib", "hnswlib")
         self._index: Any = None
+        self._search_lock = threading.Lock()
 
     @property
     def ntotal(self) -> int:
@@ -492,8 +507,9 @@ class HNSWIndex(_BaseIndex):
         """
         k = self._check_k(k)
         Q = _as_rows(Q, self.dim_)
-        self._index.set_ef(_resolve_ef(self.ef_search, self.ntotal, k))
-        ids, dist = self._index.knn_query(Q, k=k, num_threads=self.n_threads)
+        with self._search_lock:  # ef is the graph's, shared by all callers
+            self._index.set_ef(_resolve_ef(self.ef_search, self.ntotal, k))
+            ids, dist = self._index.knn_query(Q, k=k, num_threads=self.n_threads)
         if self.distance == "euclidean":
             dist = np.sqrt(np.maximum(dist, 0.0))
         return np.maximum(dist, 0.0).astype(np.float32), ids.astype(np.int64)
@@ -510,11 +526,13 @@ class HNSWIndex(_BaseIndex):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_hnswlib"] = None  # a module does not pickle; the hnswlib index does
+        state["_search_lock"] = None  # nor does a lock
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._hnswlib = _import_optional("hnswlib", "hnswlib")
+        self._search_lock = threading.Lock()
 
 
 def _import_optional(module: str, package: str):

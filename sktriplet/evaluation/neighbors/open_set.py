@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sktriplet.evaluation.neighbors.calibration import calibrate_threshold
+from sktriplet.evaluation.neighbors.calibration import _calibrate, stranger_classes_needed
 from sktriplet.evaluation.neighbors.index import ALGORITHMS, ExactIndex, make_index
 from sktriplet.triplets.distances import DISTANCES, pairwise_distances
 
@@ -90,7 +90,21 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
         one set by :meth:`calibrate`.
     calibration_ : dict
         Set by :meth:`calibrate`: the rates achieved on the validation data
-        (see :func:`calibrate_threshold`).
+        and the false accept rate expected on strangers (see
+        :func:`calibrate_threshold`).
+    expected_far_ : float or None
+        Set by :meth:`calibrate`: the false accept rate expected at
+        ``threshold_`` on strangers, estimated on the kind of stranger
+        (never-enrolled classes, or enrolled classes left out in turn) whose
+        upper bound is highest; ``None`` when the calibration had no
+        strangers.
+    far_interval_ : tuple of float or None
+        Set by :meth:`calibrate`: ``(lower, upper)`` bounds of that rate,
+        each one-sided at the ``confidence`` of :meth:`calibrate` (0.95: a
+        90 % interval), counting stranger classes, not queries, as the units
+        of evidence (:func:`~sktriplet.evaluation.neighbors.stranger_far`).
+        With a ``target_far``, ``upper`` is at most the target unless no
+        threshold could hold it.
     unknown_label_ : int or str
         The label of rejected queries.
     gallery_labels_ : ndarray of shape (n_gallery,)
@@ -245,7 +259,7 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
         OpenSetKNeighborsClassifier
             The fitted classifier.
         """
-        for name in ("calibration_", "embedder_"):
+        for name in ("calibration_", "expected_far_", "far_interval_", "embedder_"):
             if hasattr(self, name):
                 delattr(self, name)
         if y is None:
@@ -316,13 +330,32 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
     def _codes(self) -> np.ndarray:
         return np.searchsorted(self.classes_, self.gallery_labels_)
 
-    def _vote(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return ``(proba, class codes, match distances)`` for embeddings ``Z``."""
+    def _neighbours(self, Z: np.ndarray, exclude: int | None = None):
+        """Distances, class codes and missing flags of the voting neighbours.
+
+        With ``exclude`` (a class code), the neighbours are those of the
+        gallery without that class: the search reaches past its samples.
+        """
         k = min(self.n_neighbors, len(self.index_))
-        dist, ids = self.index_.search(Z, k)
+        extra = 0 if exclude is None else int(np.sum(self._codes() == exclude))
+        dist, ids = self.index_.search(Z, min(k + extra, len(self.index_)))
         missing = ids < 0  # approximate indexes may return fewer than k
-        ids = np.where(missing, 0, ids)
-        codes = self._codes()[ids]
+        codes = self._codes()[np.where(missing, 0, ids)]
+        if exclude is not None:
+            missing |= codes == exclude
+            keep = np.argsort(missing, axis=1, kind="stable")[:, :k]  # nearest k left
+            dist, codes, missing = (np.take_along_axis(a, keep, 1) for a in (dist, codes, missing))
+        return dist, codes, missing
+
+    def _vote(
+        self, Z: np.ndarray, exclude: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return ``(proba, class codes, match distances)`` for embeddings ``Z``.
+
+        ``exclude``: vote as if that class (a code) were not enrolled.
+        """
+        dist, codes, missing = self._neighbours(Z, exclude)
+        k = dist.shape[1]
         if self.weights == "uniform":
             w = np.ones_like(dist, dtype=np.float64)
         else:
@@ -470,15 +503,28 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
         *,
         target_far: float | None = None,
         target_precision: float | None = None,
+        leave_class_out: bool | str = "auto",
+        far_rule: str = "bound",
+        confidence: float = 0.95,
     ) -> OpenSetKNeighborsClassifier:
         """Set ``threshold_`` from labelled validation queries.
 
         ``y`` holds the true class of every query; classes that are not in
         ``classes_`` (their own labels, or ``unknown_label_``) are unknown
-        identities, which should be rejected. The
-        queries must not be gallery samples. See :func:`calibrate_threshold`
-        for the rule; the rates it achieves on these queries are stored in
-        ``calibration_``.
+        identities, which should be rejected. The queries must not be
+        gallery samples. See :func:`calibrate_threshold` for the rule; the
+        rates it achieves on these queries are stored in ``calibration_``.
+
+        A target FAR is held by an upper confidence bound of the false accept
+        rate over stranger *classes*, not by the rate measured on these
+        queries: a threshold fitted to the few stranger classes at hand
+        accepts strangers of other kinds more often (``docs/open_set.md``,
+        "Calibrating the threshold"). The strangers are the unknown queries,
+        one cluster per class (label each never-enrolled identity with its
+        own class; those labelled ``unknown_label_`` count as one class), and
+        with ``leave_class_out`` the enrolled classes in turn: each is removed
+        from the gallery and its queries play strangers. The threshold must
+        hold the target on both kinds.
 
         Parameters
         ----------
@@ -491,21 +537,71 @@ class OpenSetKNeighborsClassifier(ClassifierMixin, BaseEstimator):
             unknown queries).
         target_precision : float, default=None
             Lowest acceptable precision.
+        leave_class_out : bool or "auto", default="auto"
+            Let each enrolled class with queries here play strangers in turn.
+            ``"auto"``: when the unknown queries come from fewer classes than
+            :func:`stranger_classes_needed` of ``target_far`` (of 0.05 without
+            a target: 19). Needs two enrolled classes.
+        far_rule : {"bound", "empirical"}, default="bound"
+            ``"empirical"``: hold ``target_far`` on the rate measured on the
+            unknown queries instead (the rule of earlier versions; no
+            left-out classes).
+        confidence : float, default=0.95
+            Level of the one-sided bounds of the false accept rate.
 
         Returns
         -------
         OpenSetKNeighborsClassifier
-            This classifier, with ``threshold_`` and ``calibration_`` set.
+            This classifier, with ``threshold_``, ``calibration_``,
+            ``expected_far_`` and ``far_interval_`` set.
+
+        Warns
+        -----
+        FewStrangerClassesWarning
+            With ``target_far``, when the stranger classes of both kinds are
+            fewer than :func:`stranger_classes_needed` of it.
         """
         check_is_fitted(self)
+        if leave_class_out not in (True, False, "auto"):
+            raise ValueError(
+                f"leave_class_out must be True, False or 'auto'; got {leave_class_out!r}."
+            )
         Z, y = self._embed(X, y, reset=False)
         _, pred, match = self._vote(Z)
         y = np.asarray(y)
         known = np.isin(y, self.classes_)
         correct = known & (self.classes_[pred] == y)
-        result = calibrate_threshold(
-            match, correct, known, target_far=target_far, target_precision=target_precision
+        needed = stranger_classes_needed(0.05 if target_far is None else target_far)
+        if leave_class_out == "auto":
+            leave_class_out = far_rule != "empirical" and len(np.unique(y[~known])) < needed
+        left_out = self._left_out(Z, y, known) if leave_class_out else None
+        result = _calibrate(
+            match,
+            correct,
+            known,
+            targets=(target_far, target_precision),
+            groups=y,
+            left_out=left_out,
+            far_rule=far_rule,
+            confidence=confidence,
+            stacklevel=3,
         )
         self.threshold_ = result["threshold"]
         self.calibration_ = result
+        self.expected_far_ = result["expected_far"]
+        self.far_interval_ = result["far_interval"]
         return self
+
+    def _left_out(self, Z: np.ndarray, y: np.ndarray, known: np.ndarray):
+        """Match distances of the known queries with their own class left out of the gallery."""
+        if len(self.classes_) < 2:
+            return None
+        parts, classes = [], []
+        for code, label in enumerate(self.classes_):
+            rows = known & (y == label)
+            if rows.any():
+                parts.append(self._vote(Z[rows], exclude=code)[2])
+                classes.append(y[rows])
+        if not parts:
+            return None
+        return np.concatenate(parts), np.concatenate(classes)
