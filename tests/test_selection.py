@@ -109,3 +109,45 @@ def test_grid_search_over_losses_with_class_disjoint_folds(small_digits):
         want = reference_scores(fold.transform(X[test]), y[test], None, None, "sqeuclidean")
         got = search.cv_results_[f"split{k}_test_score"][2]
         assert got == pytest.approx(want["map_at_r"], rel=1e-6)
+
+
+def test_losses_with_and_without_memory_in_a_pipeline_search(small_digits):
+    # The recipe of docs/losses.md as a user writes it: a pipeline, a grid of
+    # dicts crossing the pair losses with memory and leaving it off for the
+    # classifier losses, and the rule keyed by the pipeline's parameter name.
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    X, y = small_digits
+    pipe = make_pipeline(
+        MinMaxScaler(),
+        TripletEmbedder(max_epochs=1, n_components=8, batch_size=64, random_state=0),
+    )
+    grid = [
+        {
+            "tripletembedder__criterion": ["triplet", "contrastive"],
+            "tripletembedder__memory_size": [None, 128],
+        },
+        {"tripletembedder__criterion": ["normalized_softmax"]},
+    ]
+    rule = PreferDefault(tripletembedder__criterion="triplet")
+    search = GridSearchCV(
+        pipe, grid, cv=GroupKFold(n_splits=3), scoring=make_retrieval_scorer(), refit=rule
+    )
+    search.fit(X, y, groups=y)
+    scores = np.array([search.cv_results_[f"split{k}_test_score"] for k in range(3)])
+    assert scores.shape == (3, 5) and np.isfinite(scores).all()  # no candidate failed
+    # The default is the better of the two triplet rows (with and without memory).
+    triplet_rows = [
+        i
+        for i, p in enumerate(search.cv_results_["params"])
+        if p["tripletembedder__criterion"] == "triplet"
+    ]
+    default = max(triplet_rows, key=lambda i: scores[:, i].mean())
+    gains = scores - scores[:, [default]]
+    se = gains.std(axis=0, ddof=1) / np.sqrt(3)
+    qualifying = [i for i in range(5) if gains[:, i].mean() > max(se[i], 0)]
+    want = max(qualifying, key=lambda i: scores[:, i].mean()) if qualifying else default
+    assert search.best_index_ == want
+    chosen = search.best_estimator_[-1]
+    assert chosen.get_params()["criterion"] == search.best_params_["tripletembedder__criterion"]
