@@ -124,6 +124,8 @@ API_MODULES = [
     "sktriplet.runtime.inference",
     "sktriplet.runtime.threads",
     "sktriplet.runtime.allocator",
+    "sktriplet.runtime.progress",
+    "sktriplet.runtime.loader_errors",
     "sktriplet.evaluation.metrics",
     "sktriplet.evaluation.scoring",
     "sktriplet.evaluation.neighbors",
@@ -179,7 +181,8 @@ follow the data flow (see :doc:`../architecture`): the triplet core
 input boundary (what ``X`` is, image files and crop boxes, datasets, the
 training data of a fit); the networks; training (PK batches, building the
 network and the criterion, the skorch net, callbacks, policies); the runtime
-(the inference loop, threads, the allocator); evaluation (metrics, scorers, open-set
+(the inference loop, threads, the allocator, progress output,
+data-loader workers' errors); evaluation (metrics, scorers, open-set
 recognition, search, plots); persistence and export.
 The command line is described in :doc:`../cli`."""
 

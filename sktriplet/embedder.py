@@ -30,6 +30,7 @@ from sktriplet.inputs.training_data import TrainingData
 from sktriplet.inputs.triplet_validation import triplet_score_input, validate_fit_triplets
 from sktriplet.inputs.validation import encode_labels, validate_fit, validate_transform
 from sktriplet.runtime.inference import embed_dataset
+from sktriplet.runtime.progress import resolve_verbose
 from sktriplet.training.build import ROUTED_PREFIXES, routed
 from sktriplet.training.criterion import check_criterion
 from sktriplet.training.errors import check_finite_embeddings
@@ -227,10 +228,19 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     random_state : int, RandomState instance or None, default=None
         Seed of the network's initialisation and of the batches. An int gives
         bitwise-identical embeddings on CPU.
-    verbose : int, default=0
+    verbose : int or "auto", default="auto"
         ``0`` is silent; ``1`` prints a table per epoch (loss, active
-        triplets, validation scores when enabled, time); ``2`` adds a
-        progress bar over the batches of each epoch (needs ``tqdm``).
+        triplets, validation scores when enabled, time) and shows a progress
+        bar over the pass that caches a frozen backbone's features (on
+        standard error, removed when done); ``2`` adds a progress bar over
+        the batches of each epoch (the bars need ``tqdm``, which skorch
+        installs). ``"auto"`` is ``1`` where someone watches, in a terminal
+        (standard output and standard error both terminals) or a Jupyter
+        notebook, and ``0`` inside scikit-learn's model selection
+        (``GridSearchCV``, ``cross_validate``, ... also with ``n_jobs=1``),
+        in worker processes (joblib, dask) and when the output goes to a
+        file or a pipe (:func:`sktriplet.runtime.progress.resolve_verbose`);
+        it is resolved once per ``fit`` and recorded in ``verbose_``.
     callbacks : list of skorch callbacks, default=None
         Extra skorch callbacks (or ``(name, callback)`` pairs).
     warm_start : bool, default=False
@@ -424,6 +434,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         feature names and image layout.
     n_components_ : int
         Width of the embedding.
+    verbose_ : int
+        The verbosity the last ``fit`` ran with (``verbose="auto"`` resolved).
     device_ : str
         The device the network was trained on.
     best_epoch_ : int
@@ -528,7 +540,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "optimizer": [type],
         "device": [str],
         "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        "verbose": ["verbose", StrOptions({"auto"})],
         "callbacks": [None, list],
         "warm_start": ["boolean"],
         "validation_fraction": [None, Interval(numbers.Real, 0, 1, closed="neither")],
@@ -565,7 +577,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         optimizer: type = torch.optim.Adam,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
-        verbose: int = 0,
+        verbose: int | str = "auto",
         callbacks: list | None = None,
         warm_start: bool = False,
         validation_fraction: float | None = None,
@@ -717,18 +729,21 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "image_size": self.image_size,
             "channels": self.channels,
         }
-        classes = codes = triplets = None
+        classes = codes = triplets = kept = None
         if self.triplets:
             X, triplets, spec = validate_fit_triplets(self, X, y, self.samples, **options)
         else:
-            X, y, spec = validate_fit(self, X, y, on_error=self.on_error, **options)
+            X, y, spec, kept = validate_fit(
+                self, X, y, on_error=self.on_error, return_kept=True, **options
+            )
             classes, codes = encode_labels(y)
         warm = self._warm_net(spec)
         params = self.get_params(deep=False)
+        params["verbose"] = resolve_verbose(self.verbose)  # once per fit
         seed = draw_seed(self.random_state)
         data = TrainingData(spec, X, codes, triplets=triplets, params=params, seed=seed)
         result = train(params, data, device=device, warm=warm)
-        self._finalise(result, spec, classes, device, warm=warm is not None)
+        self._finalise(result, spec, classes, device, warm=warm is not None, kept=kept)
         return self
 
     def _warm_net(self, spec: InputSpec):
@@ -750,8 +765,13 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         device: str,
         *,
         warm: bool,
+        kept: np.ndarray | None = None,
     ) -> None:
-        """Record what training produced (training has succeeded)."""
+        """Record what training produced (training has succeeded).
+
+        ``kept``: the positions in the ``X`` given to ``fit`` of the samples
+        trained on, when ``on_error="skip"`` left some out.
+        """
         self.net_ = result.net
         earlier = getattr(self, "classes_", None) if warm else None
         if classes is None:  # triplet mode: no classes
@@ -762,6 +782,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         else:
             self.classes_ = classes
         self.n_components_ = result.n_components
+        self.verbose_ = result.net.verbose
         self.device_ = device
         self.input_spec_ = spec
         self.input_shape_ = spec.sample_shape
@@ -776,7 +797,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if result.best_epoch is not None:
             self.best_epoch_ = result.best_epoch
             self.best_validation_score_ = result.best_score
-            self.validation_indices_ = np.flatnonzero(result.held)
+            held = np.flatnonzero(result.held)
+            self.validation_indices_ = held if kept is None else kept[held]
 
     # -------------------------------------------------------------- transform
     def transform(self, X) -> np.ndarray:

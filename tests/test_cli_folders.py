@@ -81,12 +81,20 @@ def _corrupt(root):
     (root / "b" / "zz_random.jpg").write_bytes(np.random.default_rng(1).bytes(400))
 
 
-def test_skip_leaves_corrupt_files_out_of_fit_with_one_line(tmp_path, run_cli):
+def test_skip_leaves_corrupt_files_out_of_fit_with_one_line(tmp_path, run_cli, monkeypatch):
+    import sktriplet.inputs.files
+
     root = _folder(tmp_path / "photos", size=(120, 100))
     _corrupt(root)
     model = tmp_path / "m.sktriplet"
+
+    def decoded_again(paths):
+        raise AssertionError("the estimator decoded the files the command had checked")
+
+    monkeypatch.setattr(sktriplet.inputs.files, "find_unreadable", decoded_again)
     code, _, err = run_cli("fit", root, "-o", model, *FAST, "--on-error", "skip")
     assert code == 0, err
+    assert sktriplet.load(model).on_error == "skip"  # the model records the option
     (line,) = _warnings(err)
     assert line.startswith(
         f"sktriplet fit: warning: left out of {root}: 2 image files that cannot be read "

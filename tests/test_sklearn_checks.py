@@ -1,5 +1,7 @@
 """scikit-learn's own estimator checks."""
 
+import sys
+
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sktriplet import TripletEmbedder
@@ -13,5 +15,9 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {}
                      random_state=0)],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
-def test_sklearn_compatible_estimator(estimator, check):
+def test_sklearn_compatible_estimator(estimator, check, capsys, monkeypatch):
+    # Silent with the default verbose="auto", even when the output is a terminal.
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     check(estimator)
+    assert capsys.readouterr() == ("", "")

@@ -61,8 +61,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
                     f"{args.data}: {flag} applies to folders of image files; arrays keep "
                     f"their size, so leave {flag} out."
                 )
-    estimator = TripletEmbedder(**params)
+    # With --on-error skip the files were decoded once already (_usable_folder):
+    # the estimator need not decode them again; the model records the option.
+    estimator = TripletEmbedder(**{**params, "on_error": "raise"} if data.paths else params)
     estimator.fit(data.X, y)
+    if data.paths:
+        estimator.set_params(on_error=params["on_error"])
     save(estimator, out)
     if args.verbose:
         n_classes = len(estimator.classes_)

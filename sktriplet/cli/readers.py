@@ -219,11 +219,7 @@ def keep_readable_files(data: Data, root: str) -> Data:
     if not bad:
         return data
     left_out = data.left_out if data.left_out is not None else LeftOut(root)
-    left_out.add(
-        UNREADABLE,
-        # Pillow's reason may repeat the path, which the summary shows already.
-        ((os.path.relpath(data.X[i], root), why.replace(f" {data.X[i]!r}", "")) for i, why in bad),
-    )
+    left_out.add(UNREADABLE, ((os.path.relpath(data.X[i], root), why) for i, why in bad))
     keep = np.ones(len(data.X), dtype=bool)
     keep[[i for i, _ in bad]] = False
     if not keep.any():

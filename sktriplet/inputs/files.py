@@ -18,7 +18,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sktriplet.vision.decode import ImageFileError, decode_image, is_grey_image
+from sktriplet.vision.decode import (
+    ImageFileError,
+    find_unreadable,
+    is_grey_image,
+)
+from sktriplet.vision.folders import LeftOutWarning
 from sktriplet.vision.transforms import RandomResizedCrop, ResizeCenterCrop, augmentation_rng
 
 __all__ = [
@@ -180,13 +185,15 @@ def check_files(
         Image file paths (e.g. the output of :func:`as_paths`).
     on_error : {"raise", "skip"}, default="raise"
         ``"raise"``: raise an error listing the bad files (the first 5 by
-        name, then how many more). ``"skip"``: warn with the same list and
-        return a mask that leaves them out.
+        name, then how many more). ``"skip"``: warn once with the same list
+        (a :class:`~sktriplet.vision.folders.LeftOutWarning`) and return a
+        mask that leaves them out.
     decode : bool, default=False
         Also decode every file (JPEGs at 1/8 scale, so about a millisecond
-        each) to find corrupt, truncated and non-image files. Without it only
-        existence is checked (a ``stat`` per file); such files then fail when
-        a batch reads them.
+        each; :func:`sktriplet.vision.decode.find_unreadable`) to find
+        corrupt, truncated and non-image files. Without it only existence is
+        checked (a ``stat`` per file); such files then fail when a batch
+        reads them.
 
     Returns
     -------
@@ -216,14 +223,12 @@ def check_files(
         raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}.")
     keep = np.fromiter((os.path.isfile(p) for p in paths), dtype=bool, count=len(paths))
     missing = [paths[i] for i in np.flatnonzero(~keep)]
-    unreadable: list[tuple[str, str]] = []
+    unreadable: list[str] = []
     if decode:
-        for i in np.flatnonzero(keep):
-            try:
-                decode_image(paths[i], channels=1, size=(1, 1))
-            except (ImageFileError, FileNotFoundError) as exc:
-                keep[i] = False
-                unreadable.append((paths[i], str(exc.__cause__ or exc)))
+        existing = np.flatnonzero(keep)
+        for j, why in find_unreadable([paths[i] for i in existing]):
+            keep[existing[j]] = False
+            unreadable.append(f"{paths[existing[j]]} ({why})")
     problems = []
     if missing:
         problems.append(
@@ -232,13 +237,13 @@ def check_files(
     if unreadable:
         problems.append(
             f"{len(unreadable)} of {len(paths)} image files cannot be read: "
-            + _listing([f"{p} ({why})" for p, why in unreadable])
+            + _listing(unreadable)
         )
     if not problems:
         return keep
     message = "; ".join(problems)
     if on_error == "skip":
-        warnings.warn(f"{message}. They are left out.", UserWarning, stacklevel=2)
+        warnings.warn(f"{message}. They are left out.", LeftOutWarning, stacklevel=2)
         return keep
     fix = ". Fix or remove them, or pass on_error='skip' to leave them out."
     raise (FileNotFoundError if missing else ImageFileError)(message + fix)

@@ -227,8 +227,11 @@ DEFAULT_IMAGE_SIZE = 64
 
 def _validate_fit_files(
     files: np.ndarray | BoxTable, y, image_size, channels, on_error: str
-) -> tuple[np.ndarray | BoxTable, np.ndarray, InputSpec]:
-    """Image files (paths, or a ``BoxTable`` of crop boxes), checked before anything is built."""
+) -> tuple[np.ndarray | BoxTable, np.ndarray, InputSpec, np.ndarray | None]:
+    """Image files (paths, or a ``BoxTable`` of crop boxes), checked before anything is built.
+
+    Also returns the positions of the files kept (``None``: all of them).
+    """
     from sktriplet.vision.transforms import as_image_size
 
     size = as_image_size(DEFAULT_IMAGE_SIZE if image_size is None else image_size)
@@ -238,7 +241,16 @@ def _validate_fit_files(
     if len(files) < 2:
         raise ValueError(f"fit needs at least 2 image files; got {len(files)}.")
     boxed = isinstance(files, BoxTable)
-    keep = check_files(files.paths if boxed else files, on_error)  # missing files
+    # "skip" decodes every file (small) now, so that no later pass, with or
+    # without labels (input statistics, feature caching, the hold-out), meets
+    # one that does not decode; "raise" checks only that the files exist.
+    keep = check_files(files.paths if boxed else files, on_error, decode=on_error == "skip")
+    if not keep.any():
+        raise ValueError(
+            f"none of the {len(keep)} image files can be used (see the warning above); "
+            "fix the paths or the files."
+        )
+    kept = None if keep.all() else np.flatnonzero(keep)
     files, y = files[keep], y[keep]
     if boxed:
         check_box_bounds(files)  # boxes outside their image
@@ -246,7 +258,7 @@ def _validate_fit_files(
     n_channels = infer_channels(paths) if channels == "auto" else int(channels)
     kind = "boxes" if boxed else "paths"
     spec = InputSpec(kind, (n_channels, *size), dtype="uint8", layout="channels_first")
-    return files, y, spec
+    return files, y, spec, kept
 
 
 def _validate_fit_rows(estimator, X, y) -> tuple[np.ndarray, np.ndarray, InputSpec]:
@@ -281,7 +293,8 @@ def validate_fit(
     image_size: Any = None,
     channels: Any = "auto",
     on_error: str = "raise",
-) -> tuple[np.ndarray, np.ndarray, InputSpec]:
+    return_kept: bool = False,
+) -> tuple:
     """Validate training data; return samples, labels and their spec.
 
     Parameters
@@ -305,7 +318,12 @@ def validate_fit(
         For image files: grey or RGB (``"auto"``: grey when every sampled
         file is grey).
     on_error : {"raise", "skip"}, default="raise"
-        For image files: what a missing file does.
+        For image files: ``"raise"`` refuses missing files; ``"skip"``
+        decodes every file (small, about a millisecond per JPEG) and leaves
+        out the missing ones and those that do not decode, with one
+        :class:`~sktriplet.vision.folders.LeftOutWarning` naming them.
+    return_kept : bool, default=False
+        Also return ``kept``.
 
     Returns
     -------
@@ -318,6 +336,10 @@ def validate_fit(
         The labels as given.
     spec : InputSpec
         What the samples are.
+    kept : numpy.ndarray of int or None
+        Only with ``return_kept``: the positions in ``X`` of the samples
+        returned, when ``on_error="skip"`` left some out; ``None`` when
+        every sample is returned.
     """
     if y is None:
         raise ValueError("TripletEmbedder requires y to be passed, but the target y is None.")
@@ -327,11 +349,15 @@ def validate_fit(
     if files is None:
         files = as_paths(X)
     if files is not None:
-        return _validate_fit_files(files, y, image_size, channels, on_error)
-    ndim = _ndim(X)
-    if ndim is not None and ndim >= 3:
-        return _validate_fit_images(X, y, image_layout)
-    return _validate_fit_rows(estimator, X, y)
+        *validated, kept = _validate_fit_files(files, y, image_size, channels, on_error)
+    else:
+        ndim = _ndim(X)
+        if ndim is not None and ndim >= 3:
+            validated = _validate_fit_images(X, y, image_layout)
+        else:
+            validated = _validate_fit_rows(estimator, X, y)
+        kept = None
+    return (*validated, kept) if return_kept else tuple(validated)
 
 
 def _validate_transform_images(X, spec: InputSpec) -> np.ndarray:

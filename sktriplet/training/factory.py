@@ -20,6 +20,7 @@ from torch import nn
 
 from sktriplet.inputs.loading import augments_on_read, loader_defaults
 from sktriplet.inputs.spec import InputSpec
+from sktriplet.runtime.progress import resolve_verbose
 from sktriplet.training.build import routed
 from sktriplet.training.callbacks import MiningStats, RetrievalValidation
 from sktriplet.training.criterion import build_criterion
@@ -173,6 +174,7 @@ def make_net(
     from sktriplet.training.distributed import DistributedTripletNet, is_distributed
 
     net_class = DistributedTripletNet if is_distributed() else TripletNet
+    verbose = resolve_verbose(params["verbose"])  # a number: "auto" only when loading
     return net_class(
         module=module,
         criterion=build_criterion(params, n_classes, width),
@@ -188,11 +190,11 @@ def make_net(
         callbacks=[
             ("mining_stats", MiningStats()),
             *schedule_callbacks(params, spec),
-            *_progress_callbacks(params["verbose"]),
+            *_progress_callbacks(verbose),
             *list(params["callbacks"] or []),
         ],
         device=device,
-        verbose=params["verbose"],
+        verbose=verbose,
         **_routed_net_params(params, spec),
     )
 
@@ -204,11 +206,13 @@ def changed_training_params(
 
     The learning rate and batch shape follow the current parameters; the
     network and the optimizer's state carry over. skorch updates ``lr`` in
-    place, so Adam's moments survive. (The loss's parameters are applied by
+    place, so Adam's moments survive. The verbosity is that of this fit.
+    (The loss's parameters are applied by
     :func:`sktriplet.training.criterion.update_criterion`.) Returned for
     ``net.set_params``.
     """
     wanted = {
+        "verbose": resolve_verbose(params["verbose"]),
         "lr": lr,
         "batch_size": params["batch_size"],
         "samples_per_class": params["samples_per_class"],

@@ -22,6 +22,7 @@ import torch
 
 from sktriplet.inputs.training_data import TrainingData
 from sktriplet.runtime.inference import embed_dataset
+from sktriplet.runtime.progress import progress_loader
 from sktriplet.training.build import build_network, check_network_output
 from sktriplet.training.criterion import update_criterion
 from sktriplet.training.errors import check_finite_embeddings
@@ -150,7 +151,7 @@ def _fresh(params: dict[str, Any], data: TrainingData, device: str) -> tuple[Tri
         data.all_samples(),
         batch_size=params["batch_size"],
         device=net.device,
-        loader=net.batch_loader,
+        loader=progress_loader(net.batch_loader, net.verbose, "caching features"),
     )
     run_fit(net, params, data.with_samples(features))
     hand_over(net, module)

@@ -27,6 +27,7 @@ from torch.utils.data import BatchSampler, SequentialSampler
 from sktriplet.inputs.triplet_batches import TripletBatchSampler, TripletDataset
 from sktriplet.networks.layers import regularization_loss
 from sktriplet.runtime.allocator import keep_freed_memory
+from sktriplet.runtime.loader_errors import clean_loader_errors
 from sktriplet.runtime.threads import fit_threads
 from sktriplet.training.criterion import call_criterion
 from sktriplet.training.errors import StopTraining, TrainingDivergedError
@@ -225,7 +226,10 @@ class TripletNet(NeuralNet):
         Returns
         -------
         torch.utils.data.DataLoader
-            The loader (skorch's iterator class with its routed parameters).
+            The loader (skorch's iterator class with its routed parameters);
+            with worker processes, wrapped so that an error raised in a
+            worker comes out as itself, with its own message
+            (:func:`~sktriplet.runtime.loader_errors.clean_loader_errors`).
         """
         name = "iterator_train" if training else "iterator_valid"
         kwargs = {**self.get_params_for(name), **overrides}
@@ -234,8 +238,10 @@ class TripletNet(NeuralNet):
             kwargs.pop(key, None)  # the batches are given
         if getattr(dataset, "fetches_batches", False):
             # One fancy index per batch: no per-sample fetch and no collation.
-            return getattr(self, name)(dataset, sampler=batches, batch_size=None, **kwargs)
-        return getattr(self, name)(dataset, batch_sampler=batches, **kwargs)
+            loader = getattr(self, name)(dataset, sampler=batches, batch_size=None, **kwargs)
+        else:
+            loader = getattr(self, name)(dataset, batch_sampler=batches, **kwargs)
+        return clean_loader_errors(loader)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """The criterion's loss of the batch; raise if it is not finite while training.

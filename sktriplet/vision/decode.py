@@ -420,7 +420,8 @@ def find_unreadable(paths) -> list[tuple[int, str]]:
     Returns
     -------
     list of (int, str)
-        Position of each unreadable file in ``paths`` and why, in order.
+        Position of each unreadable file in ``paths`` and why, in order (the
+        reason without the path, which Pillow's messages may repeat).
 
     Examples
     --------
@@ -443,5 +444,6 @@ def find_unreadable(paths) -> list[tuple[int, str]]:
             bad.append((i, "missing"))
         except ImageFileError as exc:
             cause = exc.__cause__
-            bad.append((i, f"{type(cause).__name__}: {cause}" if cause else str(exc)))
+            why = f"{type(cause).__name__}: {cause}" if cause else str(exc)
+            bad.append((i, why.replace(f" {os.fspath(path)!r}", "")))
     return bad

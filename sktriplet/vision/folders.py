@@ -43,7 +43,11 @@ _SHOWN = 3
 
 
 class LeftOutWarning(UserWarning):
-    """Entries of an image folder were left out (empty class folders, other files, ...)."""
+    """Entries of an image folder were left out (empty class folders, other files, ...).
+
+    Also what ``fit`` with ``on_error="skip"`` left out of the image files it
+    was given (missing files and files that do not decode).
+    """
 
 
 @dataclass
