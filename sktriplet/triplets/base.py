@@ -226,7 +226,7 @@ def full_precision(embeddings: torch.Tensor) -> torch.Tensor:
 
 
 def check_class_codes(labels, n_embeddings: int, n_classes: int, what: str) -> torch.Tensor:
-    """Labels as class codes ``0 .. n_classes - 1``, one per embedding; raise if not.
+    """Labels as class codes from 0 to ``n_classes - 1``, one per embedding; raise if not.
 
     Parameters
     ----------
