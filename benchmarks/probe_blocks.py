@@ -63,7 +63,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_transfer as bt  # noqa: E402
@@ -84,30 +83,7 @@ DEFAULTS.update({"wd": 0.0, "dc": 1, "warm": 0.2, "hv": 1})
 
 
 # ------------------------------------------------------------------ data
-def coil_split(args) -> bt.Split:
-    """COIL-20 written once as PNG folders, split in halves of objects by ``--seed``."""
-    root = Path(args.cache) / "coil20_png"
-    if not (root / "complete").exists():
-        data = np.load(Path(args.data) / "coil20_32" / "coil20_32.npz")
-        for i, (x, y) in enumerate(zip(data["X"], data["y"], strict=True)):
-            out = root / f"obj{int(y):02d}" / f"{i:04d}.png"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.asarray(x).reshape(32, 32)).convert("RGB").save(out)
-        (root / "complete").write_text("COIL-20 32x32\n")
-    paths, labels, names = bt.list_image_folder(root)
-    order = np.random.default_rng(args.seed).permutation(len(names))
-    is_train = np.isin(labels, order[: len(names) // 2])
-    return bt.Split(
-        "coil",
-        (paths[is_train], labels[is_train]),
-        (paths[~is_train], labels[~is_train]),
-        args.image_size,
-    )
-
-
 def load(name: str, args) -> bt.Split:
-    if name == "coil":
-        return coil_split(args)
     return bt.load_split(
         name, argparse.Namespace(**{**vars(args), "max_classes": None, "max_train_images": None})
     )

@@ -43,6 +43,8 @@ __all__ = ["TripletEmbedder"]
 
 #: Fitted attributes that only a fit with validation sets.
 _VALIDATION_ATTRIBUTES = ("best_epoch_", "best_validation_score_", "validation_indices_")
+#: Fitted attributes of a pretrained backbone's fit (kept by a warm start).
+_FREEZE_ATTRIBUTES = ("freeze_", "freeze_report_")
 
 
 def resolve_device(device: str) -> str:
@@ -448,6 +450,25 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     validation_indices_ : ndarray of int
         With ``validation_fraction``: indices (into the ``X`` given to
         ``fit``) of the samples held out for validation.
+    freeze_ : bool or int
+        With a :class:`~sktriplet.networks.BackboneEmbedder` module: what of
+        its backbone trained, ``True`` (nothing: the head alone), ``False``
+        (all of it) or the number of top blocks; with the default
+        ``module__freeze="auto"``, what it chose. The fitted network's
+        backbone is frozen afterwards, whatever trained: a ``warm_start``
+        fit continues the head alone.
+    freeze_report_ : dict
+        With ``module__freeze="auto"``: what was chosen and why
+        (:mod:`sktriplet.training.top_blocks`). Keys: ``trained_blocks``
+        (``0``: the head alone), ``epochs`` (block epochs kept), ``depth``
+        (the top blocks tried), ``views`` (cached views per photo),
+        ``max_epochs`` (block epochs run), ``block_lr``,
+        ``held_out_classes``, ``head_only_score`` and ``block_scores``
+        (held-out MAP@R of the head alone and after every block epoch),
+        ``min_gain`` (the margin the blocks had to beat), ``refit`` (trained
+        again on all the classes), ``cache_bytes_per_sample``, ``seconds``
+        (per stage, and the budget) and ``note`` (why the head alone
+        trained, when the blocks could not). ``verbose=1`` prints it.
 
     See Also
     --------
@@ -791,9 +812,13 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self.feature_names_in_ = np.asarray(spec.feature_names, dtype=object)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        for key in _VALIDATION_ATTRIBUTES:
+        for key in _VALIDATION_ATTRIBUTES + (() if warm else _FREEZE_ATTRIBUTES):
             if hasattr(self, key):
                 delattr(self, key)
+        if result.freeze is not None:
+            self.freeze_ = result.freeze
+        if result.freeze_report is not None:
+            self.freeze_report_ = result.freeze_report
         if result.best_epoch is not None:
             self.best_epoch_ = result.best_epoch
             self.best_validation_score_ = result.best_score

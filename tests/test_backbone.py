@@ -87,7 +87,9 @@ def test_feature_maps_are_pooled_globally(pooling):
 
 
 def test_keeping_the_width_starts_from_the_normalised_features():
-    net = BackboneEmbedder(tiny_trunk(), n_components=None, image_size=16).eval()
+    net = BackboneEmbedder(
+        tiny_trunk(), n_components=None, flip_average=False, image_size=16
+    ).eval()
     with torch.no_grad():
         f = net.backbone(X16).mean(dim=(2, 3)).numpy()
         z = net(X16).numpy()
@@ -177,7 +179,7 @@ def test_freeze_k_trains_the_last_k_blocks_and_what_follows():
 
 @pytest.mark.parametrize("freeze", [5, -1, 1.5, "yes"])
 def test_bad_freeze_is_refused(freeze):
-    with pytest.raises(ValueError, match="freeze must be True, False or a number"):
+    with pytest.raises(ValueError, match="freeze must be 'auto', True, False or a"):
         BackboneEmbedder(tiny_trunk(), freeze=freeze, image_size=16)
 
 

@@ -330,7 +330,7 @@ def test_draw_views_is_uniform_and_seeded():
 
 
 def test_flip_average_embeds_the_mean_of_an_image_and_its_mirror():
-    plain = BackboneEmbedder(trunk(), n_components=5, image_size=16)
+    plain = BackboneEmbedder(trunk(), n_components=5, flip_average=False, image_size=16)
     flip = BackboneEmbedder(trunk(), n_components=5, flip_average=True, image_size=16)
     flip.load_state_dict(plain.state_dict())
     plain.eval(), flip.eval()
@@ -341,3 +341,17 @@ def test_flip_average_embeds_the_mean_of_an_image_and_its_mirror():
         assert not torch.allclose(flip(X), plain(X))
     flip.train(), plain.train()
     torch.testing.assert_close(flip(X), plain(X))  # training embeds the image alone
+
+
+def test_flip_average_auto_follows_freeze_auto():
+    assert BackboneEmbedder(trunk(), image_size=16).flip_average is True  # freeze="auto"
+    assert BackboneEmbedder(trunk(), freeze=True, image_size=16).flip_average is False
+    assert BackboneEmbedder(trunk(), freeze=2, image_size=16).flip_average is False
+    net = BackboneEmbedder(trunk(), flip_average=False, image_size=16)
+    assert net.flip_average is False and net.freeze == "auto"
+    # "auto" builds the backbone frozen, as True does
+    assert not any(p.requires_grad for p in net.backbone.parameters())
+    with pytest.raises(ValueError, match="freeze must be"):
+        BackboneEmbedder(trunk(), freeze="some", image_size=16)
+    with pytest.raises(ValueError, match="flip_average must be"):
+        BackboneEmbedder(trunk(), flip_average="yes", image_size=16)

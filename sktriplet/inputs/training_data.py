@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from sktriplet.inputs.cached_views import CachedViews
 from sktriplet.inputs.loading import augments_on_read, make_dataset
 from sktriplet.inputs.spec import InputSpec
 from sktriplet.inputs.statistics import input_statistics
@@ -109,6 +110,10 @@ class TrainingData:
     held : numpy.ndarray of bool or "split", default="split"
         Held-out samples; ``"split"`` draws them with
         :func:`split_validation` from ``params`` (none in triplet mode).
+    views : bool, default=False
+        ``X`` is an array ``(n_samples, n_views, width)`` of cached views
+        (see :meth:`with_samples`): training draws one view per sample and
+        epoch, everything else reads view 0.
 
     Attributes
     ----------
@@ -137,8 +142,12 @@ class TrainingData:
         params: dict[str, Any] | None = None,
         seed: int = 0,
         held: np.ndarray | None | str = "split",
+        views: bool = False,
     ) -> None:
+        if views and triplets is not None:
+            raise ValueError("cached views need labelled samples, not triplets.")
         self.spec = spec
+        self.views = bool(views)
         self._X = X
         self.codes = codes
         self.triplets = triplets
@@ -181,6 +190,10 @@ class TrainingData:
     def _train_samples(self):
         return self._X if self.held is None else self._X[~self.held]
 
+    def _train_rows(self) -> np.ndarray:
+        n = len(self.codes)
+        return np.arange(n) if self.held is None else np.flatnonzero(~self.held)
+
     # --------------------------------------------------------------- datasets
     def train_dataset(self) -> Dataset:
         """The training dataset: labelled samples for PK batches, or index triplets.
@@ -189,6 +202,10 @@ class TrainingData:
         :attr:`augments_on_read`.
         """
         train = self.augments_on_read
+        if self.views:
+            return CachedViews(
+                self._X, self._train_rows(), self.train_codes, view=None, seed=self.seed
+            )
         if self.triplets is not None:
             if self.spec.reads_files:
                 dataset = make_dataset(self._X, self.spec, train=train, seed=self.seed)
@@ -207,15 +224,21 @@ class TrainingData:
         """The held-out samples (their codes as ``labels``), read as ``transform`` reads them."""
         if self.held is None:
             return None
+        if self.views:
+            return CachedViews(self._X, np.flatnonzero(self.held), self.codes[self.held])
         return make_dataset(self._X[self.held], self.spec, self.codes[self.held])
 
     def probe(self) -> Dataset:
         """The first training samples (:data:`PROBE_SIZES`), read as ``transform`` reads them."""
         n = PROBE_SIZES[self.spec.kind]
+        if self.views:
+            return CachedViews(self._X, self._train_rows()[:n])
         return make_dataset(self._train_samples()[:n], self.spec)
 
     def all_samples(self) -> Dataset:
         """Every sample, in order, read as ``transform`` reads them (for feature caching)."""
+        if self.views:
+            return CachedViews(self._X)
         return make_dataset(self._X, self.spec)
 
     # -------------------------------------------------------------- statistics
@@ -234,17 +257,23 @@ class TrainingData:
         Parameters
         ----------
         samples : numpy.ndarray
-            One row per sample, in the order of these samples: e.g. the
+            One entry per sample, in the order of these samples: e.g. the
             features a frozen part of the network computed for
-            :meth:`all_samples`. They are not augmented.
+            :meth:`all_samples`, as rows (2-D) or images (4-D); or cached
+            views of them, ``(n_samples, n_views, width)`` (3-D): training
+            then draws one view per sample and epoch
+            (:class:`~sktriplet.inputs.cached_views.CachedViews`). They are
+            not augmented otherwise.
 
         Returns
         -------
         TrainingData
-            Over ``samples`` as rows (2-D) or images (4-D).
+            Over ``samples``.
         """
-        kind = "rows" if samples.ndim == 2 else "images"
-        spec = InputSpec(kind, samples.shape[1:], dtype=str(samples.dtype))
+        views = samples.ndim == 3
+        shape = samples.shape[2:] if views else samples.shape[1:]
+        kind = "rows" if len(shape) == 1 else "images"
+        spec = InputSpec(kind, shape, dtype=str(samples.dtype))
         params = {**self.params, "augment": False}
         return TrainingData(
             spec,
@@ -254,4 +283,38 @@ class TrainingData:
             params=params,
             seed=self.seed,
             held=self.held,
+            views=views,
+        )
+
+    def holding_out_classes(self, fraction: float) -> TrainingData:
+        """The same fit with a class-disjoint hold-out of ``fraction`` of the classes.
+
+        Drawn by :func:`split_validation` (``"class"``) from the fit's seed,
+        as ``validation_fraction`` would draw it.
+
+        Parameters
+        ----------
+        fraction : float
+            Fraction of the classes to hold out (at least 2 classes).
+
+        Returns
+        -------
+        TrainingData
+
+        Raises
+        ------
+        ValueError
+            With fewer than 4 classes of 2 or more samples, or in triplet mode.
+        """
+        if self.codes is None:
+            raise ValueError("a class-disjoint hold-out needs labelled samples.")
+        held = split_validation(self.codes, fraction, "class", self.seed)
+        return TrainingData(
+            self.spec,
+            self._X,
+            self.codes,
+            params=self.params,
+            seed=self.seed,
+            held=held,
+            views=self.views,
         )

@@ -58,11 +58,13 @@ def freeze_backbone(module: nn.Module, freeze: bool | int) -> None:
     ----------
     module : torch.nn.Module
         The backbone.
-    freeze : bool or int
+    freeze : bool, int or "auto"
         ``True`` freezes every parameter, ``False`` none. An integer ``k``
         trains only the last ``k`` blocks (see :func:`find_blocks`) and the
         layers registered after the last block (e.g. EfficientNet's final
-        1x1 convolution); ``k=0`` trains only those layers.
+        1x1 convolution); ``k=0`` trains only those layers. ``"auto"``
+        freezes every parameter, as ``True`` does (what ``fit`` then trains
+        is chosen there).
 
     Examples
     --------
@@ -73,6 +75,8 @@ def freeze_backbone(module: nn.Module, freeze: bool | int) -> None:
     [False, False, False, False, True, True]
     """
     params = list(module.named_parameters())
+    if isinstance(freeze, str) and freeze == "auto":
+        freeze = True
     if isinstance(freeze, bool):
         for _, p in params:
             p.requires_grad_(not freeze)
@@ -80,8 +84,8 @@ def freeze_backbone(module: nn.Module, freeze: bool | int) -> None:
     blocks = find_blocks(module)
     if not isinstance(freeze, (int, np.integer)) or not 0 <= freeze <= len(blocks):
         raise ValueError(
-            f"freeze must be True, False or a number of trailing blocks to train between 0 "
-            f"and {len(blocks)} (this backbone's blocks); got {freeze!r}."
+            f"freeze must be 'auto', True, False or a number of trailing blocks to train "
+            f"between 0 and {len(blocks)} (this backbone's blocks); got {freeze!r}."
         )
     in_blocks = {id(p) for b in blocks for p in b.parameters()}
     last = max((i for i, (_, p) in enumerate(params) if id(p) in in_blocks), default=-1)
@@ -288,17 +292,30 @@ class BackboneEmbedder(nn.Module):
         torchvision weights name (``"IMAGENET1K_V1"``). Or a local state-dict
         file (``.pt`` / ``.pth`` read with ``torch.load(weights_only=True)``,
         ``.safetensors`` with the optional ``safetensors`` package).
-    freeze : bool or int, default=True
-        ``True`` freezes the whole backbone, ``False`` trains all of it, an
-        integer ``k`` trains its last ``k`` blocks and what follows them (see
-        :func:`find_blocks` and :func:`freeze_backbone`). A frozen backbone
-        is kept in evaluation mode (no dropout, fixed BatchNorm statistics),
-        so its features are deterministic: :class:`~sktriplet.TripletEmbedder`
-        then computes them once and trains only the head on them
-        (:mod:`sktriplet.training.cached`), which on CPU is what makes a fit
-        take seconds instead of many minutes, and on Stanford Cars' unseen
-        classes ranked better than two epochs of full fine-tuning
-        (``benchmarks/bench_backbone.py``, table in ``docs/benchmarks.md``).
+    freeze : "auto", bool or int, default="auto"
+        Which part of the backbone trains. ``True`` freezes the whole
+        backbone, ``False`` trains all of it, an integer ``k`` trains its
+        last ``k`` blocks and what follows them (see :func:`find_blocks` and
+        :func:`freeze_backbone`). A frozen backbone, or frozen blocks, are
+        kept in evaluation mode (no dropout, fixed BatchNorm statistics), so
+        their output is deterministic and
+        :class:`~sktriplet.TripletEmbedder` computes it once and trains on
+        the cached output:
+
+        - ``True``: the head alone trains on the backbone's pooled features,
+          cached once (:mod:`sktriplet.training.feature_cache`): seconds on
+          a CPU where training through the backbone takes many minutes.
+        - ``"auto"`` (the default): ``fit`` chooses how many top blocks to
+          train, and for how long, on a class-disjoint hold-out of the
+          training classes (:mod:`sktriplet.training.top_blocks`): it caches
+          the activations before the top blocks for each photo and its
+          mirror image, trains the head as ``True`` does (the floor), then
+          the top blocks and the head on the cached activations with a lower
+          learning rate for the blocks, and keeps the blocks only where the
+          held-out classes gain. The module itself is built frozen (as with
+          ``True``); ``fit`` records what it chose in the estimator's
+          ``freeze_`` and ``freeze_report_``. A backbone without known
+          blocks (see :mod:`sktriplet.networks.blocks`) gets the head only.
     pooling : {"avg", "max", "avgmax"}, default="avg"
         Global pooling of feature maps (``"avgmax"`` concatenates both and
         doubles ``F``). Average is what ImageNet classifiers were trained on.
@@ -341,11 +358,14 @@ class BackboneEmbedder(nn.Module):
         Size of the dummy image used once to find ``F``.
     normalize : bool, default=True
         L2-normalise the output.
-    flip_average : bool, default=False
+    flip_average : bool or "auto", default="auto"
         In evaluation mode (``transform``, exports), embed every image and
         its mirror image and average them before the L2 normalisation
         (test-time flip averaging; twice the cost of an embedding).
-        Training is unchanged.
+        Training is unchanged. ``"auto"`` is ``True`` with
+        ``freeze="auto"`` (which also trains on mirrored images) and
+        ``False`` otherwise. Turn it off for images whose meaning changes
+        when mirrored (text, digits).
 
     Attributes
     ----------
@@ -355,6 +375,11 @@ class BackboneEmbedder(nn.Module):
         Linear layer (and BatchNorm1d).
     anchor : ParameterAnchor
         The ``backbone_anchor`` penalty (no parameters, nothing saved).
+    freeze : "auto", bool or int
+        As given.
+    flip_average : bool
+        Whether evaluation averages an image's and its mirror's embeddings
+        (``"auto"`` resolved).
     image_size : int or tuple of int
         As given; the size the split checks itself on.
     n_features : int
@@ -379,7 +404,7 @@ class BackboneEmbedder(nn.Module):
         *,
         n_components: int | None = None,
         weights: str | os.PathLike | None = None,
-        freeze: bool | int = True,
+        freeze: bool | int | str = "auto",
         pooling: str = "avg",
         batchnorm_head: bool = False,
         head_anchor: float = 0.01,
@@ -390,7 +415,7 @@ class BackboneEmbedder(nn.Module):
         channels_last: bool = True,
         image_size: int | tuple[int, int] = 224,
         normalize: bool = True,
-        flip_average: bool = False,
+        flip_average: bool | str = "auto",
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -399,10 +424,16 @@ class BackboneEmbedder(nn.Module):
             )
         if n_components is not None and n_components < 1:
             raise ValueError(f"n_components must be a positive int or None; got {n_components}.")
+        if isinstance(freeze, str) and freeze != "auto":
+            raise ValueError(f"freeze must be 'auto', True, False or an int; got {freeze!r}.")
+        if isinstance(flip_average, str) and flip_average != "auto":
+            raise ValueError(f"flip_average must be 'auto', True or False; got {flip_average!r}.")
         self.pooling = pooling
+        self.freeze = freeze
         self.freeze_batchnorm = bool(freeze_batchnorm)
         self.channels_last = bool(channels_last)
-        self.flip_average = bool(flip_average)
+        auto = isinstance(freeze, str)
+        self.flip_average = auto if isinstance(flip_average, str) else bool(flip_average)
         module, norm = _build_backbone(backbone, weights)
         norm = _check_normalisation(input_mean, input_std, norm)
         self.input_mean, self.input_std = norm if norm is not None else (None, None)

@@ -76,6 +76,14 @@ class BlockBottom(nn.Module):
         self.start = int(start)
         self.channels_last = embedder.channels_last
         self.flatten = bool(flatten)
+        self.freeze_batchnorm = embedder.freeze_batchnorm
+
+    def train(self, mode: bool = True) -> BlockBottom:
+        """Set the training mode; frozen blocks and BatchNorm stay as the embedder keeps them."""
+        super().train(mode)
+        if mode:
+            set_backbone_mode(self.backbone, self.freeze_batchnorm)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Boundary activations of a batch of inputs."""
@@ -111,14 +119,17 @@ class BlockTop(nn.Module):
         self.channels_last = embedder.channels_last
         self.freeze_batchnorm = embedder.freeze_batchnorm
 
-    def forward(self, a: torch.Tensor) -> torch.Tensor:
-        """Embeddings of boundary activations (rows or maps)."""
+    def features(self, a: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features ``(B, F)`` of boundary activations (rows or maps)."""
         if a.ndim == 2:
             a = a.reshape(len(a), *self.shape)
         if self.channels_last and a.ndim == 4:
             a = a.contiguous(memory_format=torch.channels_last)
-        f = pool_features(_parts(self).run(a, start=self.start), self.pooling)
-        return self.normalize(self.head(f))
+        return pool_features(_parts(self).run(a, start=self.start), self.pooling)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        """Embeddings of boundary activations (rows or maps)."""
+        return self.normalize(self.head(self.features(a)))
 
     def train(self, mode: bool = True) -> BlockTop:
         """Set the training mode; frozen blocks and BatchNorm stay as the embedder keeps them."""
@@ -257,7 +268,8 @@ def _check(embedder: BackboneEmbedder, bottom: BlockBottom, top: BlockTop) -> No
     x = torch.randn(2, 3, int(h), int(w), generator=torch.Generator().manual_seed(0))
     inner = BlockBottom(embedder, bottom.start, flatten=bottom.flatten)
     with torch.no_grad(), _Evaluating(embedder):
-        whole, split = embedder(x), top(inner(x))
+        # The embedder's own path, without test-time flip averaging
+        whole, split = embedder.embed_features(embedder.features(x)), top(inner(x))
     if not torch.allclose(whole, split, rtol=1e-4, atol=1e-5):
         raise ValueError(
             f"the blocks found in {type(embedder.backbone).__name__} do not reproduce its "

@@ -191,6 +191,11 @@ class RetrievalValidation(Callback):
         given, by ``distance``) before training (``input_scores_``), and warn
         with :class:`InputBeatsEmbeddingWarning` at the end of training when
         the kept network's MAP@R is below it, naming the fixes.
+    min_gain : float, default=0.0
+        An epoch replaces the weights training started from only when its
+        MAP@R beats theirs by more than this (later epochs must beat the best
+        epoch so far, as usual): a margin against the noise of a small
+        hold-out.
 
     Attributes
     ----------
@@ -206,7 +211,14 @@ class RetrievalValidation(Callback):
     """
 
     def __init__(
-        self, X, y, distance="sqeuclidean", patience=None, batch_size=1024, compare_input=True
+        self,
+        X,
+        y,
+        distance="sqeuclidean",
+        patience=None,
+        batch_size=1024,
+        compare_input=True,
+        min_gain=0.0,
     ) -> None:
         self.X = X
         self.y = y
@@ -214,11 +226,13 @@ class RetrievalValidation(Callback):
         self.patience = patience
         self.batch_size = batch_size
         self.compare_input = compare_input
+        self.min_gain = min_gain
 
     def initialize(self):  # noqa: D102
         self.best_score_ = -math.inf
         self.best_epoch_ = 0
         self._best_state = None
+        self._start_epoch = 0
         self._since_best = 0
         self._first_epoch = True
         self.start_scores_: dict[str, float] = {}
@@ -246,7 +260,10 @@ class RetrievalValidation(Callback):
         return {k: float(scores[k]) for k in ("map_at_r", "r_precision", "precision_at_1")}
 
     def _keep_if_best(self, net, score: float, epoch: int) -> bool:
-        if not score > self.best_score_:
+        bar = self.best_score_
+        if self._best_state is not None and self.best_epoch_ == self._start_epoch:
+            bar += self.min_gain  # leaving the start needs the margin
+        if not score > bar:
             return False
         self.best_score_, self.best_epoch_ = score, epoch
         self._best_state = copy.deepcopy(net.module_.state_dict())
@@ -260,6 +277,7 @@ class RetrievalValidation(Callback):
             # (Held-out image files are not decoded a second time for this.)
             flat = np.asarray(given, dtype=np.float32).reshape(len(given), -1)
             self.input_scores_ = self._scores(net, flat)
+        self._start_epoch = len(net.history)
         self._keep_if_best(net, self.start_scores_["map_at_r"], len(net.history))
         self._since_best = 0
         self._first_epoch = True

@@ -93,12 +93,20 @@ def augmenter(params: dict[str, Any], spec: InputSpec):
     return None
 
 
-def validation_callbacks(params: dict[str, Any], valid) -> list:
-    """Retrieval validation on a held-out dataset (none when nothing is held out)."""
+def validation_callbacks(params: dict[str, Any], valid, **options: Any) -> list:
+    """Retrieval validation on a held-out dataset (none when nothing is held out).
+
+    ``options`` go to :class:`~sktriplet.training.callbacks.RetrievalValidation`
+    (e.g. ``min_gain``, ``compare_input``).
+    """
     if valid is None:
         return []
     validation = RetrievalValidation(
-        valid, valid.labels, distance=params["distance"], patience=params["n_iter_no_change"]
+        valid,
+        valid.labels,
+        distance=params["distance"],
+        patience=params["n_iter_no_change"],
+        **options,
     )
     return [("retrieval_validation", validation)]
 

@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from sktriplet.networks.backbone import BackboneEmbedder
+from sktriplet.networks.split import unwrap_embedder
 
 if TYPE_CHECKING:
     from sktriplet.training.net import TripletNet
@@ -44,7 +45,9 @@ if TYPE_CHECKING:
 __all__ = [
     "FeatureExtractor",
     "FeatureHead",
+    "MirrorViews",
     "cache_features",
+    "cache_views",
     "can_cache_features",
     "hand_over",
     "split_for_caching",
@@ -167,19 +170,13 @@ def split_for_caching(module: nn.Module) -> tuple[FeatureExtractor, FeatureHead]
     >>> torch.allclose(head(extractor(x)), net(x))
     True
     """
-    layers = list(module) if isinstance(module, nn.Sequential) else [module]
-    embedder = layers[-1] if layers else None
-    if not isinstance(embedder, BackboneEmbedder):
-        raise ValueError(
-            "feature caching needs a BackboneEmbedder (alone or at the end of an "
-            f"nn.Sequential); got {type(module).__name__}."
-        )
+    embedder, before = unwrap_embedder(module)
     if any(p.requires_grad for p in embedder.backbone.parameters()):
         raise ValueError(
             "feature caching needs a frozen backbone: build the BackboneEmbedder with "
             "freeze=True (and train without augmentation), or train without the cache."
         )
-    return FeatureExtractor(embedder, tuple(layers[:-1])), FeatureHead(embedder)
+    return FeatureExtractor(embedder, before), FeatureHead(embedder)
 
 
 def _allocate(n_rows: int, n_cols: int, max_bytes: int, directory) -> np.ndarray:
@@ -247,7 +244,9 @@ def cache_features(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}.")
-    was_training = extractor.training
+    # Every submodule's mode is restored after, not reset by ``train()``: a
+    # bottom shares its backbone with a top whose frozen parts stay in eval.
+    modes = [(m, m.training) for m in extractor.modules()]
     extractor.eval()
     extractor.to(device)
     out: np.ndarray | None = None
@@ -265,10 +264,74 @@ def cache_features(
                 out[start : start + len(f)] = f
                 start += len(f)
     finally:
-        extractor.train(was_training)
+        for module, mode in modes:
+            module.training = mode
     if out is None:
         raise ValueError("cannot cache the features of an empty dataset.")
     return out
+
+
+class MirrorViews(nn.Module):
+    """A frozen part's output for an image and, as view 1, for its mirror image.
+
+    Parameters
+    ----------
+    part : torch.nn.Module
+        Maps a batch of images ``(B, C, H, W)`` to rows ``(B, D)`` (e.g. a
+        :class:`~sktriplet.networks.split.BlockBottom`).
+    n_views : {1, 2}, default=2
+        ``1``: the images alone; ``2``: also their mirror images (flipped
+        along the width), as :class:`~sktriplet.vision.views.FixedViews`'
+        view 1 mirrors its view 0.
+    """
+
+    def __init__(self, part: nn.Module, n_views: int = 2) -> None:
+        super().__init__()
+        if n_views not in (1, 2):
+            raise ValueError(f"n_views must be 1 or 2; got {n_views!r}.")
+        self.part = part
+        self.n_views = n_views
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows ``(B, n_views * D)``: the views' outputs side by side."""
+        out = [self.part(x)] + [self.part(x.flip(-1))] * (self.n_views - 1)
+        return torch.cat(out, dim=1) if len(out) > 1 else out[0]
+
+
+def cache_views(
+    part: nn.Module, dataset: Dataset, *, n_views: int = 2, **kwargs: Any
+) -> np.ndarray:
+    """A frozen part's output for every image of a dataset and its mirror, once.
+
+    Parameters
+    ----------
+    part : torch.nn.Module
+        Maps images to rows (run in evaluation mode without gradients).
+    dataset : torch.utils.data.Dataset
+        Images (or ``(image, label)`` pairs), read in order.
+    n_views : {1, 2}, default=2
+        View 0 is the image as read, view 1 its mirror image.
+    **kwargs : dict
+        As for :func:`cache_features` (``batch_size``, ``max_bytes``: above
+        it the cache is a memory-mapped temporary file, ``directory``,
+        ``device``, ``loader``).
+
+    Returns
+    -------
+    numpy.ndarray or numpy.memmap of shape (len(dataset), n_views, D)
+        float32 rows, for :class:`~sktriplet.inputs.cached_views.CachedViews`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> images = TensorDataset(torch.arange(4.0).reshape(1, 1, 1, 4))
+    >>> cache_views(torch.nn.Flatten(), images)[0]
+    array([[0., 1., 2., 3.],
+           [3., 2., 1., 0.]], dtype=float32)
+    """
+    rows = cache_features(MirrorViews(part, n_views), dataset, **kwargs)
+    return rows.reshape(len(rows), n_views, -1)
 
 
 def _plain_loader(dataset: Dataset, batches) -> DataLoader:

@@ -21,25 +21,19 @@ import numpy as np
 import torch
 
 from sktriplet.inputs.training_data import TrainingData
-from sktriplet.runtime.inference import embed_dataset
-from sktriplet.runtime.progress import progress_loader
+from sktriplet.networks.backbone import BackboneEmbedder
 from sktriplet.training.build import build_network, check_network_output
 from sktriplet.training.criterion import update_criterion
-from sktriplet.training.errors import check_finite_embeddings
-from sktriplet.training.factory import (
-    changed_training_params,
-    make_net,
-    schedule_callbacks,
-    validation_callbacks,
-)
-from sktriplet.training.feature_cache import (
-    cache_features,
-    can_cache_features,
-    hand_over,
-    split_for_caching,
-)
+from sktriplet.training.factory import changed_training_params, schedule_callbacks
+from sktriplet.training.feature_cache import can_cache_features
 from sktriplet.training.net import TripletNet
-from sktriplet.training.policy import resolve_lr
+from sktriplet.training.routine import fresh_net, learning_rate, run_fit, train_cached_head
+from sktriplet.training.top_blocks import (
+    describe,
+    head_only_report,
+    train_top_blocks,
+    wants_top_blocks,
+)
 
 __all__ = ["FitResult", "draw_seed", "fresh_net", "run_fit", "train"]
 
@@ -61,6 +55,13 @@ class FitResult:
         Which samples were held out for validation.
     best_epoch, best_score : int or None, float or None
         With validation: the epoch whose weights were kept and its MAP@R.
+    freeze : bool, int or None
+        For a :class:`~sktriplet.networks.BackboneEmbedder` (fresh fits):
+        what trained of its backbone, ``True`` (nothing), ``False`` (all) or
+        the number of top blocks (``freeze="auto"`` resolved).
+    freeze_report : dict or None
+        With ``freeze="auto"``: what was chosen and why
+        (:func:`~sktriplet.training.top_blocks.train_top_blocks`).
     """
 
     net: TripletNet
@@ -68,6 +69,8 @@ class FitResult:
     held: np.ndarray | None = None
     best_epoch: int | None = None
     best_score: float | None = None
+    freeze: bool | int | None = None
+    freeze_report: dict | None = None
 
 
 def draw_seed(random_state: Any) -> int:
@@ -80,82 +83,47 @@ def draw_seed(random_state: Any) -> int:
     return broadcast_seed(seed)
 
 
-def learning_rate(params: dict[str, Any], data: TrainingData) -> float:
-    """The fit's peak learning rate (:func:`~sktriplet.training.policy.resolve_lr`)."""
-    return resolve_lr(params, data.spec, data.train_codes)
+def _uncached_reason(params: dict[str, Any], data: TrainingData) -> str:
+    if not data.labelled:
+        return "head only: triplets=True trains through the backbone"
+    if params["augment"] not in ("auto", False):
+        return "head only: augment trains through the backbone on augmented images"
+    return "head only: a callback changes which parameters train"
 
 
-def fresh_net(
-    module: torch.nn.Module, params: dict[str, Any], data: TrainingData, device: str, width: int
-) -> TripletNet:
-    """The (uninitialised) net that trains ``module`` on ``data``.
-
-    ``width`` is the width of the whole network's embeddings (it sizes a
-    criterion that needs ``n_components``, e.g. ``classification_weight``).
-    """
-    return make_net(
-        params,
-        data.spec,
-        module,
-        data.seed,
-        device,
-        lr=learning_rate(params, data),
-        n_classes=data.n_classes,
-        width=width,
-    )
-
-
-def run_fit(net: TripletNet, params: dict[str, Any], data: TrainingData, callbacks=None) -> None:
-    """The one fit routine: validation callbacks, skorch's loop, the finiteness check.
-
-    Parameters
-    ----------
-    net : TripletNet
-        A net, initialised or not (a warm-started one keeps its module,
-        optimizer and history).
-    params : dict
-        Estimator parameters.
-    data : TrainingData
-        What to train on (for a cached head: the cached features).
-    callbacks : list, default=None
-        The net's callbacks before validation is added (``None``: its own).
-    """
-    kept = list(net.callbacks) if callbacks is None else callbacks
-    net.callbacks = kept + validation_callbacks(params, data.valid_dataset())
-    if getattr(net, "initialized_", False):
-        net.initialize_callbacks()
-    else:
-        net.initialize()
-    net.partial_fit(data.train_dataset(), None)
-    check_finite_embeddings(embed_dataset(net, data.probe()), net=net)
-
-
-def _fresh(params: dict[str, Any], data: TrainingData, device: str) -> tuple[TripletNet, int]:
+def _fresh(params: dict[str, Any], data: TrainingData, device: str) -> FitResult:
     module = build_network(data.spec, params, data.statistics)
     cached = data.labelled and can_cache_features(module, params)
     if cached:
         params = {**params, "augment": False}  # cached features cannot be augmented
     sample = data.probe()[[0, 1]][0]
     width = check_network_output(module, sample, params["n_components"])
+    body = module[-1] if isinstance(module, torch.nn.Sequential) else module
+    freeze = getattr(body, "freeze", None) if isinstance(body, BackboneEmbedder) else None
     if not cached:
         net = fresh_net(module, params, data, device, width)
         run_fit(net, params, data)
-        return net, width
-    # A frozen part run once, a trained part trained on its cached output
-    # with the same routine; the whole network is the net's afterwards.
-    frozen, trained = split_for_caching(module)
-    net = fresh_net(trained, params, data, device, width)
-    net.initialize()
-    features = cache_features(
-        frozen,
-        data.all_samples(),
-        batch_size=params["batch_size"],
-        device=net.device,
-        loader=progress_loader(net.batch_loader, net.verbose, "caching features"),
-    )
-    run_fit(net, params, data.with_samples(features))
-    hand_over(net, module)
-    return net, width
+        if not wants_top_blocks(module):
+            return _result(net, width, data, freeze)
+        report = head_only_report(_uncached_reason(params, data))
+        if net.verbose:
+            print(describe(report))
+        return _result(net, width, data, True, report)
+    if wants_top_blocks(module):
+        auto = train_top_blocks(module, params, data, device, width)
+        result = FitResult(auto.net, width, data.held, auto.best_epoch, auto.best_score)
+        result.freeze = auto.report["trained_blocks"] or True
+        result.freeze_report = auto.report
+        return result
+    return _result(train_cached_head(module, params, data, device, width), width, data, freeze)
+
+
+def _result(net, width, data, freeze=None, report=None) -> FitResult:
+    result = FitResult(net, width, data.held, freeze=freeze, freeze_report=report)
+    validation = dict(net.callbacks_).get("retrieval_validation")
+    if validation is not None and validation.best_score_ > -np.inf:
+        result.best_epoch, result.best_score = validation.best_epoch_, validation.best_score_
+    return result
 
 
 def _continue(net: TripletNet, width: int, params: dict[str, Any], data: TrainingData) -> None:
@@ -220,16 +188,11 @@ def train(
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(data.seed)
             if warm is None:
-                net, width = _fresh(params, data, device)
-            else:
-                net, width = warm
-                _continue(net, width, params, data)
+                return _fresh(params, data, device)
+            net, width = warm
+            _continue(net, width, params, data)
     except BaseException:
         if snapshot is not None:
             warm[0].restore(snapshot)
         raise
-    result = FitResult(net, width, data.held)
-    validation = dict(net.callbacks_).get("retrieval_validation")
-    if validation is not None and validation.best_score_ > -np.inf:
-        result.best_epoch, result.best_score = validation.best_epoch_, validation.best_score_
-    return result
+    return _result(net, width, data)

@@ -1,4 +1,4 @@
-"""Learning-rate schedules over the epochs of one ``fit`` (skorch callbacks).
+"""Learning-rate schedules over the epochs (or steps) of one ``fit`` (skorch callbacks).
 
 :class:`CosineLR` sets the optimizer's learning rate at the start of every
 epoch to ``lr * 0.5 * (1 + cos(pi * e / max_epochs))`` for the epoch's index
@@ -16,7 +16,7 @@ from typing import Any
 
 from skorch.callbacks import Callback
 
-__all__ = ["CosineLR", "cosine_factor"]
+__all__ = ["CosineLR", "StepCosineLR", "cosine_factor", "step_cosine_factor"]
 
 
 def cosine_factor(epoch: int, max_epochs: int, warmup_epochs: int = 0) -> float:
@@ -101,6 +101,98 @@ class CosineLR(Callback):
         for group, base in zip(net.optimizer_.param_groups, self.base_lrs_, strict=True):
             group["lr"] = base * factor
         net.history.record("lr", net.lr * factor)
+
+    def on_train_end(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        """Give the parameter groups their starting learning rates back."""
+        for group, base in zip(net.optimizer_.param_groups, self.base_lrs_, strict=True):
+            group["lr"] = base
+
+
+def step_cosine_factor(step: int, n_steps: int, warmup: float = 0.2) -> float:
+    """Fraction of the base learning rate at optimizer step ``step`` (0-based).
+
+    A linear warm-up over the first ``warmup`` fraction of the ``n_steps``
+    steps (at least one step), then a cosine decay to zero at ``n_steps``.
+
+    Parameters
+    ----------
+    step : int
+        The step, from 0.
+    n_steps : int
+        Steps of the whole schedule.
+    warmup : float, default=0.2
+        Fraction of the steps spent warming up.
+
+    Returns
+    -------
+    float
+        A factor in ``[0, 1]``.
+
+    Examples
+    --------
+    >>> [round(step_cosine_factor(s, 10), 3) for s in (0, 1, 2, 6, 9)]
+    [0.5, 1.0, 1.0, 0.5, 0.038]
+    """
+    n_warm = max(1, round(warmup * n_steps))
+    if step < n_warm:
+        return (step + 1) / n_warm
+    span = max(1, n_steps - n_warm)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - n_warm, span) / span))
+
+
+class StepCosineLR(Callback):
+    """Warm-up then cosine decay of the learning rate, set before every training step.
+
+    Every parameter group's rate is its rate at the start of training times
+    :func:`step_cosine_factor` of the step (counted from the start of each
+    ``fit`` call), so groups keep their ratios (e.g. trained blocks slower
+    than the head); ``net.lr`` times the factor at the start of each epoch
+    is recorded as ``lr`` in ``net.history``. At the end of training the
+    groups get their starting rates back.
+
+    Parameters
+    ----------
+    n_steps : int
+        Steps of the schedule (epochs times batches per epoch); steps past
+        it train at rate 0.
+    warmup : float, default=0.2
+        Fraction of the steps spent warming up linearly.
+
+    Examples
+    --------
+    >>> StepCosineLR(n_steps=40).n_steps
+    40
+    """
+
+    def __init__(self, n_steps: int, warmup: float = 0.2) -> None:
+        self.n_steps = n_steps
+        self.warmup = warmup
+
+    def initialize(self) -> StepCosineLR:
+        """Reset the step counter."""
+        self.step_ = 0
+        return self
+
+    def on_train_begin(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        """Remember each group's starting rate."""
+        self.step_ = 0
+        self.base_lrs_ = [group["lr"] for group in net.optimizer_.param_groups]
+
+    def _factor(self) -> float:
+        return step_cosine_factor(self.step_, self.n_steps, self.warmup)
+
+    def on_epoch_begin(self, net: Any, **kwargs: Any) -> None:
+        """Record the rate the epoch starts with."""
+        net.history.record("lr", net.lr * self._factor())
+
+    def on_batch_begin(self, net: Any, batch: Any = None, training: bool = False, **kwargs):
+        """Set the rates of this step."""
+        if not training:
+            return
+        factor = self._factor()
+        for group, base in zip(net.optimizer_.param_groups, self.base_lrs_, strict=True):
+            group["lr"] = base * factor
+        self.step_ += 1
 
     def on_train_end(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
         """Give the parameter groups their starting learning rates back."""
