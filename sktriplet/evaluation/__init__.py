@@ -7,6 +7,9 @@
   scorers, for ``GridSearchCV(scoring=...)``.
 - :mod:`sktriplet.evaluation.item_split`: held-out *items* for index
   triplets (``train_test_split_items``, ``ItemShuffleSplit``).
+- :mod:`sktriplet.evaluation.selection`: ``PreferDefault``, a
+  ``GridSearchCV(refit=...)`` rule that keeps the default candidate unless
+  another clearly wins.
 - :mod:`sktriplet.evaluation.neighbors`: what serves an embedding: the
   open-set classifier, threshold calibration, pair verification and the
   nearest-neighbour indexes (exact, faiss, hnswlib).
