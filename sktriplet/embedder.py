@@ -42,7 +42,7 @@ from sktriplet.training.checkpoints import open_checkpoints
 from sktriplet.training.criterion import check_criterion, check_weighted_criterion
 from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.fit import FitResult, draw_seed, train
-from sktriplet.training.policy import resolve_loss_defaults
+from sktriplet.training.policy import AUTO_BATCH_SIZE, resolve_loss_defaults
 from sktriplet.triplets.distances import DISTANCES
 from sktriplet.triplets.mining import MINING_STRATEGIES
 from sktriplet.triplets.registry import loss_names
@@ -118,9 +118,10 @@ def _check_components(est: TripletEmbedder, fit_params: dict) -> None:
                 f"callbacks[{i}] is {cb!r} ({type(cb).__name__}); pass skorch callbacks "
                 "(skorch.callbacks.Callback instances) or (name, callback) pairs."
             )
-    if not est.triplets and est.batch_size < est.samples_per_class:
+    batch_size = AUTO_BATCH_SIZE if est.batch_size == "auto" else est.batch_size
+    if not est.triplets and batch_size < est.samples_per_class:
         raise ValueError(
-            f"batch_size={est.batch_size} is smaller than samples_per_class="
+            f"batch_size={batch_size} is smaller than samples_per_class="
             f"{est.samples_per_class}; a batch must hold at least one class's "
             "samples. Raise batch_size or lower samples_per_class."
         )
@@ -208,8 +209,14 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         shape ``(batch, n_components)``.
     max_epochs : int, default=30
         Number of passes over the training data.
-    batch_size : int, default=128
-        Samples per training batch.
+    batch_size : int or "auto", default="auto"
+        Samples per training batch (triplets per batch with
+        ``triplets=True``). ``"auto"`` is 128 with labels; with
+        ``triplets=True`` it is 128, or the larger batch that keeps the fit
+        within 2,000 optimizer steps (``max_epochs`` epochs over the
+        triplets), so the training time stops growing with the number of
+        triplets (:func:`~sktriplet.training.policy.resolve_batch_size`);
+        the value used is ``batch_size_``.
     samples_per_class : int, default=8
         Samples of each class in a training batch (at least 2).
     lr : float or "auto", default="auto"
@@ -465,6 +472,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     margin_ : float
         The margin trained with (``margin``, ``"auto"`` resolved; unused
         with ``soft=True``).
+    batch_size_ : int
+        Samples (triplets with ``triplets=True``) per training batch of the
+        last ``fit`` (``batch_size``, ``"auto"`` resolved).
     verbose_ : int
         The verbosity the last ``fit`` ran with (``verbose="auto"`` resolved).
     device_ : str
@@ -584,7 +594,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "n_components": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "module": [None, type, nn.Module],
         "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 2, None, closed="left"), StrOptions({"auto"})],
         "samples_per_class": [Interval(numbers.Integral, 2, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "lr_schedule": [StrOptions({"auto", "cosine", "constant"}), None],
@@ -622,7 +632,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         n_components: int | str = "auto",
         module: type[nn.Module] | nn.Module | None = None,
         max_epochs: int = 30,
-        batch_size: int = 128,
+        batch_size: int | str = "auto",
         samples_per_class: int = 8,
         lr: float | str = "auto",
         lr_schedule: str | None = "auto",
@@ -814,6 +824,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self._finalise(result, spec, classes, device, warm=warm is not None, kept=kept)
         resolved = resolve_loss_defaults(params)
         self.mining_, self.margin_ = resolved["mining"], resolved["margin"]
+        self.batch_size_ = int(result.net.batch_size)
         return self
 
     def _warm_net(self, spec: InputSpec):

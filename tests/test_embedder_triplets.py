@@ -154,6 +154,25 @@ def test_auto_loss_trains_as_its_explicit_values(triplets):
     assert (auto.mining_, auto.margin_) == resolved == (given.mining_, given.margin_)
 
 
+def test_auto_batch_size_bounds_the_steps_of_a_triplet_fit(monkeypatch, tmp_path):
+    """batch_size="auto" grows the batch so that the fit takes at most MAX_TRIPLET_STEPS steps."""
+    from sktriplet.training import policy
+
+    monkeypatch.setattr(policy, "MAX_TRIPLET_STEPS", 10)  # 2 epochs of at most 5 batches
+    X, _, idx = _data(n_triplets=1_000)
+    est = TripletEmbedder(triplets=True, samples=X, **FAST).fit(idx)
+    assert est.batch_size == "auto"
+    assert est.batch_size_ == 200 == est.net_.batch_size  # ceil(1000 / 5)
+    assert [len(epoch["batches"]) for epoch in est.net_.history] == [5, 5]
+    given = TripletEmbedder(triplets=True, samples=X, batch_size=200, **FAST).fit(idx)
+    np.testing.assert_array_equal(est.transform(X), given.transform(X))
+    save(est, tmp_path / "a.sktriplet")
+    loaded = load(tmp_path / "a.sktriplet")
+    assert (loaded.batch_size, loaded.batch_size_, loaded.net_.batch_size) == ("auto", 200, 200)
+    labelled = TripletEmbedder(**FAST).fit(X, np.arange(len(X)) % 4)
+    assert labelled.batch_size_ == 128
+
+
 @pytest.mark.parametrize(("mining", "margin"), [("semihard", 0.5), ("hard", "auto")])
 def test_explicit_mining_and_margin_are_kept_in_triplet_mode(mining, margin):
     X, _, idx = _data()

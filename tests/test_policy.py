@@ -4,10 +4,13 @@ from torch import nn
 
 from sktriplet.inputs.spec import InputSpec
 from sktriplet.training.policy import (
+    AUTO_BATCH_SIZE,
     FEW_CLASS_LR_BUDGET,
     FEW_CLASSES,
+    MAX_TRIPLET_STEPS,
     few_class_lr,
     is_pixel_like,
+    resolve_batch_size,
     resolve_lr,
     resolve_scaling,
     training_steps,
@@ -88,3 +91,42 @@ def test_resolve_lr_only_for_few_classes_on_rows():
     assert resolve_lr({**auto, "lr": 0.05}, rows, few) == 0.05
     # A class with a single sample forms no pair and does not count.
     assert resolve_lr(auto, rows, np.r_[few, np.arange(10, 14)]) < 1e-3
+
+
+def _steps(n_triplets, batch, epochs):
+    """Optimizer steps of a triplet fit, one batch at a time (last batch smaller)."""
+    per_epoch, left = 0, n_triplets
+    while left > 0:
+        per_epoch, left = per_epoch + 1, left - batch
+    return epochs * per_epoch
+
+
+def _auto(epochs, triplets=True):
+    return {"batch_size": "auto", "max_epochs": epochs, "triplets": triplets}
+
+
+@pytest.mark.parametrize("epochs", [1, 5, 30, 300])
+@pytest.mark.parametrize("n_triplets", [10, 6_000, 93_599, 198_639, 283_770])
+def test_auto_batch_is_the_smallest_that_keeps_the_step_bound(n_triplets, epochs):
+    """``"auto"``: the least batch of at least 128 triplets within MAX_TRIPLET_STEPS steps."""
+    batch = resolve_batch_size(_auto(epochs), n_triplets)
+    assert batch >= AUTO_BATCH_SIZE == 128
+    assert _steps(n_triplets, batch, epochs) <= MAX_TRIPLET_STEPS == 2000
+    if batch > AUTO_BATCH_SIZE:  # one triplet fewer per batch would break the bound
+        assert _steps(n_triplets, batch - 1, epochs) > MAX_TRIPLET_STEPS
+
+
+def test_auto_batch_bounds_the_steps_of_huge_triplet_sets():
+    for n_triplets in (10**6, 10**8, 10**10):
+        batch = resolve_batch_size(_auto(30), n_triplets)
+        assert 30 * -(-n_triplets // batch) <= MAX_TRIPLET_STEPS
+    # more epochs than the bound: one batch an epoch (the user asked for the epochs)
+    assert resolve_batch_size(_auto(5000), 10**6) == 10**6
+
+
+def test_auto_batch_is_128_with_labels_and_explicit_batches_are_kept():
+    assert resolve_batch_size(_auto(30, triplets=False), 10**7) == 128
+    assert resolve_batch_size(_auto(30, triplets=False)) == 128
+    assert resolve_batch_size({**_auto(30), "batch_size": 64}, 10**7) == 64
+    # the digits check (6,000 triplets, 30 epochs: 1,410 steps) keeps 128
+    assert resolve_batch_size(_auto(30), 6_000) == 128

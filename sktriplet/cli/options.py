@@ -286,7 +286,7 @@ TRAINING_OPTIONS: tuple[EstimatorOption, ...] = (
     EstimatorOption(
         "n_components", "embedding width; auto: 64, or a pretrained backbone's own width", "N"
     ),
-    EstimatorOption("batch_size", "samples per batch", "N"),
+    EstimatorOption("batch_size", "samples per batch; auto: 128", "N"),
     EstimatorOption("samples_per_class", "samples of each class per batch", "K"),
     EstimatorOption(
         "lr", "peak learning rate (Adam); auto: 2e-3 for images, 1e-3 for tabular data", "LR"

@@ -711,6 +711,8 @@ def load(path: str | os.PathLike, *, device: str = "cpu"):
     classes = fitted.get("classes_")
     sizes = (None if classes is None else len(classes), fitted.get("n_components_"))
     params_now = estimator.get_params(deep=False)
+    if params_now.get("batch_size") == "auto" and "batch_size_" in fitted:
+        params_now["batch_size"] = fitted["batch_size_"]  # the batch the fit resolved
     net, used = _rebuild_net(
         params_now, spec, state, net_config.get("seed"), device, name, config, sizes
     )

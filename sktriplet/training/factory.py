@@ -25,7 +25,7 @@ from sktriplet.training.build import routed
 from sktriplet.training.callbacks import MiningStats, RetrievalValidation
 from sktriplet.training.criterion import build_criterion
 from sktriplet.training.net import TripletNet
-from sktriplet.training.policy import resolve_lr
+from sktriplet.training.policy import resolve_batch_size, resolve_lr
 
 __all__ = [
     "AUTO_AUGMENT_MIN_SIZE",
@@ -189,7 +189,7 @@ def make_net(
         optimizer=params["optimizer"],
         lr=resolve_lr(params, spec) if lr is None else lr,
         max_epochs=params["max_epochs"],
-        batch_size=params["batch_size"],
+        batch_size=resolve_batch_size(params),  # a fit resolves "auto" before
         samples_per_class=params["samples_per_class"],
         seed=seed,
         precision=params["precision"],

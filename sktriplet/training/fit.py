@@ -27,7 +27,7 @@ from sktriplet.training.criterion import update_criterion
 from sktriplet.training.factory import changed_training_params, schedule_callbacks
 from sktriplet.training.feature_cache import can_cache_features
 from sktriplet.training.net import TripletNet
-from sktriplet.training.policy import resolve_loss_defaults
+from sktriplet.training.policy import resolve_batch_size, resolve_loss_defaults
 from sktriplet.training.routine import fresh_net, learning_rate, run_fit, train_cached_head
 from sktriplet.training.top_blocks import (
     describe,
@@ -188,6 +188,8 @@ def train(
     """
     _check_triplet_mode(data)
     params = {**params, **resolve_loss_defaults(params)}  # "auto" mining and margin, by mode
+    n_triplets = None if data.triplets is None else len(data.triplets)
+    params["batch_size"] = resolve_batch_size(params, n_triplets)
     cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
     snapshot = warm[0].snapshot() if warm is not None else None
     try:
