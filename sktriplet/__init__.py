@@ -1,5 +1,9 @@
 """sktriplet: deep metric learning with triplet loss for scikit-learn."""
 
+from sktriplet.runtime import wait_policy as _wait_policy
+
+_wait_policy.prefer_passive_wait()  # before anything imports torch (see that module)
+
 from sktriplet import _aliases
 
 _aliases.install()

@@ -147,3 +147,100 @@ def test_conv_embedder_rejects_min_size_below_one():
 
     with pytest.raises(ValueError, match="min_size must be at least 1; got 0"):
         ConvEmbedder(in_channels=1, min_size=0)
+
+
+def test_conv_embedder_builds_the_convolutions_per_block_it_is_given():
+    # Known layer list: block b has convs[b] 3x3 convolutions, the first
+    # from the previous block's width, each followed by BatchNorm and ReLU.
+    from torch import nn
+
+    from sktriplet.networks import ConvEmbedder
+
+    net = ConvEmbedder(in_channels=2, image_size=(16, 16), channels=(4, 6, 8), convs=[1, 2, 3])
+    convs = [(m.in_channels, m.out_channels) for m in net.features if isinstance(m, nn.Conv2d)]
+    assert convs == [(2, 4), (4, 6), (6, 6), (6, 8), (8, 8), (8, 8)]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.features) == 6
+    assert sum(isinstance(m, nn.MaxPool2d) for m in net.features) == 2  # 16 -> 8 -> 4, then stop
+    one = ConvEmbedder(in_channels=1, image_size=(16, 16), convs=1)
+    assert sum(isinstance(m, nn.Conv2d) for m in one.features) == 3
+
+
+@pytest.mark.parametrize("convs", [0, [1, 2], [1, 0, 1], True, 1.5])
+def test_conv_embedder_rejects_bad_convs(convs):
+    from sktriplet.networks import ConvEmbedder
+
+    with pytest.raises(ValueError, match="convs must be a positive integer or one"):
+        ConvEmbedder(in_channels=1, convs=convs)
+
+
+def test_conv_embedder_channels_last_computes_what_channels_first_does():
+    # Reference: the same weights in the default (contiguous NCHW) layout.
+    from sktriplet.networks import ConvEmbedder
+
+    torch.manual_seed(0)
+    fast = ConvEmbedder(in_channels=3, n_components=6, image_size=(12, 12), channels_last=True)
+    plain = ConvEmbedder(in_channels=3, n_components=6, image_size=(12, 12), channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    conv = fast.features[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert plain.features[0].weight.is_contiguous()
+    x = torch.rand(5, 3, 12, 12)
+    for net in (fast, plain):
+        net.zero_grad()
+        net(x)[:, 0].sum().backward()
+    torch.testing.assert_close(fast(x), plain(x), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        fast.features[0].weight.grad, plain.features[0].weight.grad, atol=1e-4, rtol=1e-4
+    )
+
+
+def test_conv_embedder_learns_to_separate_two_patterns():
+    # Two classes of noisy 12x12 images (a vertical or a horizontal bar at a
+    # random place): a few Adam steps of semi-hard triplet loss put every
+    # image nearer its own class than the other (1-NN by the cosine).
+    from sktriplet.networks import ConvEmbedder
+    from sktriplet.triplets.losses import TripletLoss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 1, 12, 12, generator=g) * 0.3
+    y = torch.arange(32) % 2
+    where = torch.randint(2, 10, (32,), generator=g)
+    for i in range(32):
+        if y[i]:
+            x[i, 0, :, where[i]] += 1.0
+        else:
+            x[i, 0, where[i], :] += 1.0
+    torch.manual_seed(0)
+    net = ConvEmbedder(in_channels=1, n_components=8, image_size=(12, 12))
+    loss_fn = TripletLoss()
+
+    def nearest_is_same_class() -> torch.Tensor:
+        net.eval()
+        with torch.no_grad():
+            z = net(x)
+        net.train()
+        sim = z @ z.T - 2 * torch.eye(32)
+        return y[sim.argmax(dim=1)] == y
+
+    assert not bool(nearest_is_same_class().all())  # the untrained network mixes them
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(30):
+        opt.zero_grad()
+        loss_fn(net(x), y).backward()
+        opt.step()
+    assert bool(nearest_is_same_class().all())
+
+
+def test_conv_embedder_pickled_before_channels_last_still_embeds():
+    # A network pickled by a version without the attribute (simulated by
+    # deleting it) embeds as the plain channels-first network does.
+    import pickle
+
+    from sktriplet.networks import ConvEmbedder
+
+    torch.manual_seed(0)
+    plain = ConvEmbedder(in_channels=1, n_components=4, image_size=(8, 8), channels_last=False)
+    old = pickle.loads(pickle.dumps(plain))
+    del old.channels_last
+    x = torch.rand(3, 1, 8, 8)
+    torch.testing.assert_close(old.eval()(x), plain.eval()(x))

@@ -120,9 +120,10 @@ def test_min_batches_must_be_positive():
 
 
 def test_floor_trains_a_40_sample_fit_further():
-    # 40 samples, 3 epochs: without the floor 3 optimizer steps, with it
-    # 3 * MIN_BATCHES_PER_EPOCH; the fit with the floor ends with a clearly
-    # lower training loss (measured: about 0.12 against 0.02-0.05).
+    # 40 samples, 3 epochs: without a floor 3 optimizer steps, by default
+    # 3 * MIN_BATCHES_PER_EPOCH, with a floor of 4 twelve; the fit with four
+    # batches per epoch ends with a clearly lower training loss (measured:
+    # about 0.12 against 0.02-0.05).
 
     from sktriplet import TripletEmbedder
 
@@ -138,7 +139,8 @@ def test_floor_trains_a_40_sample_fit_further():
         steps = sum(len(row["batches"]) for row in est.net_.history)
         return est.net_.history[-1, "train_loss"], steps
 
-    loss_floor, steps_floor = final_loss()
+    _, steps_default = final_loss()
+    loss_floor, steps_floor = final_loss(iterator_train__min_batches=4)
     loss_none, steps_none = final_loss(iterator_train__min_batches=1)
-    assert (steps_none, steps_floor) == (3, 3 * MIN_BATCHES_PER_EPOCH)
+    assert (steps_none, steps_default, steps_floor) == (3, 3 * MIN_BATCHES_PER_EPOCH, 12)
     assert loss_floor < 0.5 * loss_none

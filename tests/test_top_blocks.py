@@ -18,6 +18,7 @@ from sktriplet.networks import BackboneEmbedder, Standardize
 from sktriplet.networks.split import split_at_block
 from sktriplet.training.feature_cache import cache_views
 from sktriplet.training.routine import fresh_net
+from sktriplet.training.sampling import PKSampler
 from sktriplet.training.top_blocks import stage_params, train_blocks
 from sktriplet.vision.views import draw_views
 
@@ -120,7 +121,9 @@ class ImageViews(Dataset):
 
 def _reference(module, params, data, fixed=None, epochs=4):
     """Train the whole network (bottom frozen) with the block stage's net and schedule."""
-    stage = stage_params(params, 2e-3, epochs, epochs * 4)
+    # the schedule spans the PK batches the net draws: 48 samples in batches of 24
+    batches = len(PKSampler(Y, batch_size=24, samples_per_class=4))
+    stage = stage_params(params, 2e-3, epochs, epochs * batches)
     net = fresh_net(module, stage, data, "cpu", 10)
     torch.manual_seed(5)
     return net.fit(ImageViews(X, Y, data.seed, fixed))

@@ -47,11 +47,11 @@ def test_verbose_2_adds_a_progress_bar_over_batches(capsys, data):
     est = _fit(2, data)
     out, err = capsys.readouterr()
     assert "train_loss" in out
-    # one bar per epoch, over 96 samples / batch_size 32 = 3 batches, raised to
-    # the floor of MIN_BATCHES_PER_EPOCH = 4 batches for so small a data set;
-    # the first epoch counts them (a bar with no total), the second shows it
-    assert "0it [" in err and err.count("| 0/4 [") == 1
-    assert len(est.net_.history[-1, "batches"]) == 4
+    # one bar per epoch, over 96 samples / batch_size 32 = 3 batches (above
+    # the floor of MIN_BATCHES_PER_EPOCH = 2); the first epoch counts them (a
+    # bar with no total), the second shows it
+    assert "0it [" in err and err.count("| 0/3 [") == 1
+    assert len(est.net_.history[-1, "batches"]) == 3
 
 
 def test_verbose_2_without_tqdm_warns_and_falls_back(capsys, data, monkeypatch):

@@ -158,7 +158,7 @@ def resolve_lr(params: dict[str, Any], spec: InputSpec, codes: np.ndarray | None
     >>> resolve_lr(params, rows, np.repeat(np.arange(10), 50))
     0.001
     >>> resolve_lr(params, rows, np.repeat(np.arange(6), 50))  # doctest: +ELLIPSIS
-    4.1666...e-05
+    5.5555...e-05
     """
     if params["lr"] != "auto":
         return float(params["lr"])
