@@ -814,7 +814,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         warm = self._warm_net(spec)
         params = self.get_params(deep=False)
         params["verbose"] = resolve_verbose(self.verbose)  # once per fit
-        digest = lambda: samples_digest(X, spec, codes, triplets)  # noqa: E731
+        digest = lambda: samples_digest(X, spec, codes, triplets, weights)  # noqa: E731
         with open_checkpoints(params, digest, None if warm is None else warm[0]) as checkpoints:
             seed = checkpoints.seed(lambda: draw_seed(self.random_state))
             data = TrainingData(

@@ -287,3 +287,17 @@ def test_ctrl_c_in_the_first_epoch_resumes_from_the_start(rows, tmp_path, monkey
     monkeypatch.undo()
     resumed = TripletEmbedder(**params, checkpoint_dir=tmp_path).fit(X, y)
     np.testing.assert_array_equal(resumed.transform(X), plain.transform(X))
+
+
+def test_a_directory_of_a_fit_with_other_vote_weights_is_refused(rows, tmp_path):
+    X, _ = rows
+    rng = np.random.default_rng(0)
+    idx = np.stack([rng.permutation(len(X))[:3] for _ in range(60)])  # 3 different rows
+    params = {**FAST, "triplets": True, "samples": X, "batch_size": 16}
+    params.pop("samples_per_class")
+    weights = np.ones(len(idx))
+    TripletEmbedder(**params, checkpoint_dir=tmp_path).fit(idx, sample_weight=weights)
+    est = TripletEmbedder(**params, checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointMismatchError, match="the data differ"):
+        est.fit(idx, sample_weight=np.where(np.arange(len(idx)) % 2, 3.0, 1.0))
+    assert not hasattr(est, "net_")

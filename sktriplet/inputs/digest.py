@@ -57,6 +57,7 @@ def samples_digest(
     spec: InputSpec,
     codes: np.ndarray | None = None,
     triplets: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Describe and hash the data of a fit.
 
@@ -71,6 +72,8 @@ def samples_digest(
         Their class codes.
     triplets : numpy.ndarray of shape (n_triplets, 3), default=None
         Index triplets into ``X`` (triplet mode).
+    weights : numpy.ndarray, default=None
+        Their weights (``sample_weight``), if any.
 
     Returns
     -------
@@ -97,7 +100,7 @@ def samples_digest(
         _hash_files(h, X)
     else:
         _hash_array(h, X)
-    for name, extra in (("codes", codes), ("triplets", triplets)):
+    for name, extra in (("codes", codes), ("triplets", triplets), ("weights", weights)):
         h.update(name.encode())
         if extra is not None:
             _hash_array(h, extra)
