@@ -747,6 +747,7 @@ def test_fit_without_flags_passes_the_estimators_defaults():
         ("fit", "--mining", "mining", {"none"}),  # given triplets: not readable from a shell
         ("fit", "--distance", "distance", set()),
         ("fit", "--scaling", "scaling", set()),
+        ("fit", "--precision", "precision", set()),
         ("fit", "--on-error", "on_error", set()),
         ("embed", "--on-error", "on_error", set()),
         ("evaluate", "--distance", "distance", set()),
@@ -793,6 +794,8 @@ def test_color_flag_spells_the_estimators_channels():
         ("--random-state", "-1", "random_state", -1),
         ("--scaling", "none", "scaling", None),
         ("--mining", "hard", "mining", "hard"),
+        ("--precision", "32", "precision", "32"),
+        ("--precision", "bf16", "precision", "bf16"),
     ],
 )
 def test_fit_flags_accept_what_the_estimator_accepts(capsys, flag, text, param, value):
