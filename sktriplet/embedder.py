@@ -10,6 +10,7 @@ net and returns the result; only then does the estimator record anything.
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from sktriplet.inputs.digest import samples_digest
 from sktriplet.inputs.loading import make_dataset
 from sktriplet.inputs.spec import LAYOUTS, InputSpec
 from sktriplet.inputs.training_data import TrainingData
@@ -33,6 +35,7 @@ from sktriplet.runtime.inference import embed_dataset
 from sktriplet.runtime.precision import PRECISIONS, resolve_precision
 from sktriplet.runtime.progress import resolve_verbose
 from sktriplet.training.build import ROUTED_PREFIXES, routed
+from sktriplet.training.checkpoints import open_checkpoints
 from sktriplet.training.criterion import check_criterion
 from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.fit import FitResult, draw_seed, train
@@ -164,7 +167,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     Parameters
     ----------
     margin : float, default=0.2
-        Margin of the triplet hinge. Its scale follows ``distance``: the
+        Margin of the triplet hinge (``criterion="triplet"``; the other
+        losses have margins of their own). Its scale follows ``distance``: the
         default networks output unit vectors, on which ``"sqeuclidean"``
         distances lie in ``[0, 4]`` and the other two in ``[0, 2]``. With
         ``triplets=True``, 0.5 is the recommended value (see Notes).
@@ -356,13 +360,36 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         copies it, and :func:`sktriplet.save` does not store it.
     criterion : str or torch.nn.Module class, default="triplet"
         The loss. A name registered in
-        :data:`sktriplet.triplets.registry.LOSSES` (``"triplet"``: the
-        triplet loss with online mining, :class:`~sktriplet.triplets.losses.TripletLoss`;
-        :func:`~sktriplet.triplets.registry.loss_names` lists them all), or a
-        loss class of your own: an ``nn.Module`` whose ``forward(embeddings,
-        labels)`` returns a scalar tensor (and takes ``indices_tuple=(a, p,
-        n)`` for ``triplets=True``). The class is instantiated in ``fit`` with
-        the ``criterion__*`` parameters, plus ``margin``, ``mining``,
+        :data:`sktriplet.triplets.registry.LOSSES`:
+
+        - ``"triplet"``: the triplet loss with online mining
+          (:class:`~sktriplet.triplets.losses.TripletLoss`; ``margin``,
+          ``mining``, ``distance``, ``soft``);
+        - ``"contrastive"``: pull positive pairs together, push negative
+          pairs past a margin, on ``distance``
+          (:class:`~sktriplet.triplets.pair_losses.ContrastiveLoss`;
+          ``criterion__pos_margin``, ``criterion__neg_margin``);
+        - ``"multi_similarity"``: multi-similarity loss with its pair mining,
+          on cosine similarity
+          (:class:`~sktriplet.triplets.pair_losses.MultiSimilarityLoss`;
+          ``criterion__alpha``, ``__beta``, ``__base``, ``__epsilon``);
+        - ``"normalized_softmax"`` and ``"arcface"``: classifier losses with
+          one learnable weight vector per training class
+          (:class:`~sktriplet.triplets.proxy_losses.NormalizedSoftmaxLoss`,
+          ``criterion__temperature``;
+          :class:`~sktriplet.triplets.proxy_losses.ArcFaceLoss`,
+          ``criterion__scale``, ``criterion__angular_margin``). The class
+          weights exist for training only (saved with the model so that
+          ``warm_start`` continues, never part of the embedding network or
+          an export); they need labels, so not ``triplets=True``.
+
+        ``margin``, ``mining`` and ``soft`` are the triplet loss's and do not
+        apply to the others. Which loss for which data, with figures, and how
+        to choose by cross-validation: ``docs/losses.md``. Or a loss class of
+        your own: an ``nn.Module`` whose ``forward(embeddings, labels)``
+        returns a scalar tensor (and takes ``indices_tuple=(a, p, n)`` for
+        ``triplets=True``). The class is instantiated in ``fit`` with the
+        ``criterion__*`` parameters, plus ``margin``, ``mining``,
         ``distance``, ``soft``, ``n_classes`` and ``n_components`` where its
         constructor takes them. Learnable weights of the loss (a classifier,
         proxies) train with the network and are saved with it.
@@ -376,6 +403,35 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         (the head trained on cached features), 0.5 and 1.0 scored the same
         as 0 on unseen classes (``docs/benchmarks.md``, "Pretrained
         backbones"). Needs class labels (not ``triplets=True``).
+    checkpoint_dir : str, path-like or None, default=None
+        A directory where ``fit`` writes the complete training state after
+        every epoch (network, loss state, optimizer, schedule, validation's
+        best weights, history, random states), atomically, so a fit killed at
+        any moment (``kill -9``, out of memory, a pre-empted machine) loses
+        at most the epoch it was in. A later ``fit`` with the same parameters
+        and data, pointed at the same directory, resumes from the last
+        completed epoch and ends with exactly the result of an uninterrupted
+        fit (bitwise on CPU with the same thread count); one whose fit had
+        finished trains nothing and returns the finished model. A directory
+        of another fit (other parameters, data, or starting network) is
+        refused with an error naming what differs. ``None`` writes nothing.
+        Details, disk use and the interplay with ``warm_start``,
+        ``validation_fraction`` and Ctrl-C: ``docs/checkpoints.md``.
+    memory_size : int or None, default=None
+        Cross-batch memory (XBM, Wang et al. 2020): keep the last
+        ``memory_size`` training embeddings and their labels (detached) and
+        mine each batch against them as well as against itself: anchors from
+        the batch, positives and negatives from the batch and the memory
+        (:class:`sktriplet.triplets.memory.CrossBatchMemory`). For the
+        pair-based losses (``"triplet"`` with ``mining`` ``"semihard"`` or
+        ``"hard"``, ``"contrastive"``, ``"multi_similarity"``); needs labels.
+        It is meant for batches that are small against the number of
+        classes, so that a batch sees few negatives; on the shared sets of
+        ``docs/losses.md`` (digits, Omniglot, Glint faces, Cars at batch 32)
+        it helped no loss and lowered unseen-class MAP@R on Cars and
+        Omniglot: choose it by class-disjoint cross-validation. The memory is part
+        of the criterion's state and is saved with the model. ``None`` or
+        ``0``: no memory.
     **kwargs : dict
         ``module__*``, ``criterion__*``, ``optimizer__*``, ``callbacks__*``,
         ``iterator_train__*`` and ``iterator_valid__*`` parameters, routed to
@@ -496,7 +552,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     embeddings. A ``KeyboardInterrupt`` during ``fit`` keeps the weights of
     the last completed epoch and returns normally; ``warm_start=True`` then
     continues from there, and on CPU ends with the same weights as an
-    uninterrupted fit. :func:`sktriplet.save` and :func:`sktriplet.load`
+    uninterrupted fit; with ``checkpoint_dir`` a fit killed outright resumes
+    from its last completed epoch. :func:`sktriplet.save` and :func:`sktriplet.load`
     store a fitted estimator without pickle (see
     ``docs/reproducibility.md``).
 
@@ -548,8 +605,10 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "channels": [StrOptions({"auto"}), Interval(numbers.Integral, 1, 3, closed="both")],
         "on_error": [StrOptions({"raise", "skip"})],
         "classification_weight": [Interval(numbers.Real, 0, None, closed="left")],
+        "memory_size": [None, Interval(numbers.Integral, 0, None, closed="left")],
         "triplets": ["boolean"],
         "samples": [None, "array-like"],
+        "checkpoint_dir": [None, str, os.PathLike],
     }
 
     def __init__(
@@ -586,6 +645,8 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         triplets: bool = False,
         samples: Any = None,
         classification_weight: float = 0.0,
+        checkpoint_dir: str | os.PathLike | None = None,
+        memory_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         self.margin = margin
@@ -617,8 +678,10 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.channels = channels
         self.on_error = on_error
         self.classification_weight = classification_weight
+        self.memory_size = memory_size
         self.triplets = triplets
         self.samples = samples
+        self.checkpoint_dir = checkpoint_dir
         for key, value in kwargs.items():
             setattr(self, key, value)
 
@@ -731,9 +794,11 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         warm = self._warm_net(spec)
         params = self.get_params(deep=False)
         params["verbose"] = resolve_verbose(self.verbose)  # once per fit
-        seed = draw_seed(self.random_state)
-        data = TrainingData(spec, X, codes, triplets=triplets, params=params, seed=seed)
-        result = train(params, data, device=device, warm=warm)
+        digest = lambda: samples_digest(X, spec, codes, triplets)  # noqa: E731
+        with open_checkpoints(params, digest, None if warm is None else warm[0]) as checkpoints:
+            seed = checkpoints.seed(lambda: draw_seed(self.random_state))
+            data = TrainingData(spec, X, codes, triplets=triplets, params=params, seed=seed)
+            result = train(params, data, device=device, warm=warm)
         self._finalise(result, spec, classes, device, warm=warm is not None, kept=kept)
         return self
 

@@ -171,3 +171,48 @@ def test_transform_checks_boxes_too_and_takes_whole_files(photos, fitted):
     on_files = TripletEmbedder(**{**FAST, "max_epochs": 1}).fit(crops, np.arange(len(crops)) % 4)
     np.testing.assert_array_equal(on_files.transform(table), on_files.transform(crops))
     assert fitted.transform(crops[:3]).shape == (3, fitted.n_components_)
+
+
+def test_a_box_table_csv_fits_embeds_and_evaluates_in_the_cli(photos, tmp_path, capsys):
+    """A CSV of ``path, x_1, y_1, x_2, y_2, label`` (paths relative to the CSV's folder)."""
+    from sktriplet.cli import main
+
+    table, y, crops = photos
+    folder = os.path.dirname(table["path"].iloc[0])
+    csv = os.path.join(folder, "boxes.csv")
+    rel = table.assign(path=[os.path.basename(p) for p in table["path"]], label=y)
+    rel.to_csv(csv, index=False)
+    model = tmp_path / "boxes.sktriplet"
+    argv = ["--max-epochs", "2", "--batch-size", "12", "--samples-per-class", "3"]
+    argv += ["--image-size", "16", "--workers", "0", "--verbose", "0"]
+    assert main(["fit", csv, "-o", str(model), *argv]) == 0, capsys.readouterr().err
+    est = load(model)
+    assert est.input_spec_.kind == "boxes"
+    out = tmp_path / "Z.npy"
+    assert main(["embed", str(model), csv, "-o", str(out)]) == 0, capsys.readouterr().err
+    Z = np.load(out)
+    # the crops are cut before resizing: the same regions saved as lossless files
+    np.testing.assert_allclose(Z, est.transform(crops), rtol=1e-5, atol=1e-6)
+    assert main(["evaluate", str(model), csv]) == 0, capsys.readouterr().err
+
+
+def test_a_bad_box_in_a_csv_is_one_line_naming_the_row(photos, tmp_path, capsys):
+    from sktriplet.cli import main
+
+    table, y, _ = photos
+    bad = table.assign(label=y)
+    bad.loc[3, "x_2"] = bad.loc[3, "x_1"]  # an empty box
+    csv = tmp_path / "bad.csv"
+    bad.to_csv(csv, index=False)
+    code = main(["fit", str(csv), "-o", str(tmp_path / "m.sktriplet"), "--verbose", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "3" in err and "bad.csv" in err
+    assert not (tmp_path / "m.sktriplet").exists()
+
+    extra = table.assign(label=y, note="x")
+    extra.to_csv(csv, index=False)
+    code = main(["fit", str(csv), "-o", str(tmp_path / "m.sktriplet"), "--verbose", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "['note']" in err and "--label" in err

@@ -195,6 +195,15 @@ def test_scaling_option_reaches_the_estimator(tmp_path, capsys, digits, flag, ex
     np.testing.assert_array_equal(est.transform(X[:160]), want.transform(X[:160]))
 
 
+def test_criterion_and_memory_options_reach_the_estimator(tmp_path, capsys, digits):
+    X, y = digits
+    est = _fit_saved(tmp_path, capsys, digits, "--criterion", "contrastive", "--memory-size", "64")
+    assert est.criterion == "contrastive" and est.memory_size == 64
+    assert int(est.net_.criterion_.memory_filled) == 64
+    want = sktriplet.TripletEmbedder(**est.get_params()).fit(X[:160], y[:160])
+    np.testing.assert_array_equal(est.transform(X[:160]), want.transform(X[:160]))
+
+
 def test_parquet_round_trip(tmp_path, capsys, digits_csv):
     pytest.importorskip("pyarrow")
     _, df = digits_csv
@@ -745,6 +754,7 @@ def test_fit_without_flags_passes_the_estimators_defaults():
     ("command", "flag", "param", "cli_only"),
     [
         ("fit", "--mining", "mining", {"none"}),  # given triplets: not readable from a shell
+        ("fit", "--criterion", "criterion", set()),
         ("fit", "--distance", "distance", set()),
         ("fit", "--scaling", "scaling", set()),
         ("fit", "--precision", "precision", set()),
@@ -794,6 +804,11 @@ def test_color_flag_spells_the_estimators_channels():
         ("--random-state", "-1", "random_state", -1),
         ("--scaling", "none", "scaling", None),
         ("--mining", "hard", "mining", "hard"),
+        ("--criterion", "arcface", "criterion", "arcface"),
+        ("--memory-size", "256", "memory_size", 256),
+        ("--memory-size", "0", "memory_size", 0),
+        ("--memory-size", "none", "memory_size", None),
+        ("--memory-size", "-5", "memory_size", -5),
         ("--precision", "32", "precision", "32"),
         ("--precision", "bf16", "precision", "bf16"),
     ],

@@ -198,3 +198,97 @@ def test_warm_start_applies_changed_loss_arguments_and_refuses_another_loss(smal
     with pytest.raises(ValueError, match="cannot change the criterion from CenterPull to Triplet"):
         est.set_params(criterion="triplet").fit(X, y)
     assert est.net_ is net and len(net.history) == 1 and type(net.criterion_) is CenterPull
+
+
+# ------------------------------------------------------ the registered families
+@pytest.mark.parametrize(
+    ("criterion", "memory_size"),
+    [
+        ("contrastive", None),
+        ("multi_similarity", None),
+        ("normalized_softmax", None),
+        ("arcface", None),
+        ("triplet", 64),
+        ("contrastive", 64),
+        ("multi_similarity", 64),
+    ],
+)
+def test_each_loss_trains_and_its_state_is_saved_and_loaded(
+    small_digits, tmp_path, criterion, memory_size
+):
+    X, y = small_digits
+    est = TripletEmbedder(criterion=criterion, memory_size=memory_size, **FAST).fit(X, y)
+    Z = est.transform(X)
+    assert np.isfinite(Z).all() and np.allclose(np.linalg.norm(Z, axis=1), 1, atol=1e-5)
+    state = est.net_.criterion_.state_dict()
+    if criterion in ("normalized_softmax", "arcface"):
+        assert state["weight"].shape == (10, 8)  # n_classes x n_components, from the fit
+        in_optimizer = {id(p) for g in est.net_.optimizer_.param_groups for p in g["params"]}
+        assert id(est.net_.criterion_.weight) in in_optimizer
+        assert not any(p.shape == (10, 8) for p in est.net_.module_.parameters())
+    if memory_size:
+        assert state["memory_embeddings"].shape == (64, 8)
+        assert int(state["memory_filled"]) == 64
+    save(est, tmp_path / "m.sktriplet")
+    loaded = load(tmp_path / "m.sktriplet")
+    assert loaded.criterion == criterion and loaded.memory_size == memory_size
+    for key, value in state.items():
+        torch.testing.assert_close(loaded.net_.criterion_.state_dict()[key], value)
+    np.testing.assert_array_equal(loaded.transform(X), Z)
+
+
+def test_warm_start_keeps_class_weights_and_memory(small_digits):
+    X, y = small_digits
+    fast = {**FAST, "max_epochs": 1, "warm_start": True}
+    est = TripletEmbedder(criterion="arcface", **fast).fit(X, y)
+    weight = est.net_.criterion_.weight
+    before = weight.detach().clone()
+    est.set_params(criterion__scale=30.0).fit(X, y)
+    assert est.net_.criterion_.weight is weight and not torch.equal(weight.detach(), before)
+    assert est.net_.criterion_.scale == 30.0
+    est = TripletEmbedder(memory_size=32, **fast).fit(X, y)
+    newest = est.net_.criterion_.memory()[0][-16:].clone()
+    est.set_params(memory_size=16)
+    est.net_.criterion_.memory_size = 16  # what the next fit does first
+    torch.testing.assert_close(est.net_.criterion_.memory()[0], newest)
+    est.fit(X, y)
+    assert est.net_.criterion_.memory_size == 16 and len(est.net_.history) == 2
+
+
+def test_memory_composes_with_the_classification_auxiliary():
+    params = {**TripletEmbedder().get_params(), "memory_size": 16, "classification_weight": 0.5}
+    criterion = build_criterion(params, n_classes=3, width=4)
+    assert type(criterion).__name__ == "WithClassification"
+    assert type(criterion.loss).__name__ == "CrossBatchMemory"
+    z = nn.functional.normalize(torch.randn(9, 4), dim=1)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    criterion(z, labels)
+    assert int(criterion.memory_filled) == 9  # the batch only; the classifier sees the batch
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"triplets": True, "criterion": "arcface"}, "needs class labels"),
+        ({"triplets": True, "criterion": "normalized_softmax"}, "needs class labels"),
+        ({"triplets": True, "memory_size": 32}, "memory_size needs class labels"),
+        ({"criterion": "arcface", "memory_size": 32}, "memory_size needs a pair-based loss"),
+        ({"criterion": CenterPull, "memory_size": 32}, "CenterPull has no mine"),
+        ({"mining": "all", "memory_size": 32}, "mining='all'"),
+    ],
+)
+def test_what_does_not_fit_is_refused_before_training(small_digits, params, match):
+    X, y = small_digits
+    T = np.random.default_rng(0).normal(size=(30, 3, 4)).astype(np.float32)
+    est = TripletEmbedder(**{**FAST, **params})
+    with pytest.raises(ValueError, match=match):
+        est.fit(T) if params.get("triplets") else est.fit(X, y)
+    assert not hasattr(est, "net_")
+
+
+@pytest.mark.parametrize("criterion", ["contrastive", "multi_similarity"])
+def test_pair_losses_train_on_given_triplets(criterion):
+    rng = np.random.default_rng(0)
+    T = rng.normal(size=(60, 3, 4)).astype(np.float32)
+    est = TripletEmbedder(triplets=True, mining="none", criterion=criterion, **FAST).fit(T)
+    assert np.isfinite(est.transform(T[:, 0])).all()

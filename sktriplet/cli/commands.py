@@ -27,6 +27,7 @@ from sktriplet.cli.outputs import (
 )
 from sktriplet.cli.readers import (
     Data,
+    file_paths,
     keep_readable_files,
     read_data,
     read_image_folder,
@@ -101,7 +102,7 @@ def _usable_folder(data: Data, args: argparse.Namespace, size) -> Data:
         print_warning(args.command, data.left_out.summary())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UpscaleWarning)
-        warn_small_images(data.X, DEFAULT_IMAGE_SIZE if size is None else size)
+        warn_small_images(file_paths(data), DEFAULT_IMAGE_SIZE if size is None else size)
     for w in caught:
         print_warning(args.command, w.message)
     return data
@@ -158,7 +159,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if Path(args.data).is_dir():
         return embed_folder(args, out)
     estimator = load_model(args.model, args.device)
-    data = read_data(args.data, args)
+    data = _read_for_model(estimator, args.data, args)
     Z = estimator.transform(model_input(estimator, data, args.data, args))
     write_embeddings(Z, data, out, [str(c) for c in estimator.get_feature_names_out()])
     print(f"wrote {Z.shape[0]} embeddings of width {Z.shape[1]} to {out}", file=sys.stderr)

@@ -271,11 +271,18 @@ def image_size(text: str) -> int | tuple[int, int]:
 #: The ``fit`` flags that set the estimator's training hyperparameters, in help order.
 TRAINING_OPTIONS: tuple[EstimatorOption, ...] = (
     EstimatorOption("max_epochs", "passes over the data", "N"),
+    EstimatorOption("criterion", "the loss (docs/losses.md: which loss for my data?)"),
     EstimatorOption("margin", "margin of the triplet hinge", "M"),
     # mining="none" takes given triplets (triplets=True), which the command cannot read.
     EstimatorOption("mining", "triplet mining strategy", exclude=("none",)),
     EstimatorOption("distance", "distance between embeddings"),
     EstimatorOption("soft", "soft margin log1p(exp(.)) for the hinge"),
+    EstimatorOption(
+        "memory_size",
+        "cross-batch memory: mine each batch against the last N training embeddings too "
+        "(triplet, contrastive, multi_similarity); none or 0: off",
+        "N",
+    ),
     EstimatorOption(
         "n_components", "embedding width; auto: 64, or a pretrained backbone's own width", "N"
     ),
@@ -303,6 +310,13 @@ TRAINING_OPTIONS: tuple[EstimatorOption, ...] = (
         "native bfloat16), 32, bf16 or 16 (see docs/scaling.md)",
     ),
     EstimatorOption("verbose", "0 silent, 1 table, 2 bars", choices=(0, 1, 2), default=1),
+    EstimatorOption(
+        "checkpoint_dir",
+        "write the training state to DIR after every epoch; the same command run again "
+        "resumes a killed fit from its last completed epoch (docs/checkpoints.md)",
+        "DIR",
+        type=str,
+    ),
 )
 
 #: ``--color`` spells ``channels``: grey (1) or RGB (3) images, or auto.

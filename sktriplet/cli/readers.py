@@ -4,8 +4,10 @@ The reader is chosen by the path:
 
 - ``.npz``: arrays ``X`` and ``y`` (``--x-key``/``--y-key`` rename them).
 - ``.csv`` and ``.parquet``: one row per sample; the label column is
-  ``--label`` (default ``label``), every other column is a numeric feature.
-  Parquet needs ``pyarrow`` (``pip install "sktriplet[cli]"``).
+  ``--label`` (default ``label``), every other column is a numeric feature;
+  a table with a ``path`` column lists image files instead, with a crop box
+  each in the columns ``x_1, y_1, x_2, y_2`` (or none): relative paths are
+  read from the table's folder. Parquet needs ``pyarrow`` (``pip install "sktriplet[cli]"``).
 - a folder with one sub-folder per class, each holding images (``.png``,
   ``.pgm``, ``.jpg``, ...) kept as paths that the model decodes lazily with
   Pillow (``pip install "sktriplet[cli]"``; matplotlib brings it too), or
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sktriplet.cli.messages import CLIError
+from sktriplet.inputs.boxes import BOX_COLUMNS, PATH_COLUMN, as_box_table
 from sktriplet.vision.decode import find_unreadable
 from sktriplet.vision.folders import (
     EMPTY_CLASS,
@@ -39,6 +42,7 @@ __all__ = [
     "Data",
     "keep_readable_files",
     "list_folder_files",
+    "file_paths",
     "read_data",
     "read_image_folder",
     "require_labels",
@@ -122,6 +126,8 @@ def _read_table(path: Path, label: str) -> Data:
         y = df[label].to_numpy()
         df = df.drop(columns=[label])
     df.columns = [str(c) for c in df.columns]
+    if PATH_COLUMN in df.columns:
+        return _read_file_table(df, y, path, label)
     bad = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise CLIError(
@@ -131,6 +137,40 @@ def _read_table(path: Path, label: str) -> Data:
     if df.shape[1] == 0:
         raise CLIError(f"{path}: no feature columns besides the label {label!r}.")
     return Data(df, y)
+
+
+def _read_file_table(df, y, path: Path, label: str) -> Data:
+    """A table of image files (``path``) with crop boxes (``x_1, y_1, x_2, y_2``) or none.
+
+    Relative paths are read from the table's own folder, as datasets that
+    ship a table beside their photos write them.
+    """
+    allowed = (PATH_COLUMN, *BOX_COLUMNS)
+    extra = [c for c in df.columns if c not in allowed]
+    if extra:
+        raise CLIError(
+            f"{path}: a table of image files has the column {PATH_COLUMN!r} and, for crop "
+            f"boxes, {', '.join(BOX_COLUMNS)}; column(s) {extra[:5]} are neither: drop them, "
+            f"or if one of them is the label name it with --label (now {label!r})."
+        )
+    base = path.parent
+    files = [str(base / p) for p in df[PATH_COLUMN].astype(str)]  # absolute p stays p
+    df = df.assign(**{PATH_COLUMN: files}).reset_index(drop=True)
+    try:
+        as_box_table(df)  # bad box values: one line naming the row, before any work
+    except ValueError as exc:
+        raise CLIError(f"{path}: {exc}") from None
+    return Data(df, y, ids=files, paths=True)
+
+
+def file_paths(data: Data) -> np.ndarray:
+    """The image files of ``data``: its paths, or a file table's ``path`` column."""
+    X = data.X
+    return X[PATH_COLUMN].to_numpy() if hasattr(X, "columns") else X
+
+
+def _take_rows(X, keep: np.ndarray):
+    return X[keep].reset_index(drop=True) if hasattr(X, "columns") else X[keep]
 
 
 def _has_class_folders(path: Path) -> bool:
@@ -215,18 +255,20 @@ def keep_readable_files(data: Data, root: str) -> Data:
     before the long work; the files left out join the folder's one-line
     summary of what it left out.
     """
-    bad = find_unreadable(data.X)
+    files = file_paths(data)
+    bad = find_unreadable(files)
     if not bad:
         return data
     left_out = data.left_out if data.left_out is not None else LeftOut(root)
-    left_out.add(UNREADABLE, ((os.path.relpath(data.X[i], root), why) for i, why in bad))
+    folder = root if os.path.isdir(root) else os.path.dirname(root)  # a table's folder
+    left_out.add(UNREADABLE, ((os.path.relpath(files[i], folder), why) for i, why in bad))
     keep = np.ones(len(data.X), dtype=bool)
     keep[[i for i, _ in bad]] = False
     if not keep.any():
         raise CLIError(f"no image file could be read; {left_out.summary()}.")
     ids = [i for i, k in zip(data.ids, keep, strict=True) if k]
     y = None if data.y is None else data.y[keep]
-    return Data(data.X[keep], y, ids=ids, paths=True, left_out=left_out)
+    return Data(_take_rows(data.X, keep), y, ids=ids, paths=True, left_out=left_out)
 
 
 def read_data(path: str, args: argparse.Namespace) -> Data:

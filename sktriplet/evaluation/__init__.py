@@ -5,6 +5,9 @@
   triplet accuracy; plain NumPy / PyTorch.
 - :mod:`sktriplet.evaluation.scoring`: those metrics as scikit-learn
   scorers, for ``GridSearchCV(scoring=...)``.
+- :mod:`sktriplet.evaluation.selection`: ``PreferDefault``, a
+  ``GridSearchCV(refit=...)`` rule that keeps the default candidate unless
+  another clearly wins.
 - :mod:`sktriplet.evaluation.neighbors`: what serves an embedding: the
   open-set classifier, threshold calibration, pair verification and the
   nearest-neighbour indexes (exact, faiss, hnswlib).

@@ -140,6 +140,8 @@ def _encode(value: Any) -> Any:
     """JSON-able form of a parameter value (raise ``_NotEncodableError``)."""
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, os.PathLike):  # e.g. checkpoint_dir: loaded as its string
+        return os.fspath(value)
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, np.generic) and value.dtype.kind in "biuf":

@@ -7,8 +7,8 @@ its constructor's signature, with the ``criterion__*`` parameters plus
 ``margin``, ``mining``, ``distance``, ``soft`` (the estimator's) and
 ``n_classes``, ``n_components`` (the fit's) where it takes them. The
 compositions of :data:`~sktriplet.triplets.registry.WRAPPERS` then wrap it
-when their parameter asks (``classification_weight > 0``). The result is the
-instance skorch trains with (its learnable weights, if any, join the
+when their parameter asks (``memory_size``, ``classification_weight > 0``).
+The result is the instance skorch trains with (its learnable weights, if any, join the
 optimizer and are saved with the net). :func:`call_criterion` is how the net
 calls it, through the one loss interface (:mod:`sktriplet.triplets.base`).
 """
@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from sktriplet.training.build import routed
-from sktriplet.triplets.base import LossWrapper, takes_indices_tuple
+from sktriplet.triplets.base import LossWrapper, requires_labels, takes_indices_tuple
+from sktriplet.triplets.memory import check_memory_loss
 from sktriplet.triplets.mining import IndexTriplets
 from sktriplet.triplets.registry import WRAPPERS, resolve_loss
 
@@ -82,18 +83,35 @@ def check_criterion(params: dict[str, Any]) -> type[nn.Module]:
     Raises
     ------
     ValueError, TypeError
-        An unknown name, a class that is not a ``torch.nn.Module``, or (with
-        ``triplets=True``) a loss whose ``forward`` takes no ``indices_tuple``.
+        An unknown name, a class that is not a ``torch.nn.Module``; with
+        ``triplets=True``, a loss that needs labels or whose ``forward`` takes
+        no ``indices_tuple``; with ``memory_size``, triplet mode or a loss
+        that cannot mine against a memory.
     """
     name = params.get("criterion", "triplet")
     cls = resolve_loss(name)
-    if params.get("triplets", False) and not takes_indices_tuple(cls):
+    label = getattr(name, "__name__", name)
+    triplet_mode = params.get("triplets", False)
+    if triplet_mode and requires_labels(cls):
         raise ValueError(
-            f"criterion={getattr(name, '__name__', name)!r} takes no indices_tuple, but "
+            f"criterion={label!r} learns one weight vector per training class and needs class "
+            "labels; triplets=True trains on given triplets without classes. Use "
+            "criterion='triplet', 'contrastive' or 'multi_similarity'."
+        )
+    if triplet_mode and not takes_indices_tuple(cls):
+        raise ValueError(
+            f"criterion={label!r} takes no indices_tuple, but "
             "triplets=True trains on given triplets: the loss is called as "
             "criterion(embeddings, indices_tuple=(anchor, positive, negative)). Add an "
             "indices_tuple argument to its forward, or use criterion='triplet'."
         )
+    if params.get("memory_size"):
+        if triplet_mode:
+            raise ValueError(
+                "memory_size needs class labels (the memory keeps past embeddings with their "
+                "classes); triplets=True trains on given triplets. Set memory_size=None."
+            )
+        check_memory_loss(cls, params.get("mining"))
     return cls
 
 
@@ -176,8 +194,9 @@ def update_criterion(net, params: dict[str, Any], n_classes: int | None, width: 
     if a ``criterion__*`` net parameter were set; nothing is lost). A loss
     with learnable state keeps it: its constructor arguments that it stores
     under their own names are updated in place. The compositions keep their
-    weights; the argument their estimator parameter sets
-    (``classification_weight``) is updated. Changing the loss class, or
+    weights (and a cross-batch memory its contents); the argument their
+    estimator parameter sets (``classification_weight``, ``memory_size``,
+    which resizes the memory) is updated. Changing the loss class, or
     switching a composition on or off, needs a fresh fit.
 
     Parameters
@@ -200,8 +219,8 @@ def update_criterion(net, params: dict[str, Any], n_classes: int | None, width: 
     if [type(m) for m in wanted] != [type(m) for m in current]:
         raise ValueError(
             f"warm_start=True cannot change the criterion from {_describe(current)} to "
-            f"{_describe(wanted)} (another criterion, or classification_weight switched on "
-            "or off); fit with warm_start=False."
+            f"{_describe(wanted)} (another criterion, or classification_weight or memory_size "
+            "switched on or off); fit with warm_start=False."
         )
     arguments = {w.cls: w.argument for w in WRAPPERS}
     for new, old in zip(wanted[:-1], current[:-1], strict=True):

@@ -73,6 +73,9 @@ class TripletNet(NeuralNet):
     epoch_snapshot_ : dict or None
         While training, the :meth:`snapshot` taken at the end of the last
         epoch (a ``KeyboardInterrupt`` rolls back to it); ``None`` after.
+    interrupted_ : bool
+        Whether the last training loop ended by a ``KeyboardInterrupt``
+        other than a planned :class:`~sktriplet.training.errors.StopTraining`.
     """
 
     def __init__(
@@ -276,7 +279,7 @@ class TripletNet(NeuralNet):
 
     # ------------------------------------------------- snapshots and rollback
     def snapshot(self) -> dict[str, Any]:
-        """Copy the training state: module, optimizer, history length, RNG.
+        """Copy the training state: module, loss, optimizer, history length, RNG.
 
         Tensors are copied to the CPU, so a snapshot costs host memory of
         about the module's size (plus the optimizer's state), not GPU memory.
@@ -288,6 +291,7 @@ class TripletNet(NeuralNet):
         """
         return {
             "module": _cpu_copy(self.module_.state_dict()),
+            "criterion": _cpu_copy(self.criterion_.state_dict()),
             "optimizer": _cpu_copy(self.optimizer_.state_dict()),
             "n_epochs": len(self.history),
             "rng_state": torch.get_rng_state(),
@@ -302,6 +306,8 @@ class TripletNet(NeuralNet):
             The output of :meth:`snapshot` on this net.
         """
         self.module_.load_state_dict(snapshot["module"])
+        if "criterion" in snapshot:  # learnable proxies, classifier weights, memory buffers
+            self.criterion_.load_state_dict(snapshot["criterion"])
         self.optimizer_.load_state_dict(snapshot["optimizer"])
         del self.history[snapshot["n_epochs"] :]
         self.rng_state_ = snapshot["rng_state"]
@@ -310,6 +316,18 @@ class TripletNet(NeuralNet):
         """Snapshot the state training starts from."""
         super().on_train_begin(net, X=X, y=y, **kwargs)
         self.epoch_snapshot_ = self.snapshot()
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Start the epoch's history row; samples augmented as they are read follow the epoch.
+
+        The loader's workers copy the dataset when the epoch's iteration
+        starts, so epoch ``e`` (from 0) draws the augmentation of ``e``, in
+        an uninterrupted fit as in a resumed one (unless the workers persist
+        across epochs, ``iterator_train__persistent_workers=True``).
+        """
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid)
+        if hasattr(dataset_train, "set_epoch"):
+            dataset_train.set_epoch(len(self.history) - 1)
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Check that the weights are finite, then snapshot them."""
@@ -360,12 +378,16 @@ class TripletNet(NeuralNet):
         On the CPU the loop runs inside :func:`~sktriplet.runtime.threads.fit_threads`
         and :func:`~sktriplet.runtime.allocator.keep_freed_memory`.
         """
+        self.interrupted_ = False
         try:
             with self.threads(), self.allocator():
                 return super().fit_loop(X, y, epochs, **fit_params)
         except StopTraining:
             raise  # a planned stop at the end of an epoch: nothing to roll back
         except KeyboardInterrupt:
+            # Any other interrupt (Ctrl-C; skorch's EarlyStopping raises one too)
+            # leaves a checkpointed run resumable (training.checkpoints).
+            self.interrupted_ = True
             snapshot = getattr(self, "epoch_snapshot_", None)
             # An interrupt after the epoch's snapshot (e.g. skorch's EarlyStopping
             # in on_epoch_end) has nothing to roll back.

@@ -18,6 +18,7 @@ from sktriplet.inputs.training_data import TrainingData
 from sktriplet.runtime.inference import embed_dataset
 from sktriplet.runtime.precision import resolve_precision
 from sktriplet.runtime.progress import progress_loader
+from sktriplet.training.checkpoints import attach_checkpoint
 from sktriplet.training.errors import check_finite_embeddings
 from sktriplet.training.factory import make_net, validation_callbacks
 from sktriplet.training.feature_cache import cache_features, hand_over, split_for_caching
@@ -75,6 +76,13 @@ def run_fit(
     validation : dict, default=None
         Options of the retrieval validation on ``data``'s held-out samples
         (:class:`~sktriplet.training.callbacks.RetrievalValidation`).
+
+    Notes
+    -----
+    Inside a fit with ``checkpoint_dir``
+    (:mod:`sktriplet.training.checkpoints`), every call is one training run
+    of the fit: it writes its state after every epoch, and in a resumed fit
+    restores the state the run had reached and trains the epochs left.
     """
     kept = list(net.callbacks) if callbacks is None else callbacks
     valid = validation_callbacks(params, data.valid_dataset(), **(validation or {}))
@@ -83,7 +91,8 @@ def run_fit(
         net.initialize_callbacks()
     else:
         net.initialize()
-    net.partial_fit(data.train_dataset(), None)
+    resume = attach_checkpoint(net)  # with checkpoint_dir: the epochs left, if resumed
+    net.partial_fit(data.train_dataset(), None, **resume)
     check_finite_embeddings(embed_dataset(net, data.probe()), net=net)
 
 

@@ -33,7 +33,18 @@ import inspect
 import torch
 from torch import nn
 
-__all__ = ["LossWrapper", "MetricLoss", "inner_loss", "takes_indices_tuple"]
+__all__ = [
+    "LossWrapper",
+    "MetricLoss",
+    "check_class_codes",
+    "full_precision",
+    "inner_loss",
+    "requires_labels",
+    "takes_indices_tuple",
+    "zero_loss",
+]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 class MetricLoss(nn.Module):
@@ -52,6 +63,10 @@ class MetricLoss(nn.Module):
     last_stats : dict of str to torch.Tensor
         Statistics of the last batch (empty unless ``record_stats``).
     """
+
+    #: Whether the loss needs class labels (a classifier over the training
+    #: classes): such a loss is refused with ``triplets=True``.
+    requires_labels: bool = False
 
     def __init__(self, record_stats: bool = False) -> None:
         super().__init__()
@@ -155,3 +170,91 @@ def takes_indices_tuple(loss: nn.Module | type) -> bool:
         loss = type(inner_loss(loss))
     parameters = inspect.signature(loss.forward).parameters.values()
     return any(p.name == "indices_tuple" or p.kind == p.VAR_KEYWORD for p in parameters)
+
+
+def requires_labels(loss: nn.Module | type) -> bool:
+    """Whether a loss (class, instance or wrapper) needs class labels.
+
+    Parameters
+    ----------
+    loss : torch.nn.Module or type
+        A loss, a wrapper of one, or a loss class.
+
+    Returns
+    -------
+    bool
+        The loss's ``requires_labels`` (``False`` when it has none).
+    """
+    if isinstance(loss, nn.Module):
+        loss = inner_loss(loss)
+    return bool(getattr(loss, "requires_labels", False))
+
+
+def zero_loss(embeddings: torch.Tensor) -> torch.Tensor:
+    """A zero loss that stays connected to the graph, with an exactly zero gradient.
+
+    ``backward`` works on it, and the gradient is zero even where an
+    embedding is not finite.
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor
+        The batch the loss is of.
+
+    Returns
+    -------
+    torch.Tensor
+        A float32 scalar ``0``.
+    """
+    return embeddings.narrow(0, 0, 0).sum().float()
+
+
+def full_precision(embeddings: torch.Tensor) -> torch.Tensor:
+    """float16 and bfloat16 embeddings as float32 (losses compute in float32).
+
+    Parameters
+    ----------
+    embeddings : torch.Tensor
+        The batch.
+
+    Returns
+    -------
+    torch.Tensor
+        ``embeddings`` itself unless it is float16 or bfloat16.
+    """
+    return embeddings.float() if embeddings.dtype in _LOW_PRECISION else embeddings
+
+
+def check_class_codes(labels, n_embeddings: int, n_classes: int, what: str) -> torch.Tensor:
+    """Labels as class codes from 0 to ``n_classes - 1``, one per embedding; raise if not.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_embeddings,)
+        Integer class codes (what :class:`sktriplet.TripletEmbedder` gives
+        its net).
+    n_embeddings : int
+        Size of the batch.
+    n_classes : int
+        Number of training classes.
+    what : str
+        The loss, for the error messages.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_embeddings,), dtype int64
+    """
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or labels.shape[0] != n_embeddings:
+        raise ValueError(
+            f"labels must be 1-D with one label per embedding; got shape "
+            f"{tuple(labels.shape)} for {n_embeddings} embeddings."
+        )
+    labels = labels.long()
+    if labels.numel() and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(
+            f"labels must be class codes in [0, {n_classes - 1}] for {what}; got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]. Set n_classes to the number of "
+            "training classes."
+        )
+    return labels

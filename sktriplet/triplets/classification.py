@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sktriplet.triplets.base import LossWrapper
+from sktriplet.triplets.base import LossWrapper, check_class_codes
 
 __all__ = ["CLASSIFIERS", "WithClassification"]
 
@@ -137,13 +137,9 @@ class WithClassification(LossWrapper):
             base = self.loss(embeddings, labels)
         else:
             base = self.loss(embeddings, labels, indices_tuple=indices_tuple)
-        labels = labels.long()
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.n_classes):
-            raise ValueError(
-                f"labels must be class codes in [0, {self.n_classes - 1}] for the "
-                f"classification loss; got values in [{int(labels.min())}, "
-                f"{int(labels.max())}]. Set n_classes to the number of training classes."
-            )
+        labels = check_class_codes(
+            labels, embeddings.shape[0], self.n_classes, "the classification loss"
+        )
         ce = F.cross_entropy(self.logits(embeddings.float()), labels)
         self.last_terms = {"loss": float(base.detach()), "classification": float(ce.detach())}
         return base + self.weight * ce

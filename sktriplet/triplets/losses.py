@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from sktriplet.triplets.base import MetricLoss
+from sktriplet.triplets.base import MetricLoss, full_precision, zero_loss
 from sktriplet.triplets.distances import (
     check_distance,
     gather_distances,
@@ -37,14 +37,6 @@ from sktriplet.triplets.mining import (
 )
 
 __all__ = ["TripletLoss", "triplet_loss"]
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def _zero(embeddings: torch.Tensor) -> torch.Tensor:
-    # A zero that stays connected to the graph (so ``backward`` works) and
-    # whose gradient is exactly zero even if an embedding is not finite.
-    return embeddings.narrow(0, 0, 0).sum().float()
 
 
 def _hinge(x: torch.Tensor, margin: float, soft: bool) -> torch.Tensor:
@@ -201,11 +193,11 @@ tensor of shape (n_triplets, 3), default=None
             f"{tuple(labels.shape)} for {embeddings.shape[0]} embeddings."
         )
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        emb = embeddings.float() if embeddings.dtype in _LOW_PRECISION else embeddings
+        emb = full_precision(embeddings)
         table = ClassTable.from_labels(labels)
         stats: dict[str, torch.Tensor] | None = {} if return_stats else None
         if not table.has_triplets:
-            loss = _zero(embeddings)
+            loss = zero_loss(embeddings)
             dist = pairwise_distances(emb.detach(), distance=distance) if return_stats else None
         elif mining == "all":
             loss, dist = _all(emb, table, margin, soft, distance, stats)
@@ -228,11 +220,18 @@ def _finish_stats(stats: dict[str, torch.Tensor], dist: torch.Tensor) -> dict[st
     return stats
 
 
-def _explicit_loss(embeddings, triplets, margin, mining, distance, soft, return_stats):
-    """The loss of explicit index triplets (see :func:`triplet_loss`)."""
+def _explicit_loss(
+    embeddings, triplets, margin, mining, distance, soft, return_stats, spread_of_anchors=False
+):
+    """The loss of explicit index triplets (see :func:`triplet_loss`).
+
+    ``spread_of_anchors``: the ``spread`` statistic over the anchors only
+    (a miner's triplets into a batch and a memory after it), else over every
+    embedding.
+    """
     triplets = as_index_triplets(triplets, embeddings.shape[0], embeddings.device)
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
-        emb = embeddings.float() if embeddings.dtype in _LOW_PRECISION else embeddings
+        emb = full_precision(embeddings)
         anchor, positive, negative = triplets
         valid = fallback = None
         if mining != "none":
@@ -264,7 +263,8 @@ def _explicit_loss(embeddings, triplets, margin, mining, distance, soft, return_
     }
     if fallback is not None:
         stats["fallback"] = (fallback & kept).sum() / count
-    return loss, _finish_stats(stats, pairwise_distances(emb.detach(), distance=distance))
+    rows = emb.detach()[anchor.unique()] if spread_of_anchors else emb.detach()
+    return loss, _finish_stats(stats, pairwise_distances(rows, distance=distance))
 
 
 def _mined_loss(emb, dist, mined: MinedTriplets, margin, soft, distance, stats):
@@ -484,22 +484,73 @@ class TripletLoss(MetricLoss):
             labels = torch.as_tensor(labels, device=embeddings.device)
             if indices_tuple is None and labels.ndim == 2:
                 labels, indices_tuple = None, labels  # a (n, 3) triplet target
-        mining = self.mining
-        if indices_tuple is not None and labels is not None:
-            labels, mining = None, "none"  # a miner chose them
-        out = triplet_loss(
-            embeddings,
-            labels,
-            triplets=indices_tuple,
-            margin=self.margin,
-            mining=mining,
-            distance=self.distance,
-            soft=self.soft,
-            return_stats=self.record_stats,
-        )
+        if indices_tuple is not None and labels is not None:  # a miner chose them
+            if embeddings.ndim != 2:
+                raise ValueError(
+                    f"embeddings must be 2-D (batch, dim); got shape {tuple(embeddings.shape)}."
+                )
+            args = (self.margin, "none", self.distance, self.soft, self.record_stats)
+            out = _explicit_loss(embeddings, indices_tuple, *args, spread_of_anchors=True)
+        else:
+            out = triplet_loss(
+                embeddings,
+                labels,
+                triplets=indices_tuple,
+                margin=self.margin,
+                mining=self.mining,
+                distance=self.distance,
+                soft=self.soft,
+                return_stats=self.record_stats,
+            )
         if self.record_stats:
             out, self.last_stats = out
         return out
+
+    def mine(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, n_anchors: int | None = None
+    ) -> IndexTriplets:
+        """The triplets ``mining`` chooses, anchored on the first ``n_anchors`` samples.
+
+        The rule of the labelled loss (``"semihard"`` or ``"hard"``), with
+        only the first ``n_anchors`` samples as anchors and every sample as a
+        candidate positive or negative: a batch followed by a cross-batch
+        memory. ``loss(embeddings, labels, indices_tuple=loss.mine(embeddings,
+        labels))`` equals ``loss(embeddings, labels)``.
+
+        Parameters
+        ----------
+        embeddings : torch.Tensor of shape (B, d)
+            The samples (gradients are not used).
+        labels : torch.Tensor of shape (B,)
+            Their class labels.
+        n_anchors : int, default=None
+            Anchors are the first ``n_anchors`` samples (``None``: all).
+
+        Returns
+        -------
+        IndexTriplets
+
+        Raises
+        ------
+        ValueError
+            For ``mining="all"`` (every triplet against a memory is far too
+            many) or ``"none"``.
+        """
+        if self.mining not in ("semihard", "hard"):
+            raise ValueError(
+                f"mining={self.mining!r} cannot mine against a memory (memory_size): 'all' "
+                "would enumerate every triplet of the batch and the memory. Use "
+                "mining='semihard' or 'hard'."
+            )
+        labels = torch.as_tensor(labels, device=embeddings.device)
+        emb = full_precision(embeddings.detach())
+        n_rows = emb.shape[0] if n_anchors is None else int(n_anchors)
+        with torch.no_grad(), torch.autocast(device_type=emb.device.type, enabled=False):
+            if n_rows == emb.shape[0]:
+                dist = pairwise_distances(emb, distance=self.distance)
+            else:
+                dist = pairwise_distances(emb[:n_rows], emb, distance=self.distance)
+            return mine_table(dist, labels, mining=self.mining).index_triplets()
 
     def extra_repr(self) -> str:  # noqa: D102
         return (

@@ -61,6 +61,7 @@ __all__ = [
     "MinedTriplets",
     "SemihardTriplets",
     "as_index_triplets",
+    "check_indices",
     "check_mining",
     "check_triplet_mining",
     "hard_triplets",
@@ -161,6 +162,25 @@ class ClassTable:
     def has_triplets(self) -> bool:
         """Whether the batch holds any valid triplet (known without a sync)."""
         return self.n_classes >= 2 and self.width >= 1
+
+    def anchors(self, n_anchors: int) -> ClassTable:
+        """The table of the first ``n_anchors`` samples as anchors.
+
+        Their positives stay indices into all the samples (e.g. a batch
+        followed by a cross-batch memory); ``codes`` keeps every sample's.
+
+        Parameters
+        ----------
+        n_anchors : int
+            How many leading samples are anchors.
+
+        Returns
+        -------
+        ClassTable
+        """
+        return ClassTable(
+            self.codes, self.members[:n_anchors], self.valid[:n_anchors], self.n_classes
+        )
 
     @classmethod
     def from_labels(cls, labels: torch.Tensor) -> ClassTable:
@@ -297,10 +317,14 @@ def semihard_table(
 
     Parameters
     ----------
-    dist : torch.Tensor of shape (B, B)
-        Pairwise distances (gradients are not used).
+    dist : torch.Tensor of shape (B, B) or (A, B)
+        Pairwise distances (gradients are not used). A rectangular matrix
+        holds the rows of the first ``A`` samples only: they are the
+        anchors, every sample is a candidate positive or negative (as for a
+        batch followed by a cross-batch memory).
     table : ClassTable
-        The batch's positive pairs.
+        The positive pairs, one row per row of ``dist``
+        (:meth:`ClassTable.anchors` for a rectangular ``dist``).
     method : {"auto", "masked", "sorted"}, default="auto"
         As for :func:`semihard_triplets`.
     block_elements : int, default=2**24
@@ -320,7 +344,10 @@ def semihard_table(
             f"method={method!r} is not supported; use one of {list(_SEMIHARD_METHODS)}."
         )
     dist = dist.detach()
-    batch, width = dist.shape[0], table.width
+    # Rows are the anchors, columns every sample (anchor ``r`` is column
+    # ``r``): the batch itself, or a batch and a memory after it.
+    n_rows, batch = dist.shape
+    width = table.width
     if not table.has_triplets:
         empty = table.members.new_zeros(table.members.shape)
         return empty, empty.bool()
@@ -344,9 +371,9 @@ def semihard_table(
     else:
         padded = batch
     rows_per_block = max(1, block_elements // batch)
-    buffer = dist.new_full((min(rows_per_block, batch), padded), inf)
-    for r0 in range(0, batch, rows_per_block):
-        r1 = min(batch, r0 + rows_per_block)
+    buffer = dist.new_full((min(rows_per_block, n_rows), padded), inf)
+    for r0 in range(0, n_rows, rows_per_block):
+        r1 = min(n_rows, r0 + rows_per_block)
         # Distances to negatives only: +inf at the anchor and its positives.
         near = buffer[: r1 - r0]
         near[:, :batch] = dist[r0:r1]
@@ -561,29 +588,31 @@ def hard_table(
 
     Parameters
     ----------
-    dist : torch.Tensor of shape (B, B)
-        Pairwise distances (gradients are not used); must be ``>= 0``.
+    dist : torch.Tensor of shape (B, B) or (A, B)
+        Pairwise distances (gradients are not used); must be ``>= 0``. A
+        rectangular matrix holds the rows of the first ``A`` samples (the
+        anchors; every sample is a candidate).
     labels : torch.Tensor of shape (B,)
-        Integer class labels.
+        Integer class labels of all the samples.
     block_elements : int, default=2**24
         Upper bound on the elements of one temporary block.
 
     Returns
     -------
-    positive, negative : torch.Tensor of shape (B,), dtype int64
+    positive, negative : torch.Tensor of shape (A,), dtype int64
         Farthest positive and nearest negative of each anchor (lowest index
         among ties; meaningful where ``valid``).
-    valid : torch.Tensor of shape (B,), dtype bool
+    valid : torch.Tensor of shape (A,), dtype bool
         Anchors with at least one positive and one negative.
     """
     dist = dist.detach()
-    batch = dist.shape[0]
-    positive = torch.empty(batch, dtype=torch.long, device=dist.device)
+    n_rows, batch = dist.shape
+    positive = torch.empty(n_rows, dtype=torch.long, device=dist.device)
     negative = torch.empty_like(positive)
-    valid = torch.empty(batch, dtype=torch.bool, device=dist.device)
+    valid = torch.empty(n_rows, dtype=torch.bool, device=dist.device)
     step = max(1, block_elements // max(batch, 1))
-    for r0 in range(0, batch, step):
-        r1 = min(batch, r0 + step)
+    for r0 in range(0, n_rows, step):
+        r1 = min(n_rows, r0 + step)
         rows = dist[r0:r1]
         same = labels[r0:r1, None] == labels[None, :]
         far = torch.where(same, rows, -1.0)
@@ -661,14 +690,17 @@ def mine_table(
 
     Parameters
     ----------
-    dist : torch.Tensor of shape (B, B)
-        Pairwise distances (gradients are not used).
+    dist : torch.Tensor of shape (B, B) or (A, B)
+        Pairwise distances (gradients are not used). A rectangular matrix
+        holds the rows of the first ``A`` samples: only they are anchors,
+        while every sample is a candidate positive or negative (a batch
+        followed by a cross-batch memory).
     labels : torch.Tensor of shape (B,) or ClassTable
-        Integer class labels, or their :class:`ClassTable` (built once by a
-        caller that needs it too).
+        Integer class labels of all the samples, or their
+        :class:`ClassTable` (built once by a caller that needs it too).
     mining : {"semihard", "hard"}, default="semihard"
         ``"semihard"``: one triplet per ordered positive pair, laid out like
-        the class table (``(B, W)``); ``"hard"``: one per anchor (``(B,)``).
+        the class table (``(A, W)``); ``"hard"``: one per anchor (``(A,)``).
     block_elements : int, default=2**24
         Upper bound on the elements of one temporary block.
 
@@ -689,6 +721,8 @@ def mine_table(
     """
     if mining == "semihard":
         table = labels if isinstance(labels, ClassTable) else ClassTable.from_labels(labels)
+        if table.members.shape[0] != dist.shape[0]:
+            table = table.anchors(dist.shape[0])
         negative, found = semihard_table(dist, table, block_elements=block_elements)
         return MinedTriplets(table.members, negative, table.valid, found)
     if mining == "hard":
@@ -809,6 +843,59 @@ def check_triplet_mining(mining: str) -> str:
     return mining
 
 
+_COUNTS = {3: "three", 4: "four"}
+
+
+def check_indices(
+    parts: tuple, n_embeddings: int, device: torch.device, what: str = "triplet"
+) -> torch.Tensor:
+    """Check index tensors into a batch of ``n_embeddings``; return them stacked.
+
+    The shared check of :func:`as_index_triplets` and
+    :func:`sktriplet.triplets.pair_mining.as_index_pairs`.
+
+    Parameters
+    ----------
+    parts : tuple of array-likes
+        1-D integer index tensors of one length.
+    n_embeddings : int
+        Size of the batch.
+    device : torch.device
+        Device of the result.
+    what : str, default="triplet"
+        What the indices describe, for the error messages.
+
+    Returns
+    -------
+    torch.Tensor of shape (len(parts), n), dtype int64
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, the indices are not integers or one is out of
+        ``[0, n_embeddings)``.
+    """
+    parts = tuple(torch.as_tensor(t, device=device) for t in parts)
+    sizes = [tuple(t.shape) for t in parts]
+    if any(len(s) != 1 for s in sizes) or len(set(sizes)) != 1:
+        raise ValueError(
+            f"{what}s must be {_COUNTS.get(len(parts), len(parts))} 1-D index tensors of one "
+            f"length; got shapes {sizes}."
+        )
+    if any(t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool for t in parts):
+        raise ValueError(
+            f"{what} indices must be integers; got dtypes {[str(t.dtype) for t in parts]}."
+        )
+    out = torch.stack(parts).to(device=device, dtype=torch.long)
+    if out.numel() and bool(((out < 0) | (out >= n_embeddings)).any()):
+        bad = out[(out < 0) | (out >= n_embeddings)][0].item()
+        raise ValueError(
+            f"{what} index {bad} is out of range for a batch of {n_embeddings} embeddings: "
+            f"indices must lie in [0, {n_embeddings - 1}]."
+        )
+    return out
+
+
 def as_index_triplets(triplets, n_embeddings: int, device: torch.device) -> IndexTriplets:
     """Check index triplets against a batch of ``n_embeddings`` and return them.
 
@@ -835,30 +922,14 @@ def as_index_triplets(triplets, n_embeddings: int, device: torch.device) -> Inde
     if isinstance(triplets, torch.Tensor) and triplets.ndim == 2 and triplets.shape[1] == 3:
         parts = triplets.unbind(1)
     elif isinstance(triplets, (tuple, list)) and len(triplets) == 3:
-        parts = tuple(torch.as_tensor(t, device=device) for t in triplets)
+        parts = tuple(triplets)
     else:
         shape = tuple(triplets.shape) if hasattr(triplets, "shape") else type(triplets).__name__
         raise ValueError(
             "triplets must be (anchor, positive, negative), three 1-D index tensors, or an "
             f"integer tensor of shape (n_triplets, 3); got {shape}."
         )
-    sizes = [tuple(t.shape) for t in parts]
-    if any(len(s) != 1 for s in sizes) or len(set(sizes)) != 1:
-        raise ValueError(
-            f"triplets must be three 1-D index tensors of one length; got shapes {sizes}."
-        )
-    if any(t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool for t in parts):
-        raise ValueError(
-            f"triplet indices must be integers; got dtypes {[str(t.dtype) for t in parts]}."
-        )
-    out = torch.stack(parts).to(device=device, dtype=torch.long)
-    if out.numel() and bool(((out < 0) | (out >= n_embeddings)).any()):
-        bad = out[(out < 0) | (out >= n_embeddings)][0].item()
-        raise ValueError(
-            f"triplet index {bad} is out of range for a batch of {n_embeddings} embeddings: "
-            f"indices must lie in [0, {n_embeddings - 1}]."
-        )
-    return IndexTriplets(*out.unbind(0))
+    return IndexTriplets(*check_indices(parts, n_embeddings, device).unbind(0))
 
 
 class BatchNegatives(NamedTuple):

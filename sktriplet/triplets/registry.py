@@ -4,8 +4,8 @@
 estimator's parameter constraints, its docstring and the command line read
 the names from here (:func:`loss_names`). :data:`WRAPPERS` lists the
 compositions that wrap whichever loss is chosen when an estimator parameter
-asks for them (``classification_weight > 0`` adds a classifier's
-cross-entropy).
+asks for them (``memory_size`` mines against a cross-batch memory,
+``classification_weight > 0`` adds a classifier's cross-entropy).
 
 Adding a loss is one class with the one interface
 (:mod:`sktriplet.triplets.base`) and one line in :data:`LOSSES`; the
@@ -27,12 +27,19 @@ from torch import nn
 
 from sktriplet.triplets.classification import WithClassification
 from sktriplet.triplets.losses import TripletLoss
+from sktriplet.triplets.memory import CrossBatchMemory
+from sktriplet.triplets.pair_losses import ContrastiveLoss, MultiSimilarityLoss
+from sktriplet.triplets.proxy_losses import ArcFaceLoss, NormalizedSoftmaxLoss
 
 __all__ = ["LOSSES", "WRAPPERS", "Wrapper", "loss_names", "resolve_loss"]
 
 #: The losses ``criterion=`` accepts by name.
 LOSSES: dict[str, type[nn.Module]] = {
     "triplet": TripletLoss,
+    "contrastive": ContrastiveLoss,
+    "multi_similarity": MultiSimilarityLoss,
+    "normalized_softmax": NormalizedSoftmaxLoss,
+    "arcface": ArcFaceLoss,
 }
 
 
@@ -56,8 +63,13 @@ class Wrapper(NamedTuple):
     argument: str
 
 
-#: Compositions, applied in this order (the first wraps the loss itself).
-WRAPPERS: tuple[Wrapper, ...] = (Wrapper("classification_weight", WithClassification, "weight"),)
+#: Compositions, applied in this order (the first wraps the loss itself): the
+#: cross-batch memory around the loss, the classifier's cross-entropy (of the
+#: batch only) around that.
+WRAPPERS: tuple[Wrapper, ...] = (
+    Wrapper("memory_size", CrossBatchMemory, "memory_size"),
+    Wrapper("classification_weight", WithClassification, "weight"),
+)
 
 
 def loss_names() -> tuple[str, ...]:
