@@ -32,6 +32,16 @@ bfloat16 ratio. Workloads:
 ``benchmarks/bench_quality.py`` (``--datasets``, ``--seeds``; one torch
 thread) and prints MAP@R of each and the difference.
 
+``--parts estimator`` fits the default pretrained-backbone
+``TripletEmbedder`` (``bench_transfer.py``'s backbone, 128 px,
+``module__freeze="auto"``, one torch thread) with ``precision="32"`` and
+``precision="auto"`` on the training classes of the photo sets of
+``benchmarks/bench_transfer.py`` (``--photo-sets``), one after the other,
+then embeds the unseen classes' photos with both (and with the float32
+model under ``"auto"``, which isolates bfloat16 inference), interleaved for
+``--rounds`` rounds, and prints fit and ``transform`` times (median) and
+unseen-class MAP@R.
+
 The CPU's bfloat16 capability is printed first: ``torch.cpu.get_capabilities()``
 (torch >= 2.10; cpuinfo, so the same on Linux, macOS and Windows) or the
 older ``torch.cpu._is_avx512_bf16_supported()`` / ``_is_amx_tile_supported()``.
@@ -42,6 +52,8 @@ Usage::
     python benchmarks/bench_precision.py --parts speed --workloads conv mlp --threads 1
     OMP_NUM_THREADS=1 python benchmarks/bench_precision.py --parts quality \\
         --datasets coil20 alphadigits glint --seeds 3 --data-dir ../shared/data
+    OMP_NUM_THREADS=1 python benchmarks/bench_precision.py --parts estimator \\
+        --photo-sets glint cars --rounds 3 --data-dir /work/shared/data
 
 Prints Markdown tables.
 """
@@ -241,6 +253,82 @@ def quality(args) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------ estimator
+def _photo_split(name: str, args):
+    sys.path.insert(0, str(ROOT))
+    import bench_transfer as bt
+
+    options = argparse.Namespace(
+        data=str(args.data_dir),
+        seed=0,
+        max_classes=None,
+        max_train_images=args.max_train_images,
+        image_size=128,
+        cache="/tmp/sktriplet-bench",
+    )
+    return bt, bt.load_split(name, options)
+
+
+def estimator(args) -> list[dict]:
+    """Default backbone fits, then ``transform``, with ``precision="32"`` and ``"auto"``."""
+    from sktriplet import TripletEmbedder
+    from sktriplet.evaluation.metrics import map_at_r
+    from sktriplet.networks import BackboneEmbedder
+
+    torch.set_num_threads(1)
+    rows = []
+    for name in args.photo_sets:
+        bt, split = _photo_split(name, args)
+        print(split.describe(), file=sys.stderr, flush=True)
+        fitted, fit_s = {}, {}
+        for precision in ("32", "auto"):
+            emb = TripletEmbedder(
+                module=BackboneEmbedder,
+                module__backbone=bt.BACKBONE,
+                image_size=split.image_size,
+                precision=precision,
+                random_state=0,
+                verbose=0,
+            )
+            start = time.perf_counter()
+            fitted[precision] = emb.fit(split.train_paths, split.train_y)
+            fit_s[precision] = time.perf_counter() - start
+        # The float32-trained network embedding under "auto": bfloat16 inference alone.
+        both = {**fitted, "32+auto": clone_fitted(fitted["32"], precision="auto")}
+        seconds: dict[str, list[float]] = {key: [] for key in both}
+        scores = {}
+        for _ in range(args.rounds):
+            for key, emb in both.items():
+                start = time.perf_counter()
+                Z = emb.transform(split.test_paths)
+                seconds[key].append(time.perf_counter() - start)
+                scores[key] = map_at_r(Z, split.test_y)
+        t32, tauto = (statistics.median(seconds[k]) for k in ("32", "auto"))
+        rows.append(
+            {
+                "photos": split.describe(),
+                "resolved auto": "/".join(
+                    (fitted["auto"].precision_, fitted["auto"].inference_precision_)
+                ),
+                "fit 32 / auto": f"{fit_s['32']:.0f} s / {fit_s['auto']:.0f} s "
+                f"({fit_s['32'] / fit_s['auto']:.2f}x)",
+                "transform 32 / auto": f"{t32:.1f} s / {tauto:.1f} s ({t32 / tauto:.2f}x)",
+                "MAP@R 32": f"{scores['32']:.3f}",
+                "MAP@R auto": f"{scores['auto']:.3f}",
+                "MAP@R 32-trained, auto transform": f"{scores['32+auto']:.3f}",
+            }
+        )
+        print(json.dumps(rows[-1], ensure_ascii=False), file=sys.stderr, flush=True)
+    return rows
+
+
+def clone_fitted(emb, **params):
+    """A copy of a fitted estimator with other parameters (the same network)."""
+    import copy
+
+    return copy.deepcopy(emb).set_params(**params)
+
+
 def table(rows: list[dict]) -> None:
     header = list(rows[0])
     print("| " + " | ".join(header) + " |")
@@ -252,13 +340,17 @@ def table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=("speed", "quality"), default=["speed"])
+    parser.add_argument(
+        "--parts", nargs="+", choices=("speed", "quality", "estimator"), default=["speed"]
+    )
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--conv-params", type=json.loads, default={})
     parser.add_argument("--datasets", nargs="+", default=["coil20", "alphadigits", "glint"])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--photo-sets", nargs="+", default=["glint", "cars"])
+    parser.add_argument("--max-train-images", type=int, default=None)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent.parent / "shared" / "data")
     args = parser.parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -270,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
         table(speed(args))
     if "quality" in args.parts:
         table(quality(args))
+    if "estimator" in args.parts:
+        table(estimator(args))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from sktriplet.inputs.triplet_validation import (
 )
 from sktriplet.inputs.validation import encode_labels, validate_fit, validate_transform
 from sktriplet.runtime.inference import embed_dataset
+from sktriplet.runtime.precision import PRECISIONS, resolve_precision
 from sktriplet.runtime.progress import resolve_verbose
 from sktriplet.training.build import ROUTED_PREFIXES, routed
 from sktriplet.training.checkpoints import open_checkpoints
@@ -282,13 +283,18 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     n_iter_no_change : int or None, default=None
         With validation, stop when MAP@R has not improved for this many
         epochs. ``None`` trains for ``max_epochs``.
-    precision : {"32", "bf16", "16"}, default="32"
-        Mixed precision for training: ``"bf16"`` or ``"16"`` run the
-        network's forward pass under :func:`torch.autocast` in bfloat16 or
-        float16, while distances and mining stay in float32; ``"16"`` also
-        scales the loss against gradient underflow. ``transform`` always runs
-        in float32. Meant for GPUs (``"bf16"`` on Ampere or newer); see the
-        scaling guide.
+    precision : {"auto", "32", "bf16", "16"}, default="auto"
+        Floating-point precision of the network's passes
+        (:mod:`sktriplet.runtime.precision`). ``"auto"`` trains in float32 and
+        runs the inference passes (``transform``, and the caching passes over
+        a frozen backbone or frozen blocks during ``fit``) under bfloat16
+        autocast where the device computes bfloat16 natively (CUDA with
+        bfloat16 support, or a CPU with AMX or AVX-512 BF16), else in float32.
+        ``"32"`` runs everything in float32; ``"bf16"`` trains and infers
+        under bfloat16 autocast; ``"16"`` trains under float16 autocast with
+        gradient scaling and infers in float32. Distances, mining and the loss
+        stay float32, weights and the embeddings stay float32. Measurements
+        behind ``"auto"``: the scaling guide.
     augment : "auto", bool or callable, default="auto"
         Light augmentation of the training batches (never of ``transform``):
         ``"auto"`` and ``True`` move every training image by a random shift of
@@ -479,6 +485,12 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         The verbosity the last ``fit`` ran with (``verbose="auto"`` resolved).
     device_ : str
         The device the network was trained on.
+    precision_ : {"32", "bf16", "16"}
+        What ``precision`` meant for the training passes of the last ``fit``.
+    inference_precision_ : {"32", "bf16"}
+        What it meant for that fit's caching passes over frozen parts, and
+        for ``transform`` on the same device (``transform`` resolves
+        ``precision`` again for the device it runs on).
     best_epoch_ : int
         With ``validation_fraction``: the epoch whose weights were kept;
         ``0`` when no epoch beat the untrained network on the held-out data,
@@ -607,7 +619,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         "validation_fraction": [None, Interval(numbers.Real, 0, 1, closed="neither")],
         "validation_split": [StrOptions({"class", "sample"})],
         "n_iter_no_change": [None, Interval(numbers.Integral, 1, None, closed="left")],
-        "precision": [StrOptions({"32", "bf16", "16"})],
+        "precision": [StrOptions(set(PRECISIONS))],
         "augment": [StrOptions({"auto"}), "boolean", callable],
         "scaling": [StrOptions({"auto", "feature", "global"}), None],
         "image_layout": [StrOptions(set(LAYOUTS))],
@@ -645,7 +657,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         validation_fraction: float | None = None,
         validation_split: str = "class",
         n_iter_no_change: int | None = None,
-        precision: str = "32",
+        precision: str = "auto",
         augment: str | bool | Any = "auto",
         scaling: str | None = "auto",
         image_layout: str = "auto",
@@ -865,6 +877,7 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.n_components_ = result.n_components
         self.verbose_ = result.net.verbose
         self.device_ = device
+        self.precision_, self.inference_precision_ = resolve_precision(self.precision, device)
         self.input_spec_ = spec
         self.input_shape_ = spec.sample_shape
         self.n_features_in_ = spec.n_features
@@ -920,7 +933,10 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             # statistics and overwriting the running ones (issue 29).
             module.eval()
         with self.net_.threads():  # as many torch threads as training used
-            out = embed_dataset(self.net_, dataset, n_components=self.n_components_, **loader)
+            precision = resolve_precision(self.precision, self.net_.device).inference
+            out = embed_dataset(
+                self.net_, dataset, n_components=self.n_components_, precision=precision, **loader
+            )
         # One vectorised check at the end instead of a device sync and an
         # extra pass per batch (see benchmarks/bench_fit.py).
         check_finite_embeddings(out)

@@ -757,6 +757,7 @@ def test_fit_without_flags_passes_the_estimators_defaults():
         ("fit", "--criterion", "criterion", set()),
         ("fit", "--distance", "distance", set()),
         ("fit", "--scaling", "scaling", set()),
+        ("fit", "--precision", "precision", set()),
         ("fit", "--on-error", "on_error", set()),
         ("embed", "--on-error", "on_error", set()),
         ("evaluate", "--distance", "distance", set()),
@@ -808,6 +809,8 @@ def test_color_flag_spells_the_estimators_channels():
         ("--memory-size", "0", "memory_size", 0),
         ("--memory-size", "none", "memory_size", None),
         ("--memory-size", "-5", "memory_size", -5),
+        ("--precision", "32", "precision", "32"),
+        ("--precision", "bf16", "precision", "bf16"),
     ],
 )
 def test_fit_flags_accept_what_the_estimator_accepts(capsys, flag, text, param, value):

@@ -59,9 +59,10 @@ def test_cached_training_leaves_the_backbone_as_it_was(fitted):
 
 def test_cached_head_equals_training_through_the_frozen_backbone():
     # The cache is an optimisation: with augmentation off both routes see the
-    # same features and PK batches, so the head ends the same.
-    cached = TripletEmbedder(**PARAMS, augment=False).fit(X, Y)
-    through = TripletEmbedder(**PARAMS, augment=False, callbacks=[])
+    # same features and PK batches, so the head ends the same. In float32:
+    # precision="auto" caches in bfloat16 on a CPU with native bfloat16.
+    cached = TripletEmbedder(**PARAMS, augment=False, precision="32").fit(X, Y)
+    through = TripletEmbedder(**PARAMS, augment=False, callbacks=[], precision="32")
     import sktriplet.training.fit as fit_module
 
     original = fit_module.can_cache_features
@@ -86,6 +87,9 @@ def test_backbone_model_saves_loads_offline_and_exports_identically(fitted, tmp_
     loaded = load(path)
     Z = fitted.transform(X)
     np.testing.assert_array_equal(loaded.transform(X), Z)
+    # The exported graphs run in float32 (precision="auto" embeds in bfloat16
+    # on a CPU with native bfloat16): compare them with float32 embeddings.
+    Z = loaded.set_params(precision="32").transform(X)
     ts = torch.jit.load(str(export_torchscript(loaded, tmp_path / "m.pt", dtype="uint8")))
     x = torch.from_numpy(np.ascontiguousarray(X.transpose(0, 3, 1, 2)))
     np.testing.assert_allclose(ts(x).numpy(), Z, atol=1e-5)

@@ -242,7 +242,10 @@ def _input_standardisation(emb):
 def test_scaling_global_uses_one_common_scale(small_digits):
     X, y = small_digits
     X64 = X.astype(np.float64)
-    emb = TripletEmbedder(scaling="global", **{**FAST, "max_epochs": 0}).fit(X, y)
+    # float32 embeddings, for the 1e-4 comparison below (precision="auto"
+    # embeds in bfloat16 on a CPU with native bfloat16).
+    emb = TripletEmbedder(scaling="global", precision="32", **{**FAST, "max_epochs": 0})
+    emb.fit(X, y)
     mean, scale = _input_standardisation(emb)
     np.testing.assert_allclose(mean, X64.mean(axis=0), rtol=1e-6, atol=1e-6)
     # One scale for every feature: the root mean square of the centred values.

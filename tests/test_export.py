@@ -25,6 +25,7 @@ def tabular(digits):
         batch_size=64,
         device="cpu",
         random_state=0,
+        precision="32",  # the exports run in float32: compare with float32
         module__hidden_units=(32,),
     )
     emb.fit(X[:300], y[:300])
@@ -40,6 +41,7 @@ def images():
         batch_size=64,
         device="cpu",
         random_state=0,
+        precision="32",  # the exports run in float32: compare with float32
         module__channels=(4, 8),
     )
     emb.fit(X[:200], y[:200])

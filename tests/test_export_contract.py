@@ -50,6 +50,7 @@ def fitted(photos):
         max_epochs=1,
         batch_size=8,
         random_state=0,
+        precision="32",  # the exports run in float32: compare with float32
         module__channels=(4, 8),
         iterator_valid__num_workers=0,
         iterator_train__num_workers=0,

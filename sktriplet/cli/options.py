@@ -304,6 +304,11 @@ TRAINING_OPTIONS: tuple[EstimatorOption, ...] = (
     # Shell defaults: the same command gives the same model, and shows its progress.
     EstimatorOption("random_state", "seed (same seed, same model)", "SEED", default=0),
     EstimatorOption("device", "auto, cpu, cuda or cuda:N", "DEVICE"),
+    EstimatorOption(
+        "precision",
+        "float precision: auto (float32 training, bfloat16 inference where the device has "
+        "native bfloat16), 32, bf16 or 16 (see docs/scaling.md)",
+    ),
     EstimatorOption("verbose", "0 silent, 1 table, 2 bars", choices=(0, 1, 2), default=1),
     EstimatorOption(
         "checkpoint_dir",

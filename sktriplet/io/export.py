@@ -196,7 +196,8 @@ def export_torchscript(estimator: Any, path: str | os.PathLike, *, dtype: str = 
     >>> from sktriplet.io.export import export_torchscript
     >>> rng = np.random.default_rng(0)
     >>> X, y = rng.normal(size=(40, 5)).astype(np.float32), np.repeat([0, 1], 20)
-    >>> emb = TripletEmbedder(n_components=4, max_epochs=1, device="cpu").fit(X, y)
+    >>> emb = TripletEmbedder(n_components=4, max_epochs=1, device="cpu", precision="32")
+    >>> emb = emb.fit(X, y)  # the export runs in float32, as transform does with "32"
     >>> import os, tempfile
     >>> path = export_torchscript(emb, os.path.join(tempfile.mkdtemp(), "embedder.pt"))
     >>> model = torch.jit.load(path)

@@ -36,8 +36,8 @@ class L2Normalize(nn.Module):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return ``x`` with rows of unit norm."""
-        return F.normalize(x, dim=1, eps=1e-12)
+        """Return ``x`` with rows of unit norm, in float32 (also under bfloat16 autocast)."""
+        return F.normalize(x.float(), dim=1, eps=1e-12)
 
 
 class AnchoredLinear(nn.Linear):

@@ -5,6 +5,7 @@ torch thread policy (:mod:`sktriplet.runtime.threads`), OpenMP threads
 that sleep rather than spin while they wait
 (:mod:`sktriplet.runtime.wait_policy`, which imports no torch: ``import
 sktriplet`` applies it first) and the C allocator's policy while training
-(:mod:`sktriplet.runtime.allocator`).
+(:mod:`sktriplet.runtime.allocator`), and which floating-point precision
+each pass runs in (:mod:`sktriplet.runtime.precision`).
 Nothing here knows what ``X`` is, what a loss is, or the estimator.
 """

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sktriplet.runtime.precision import autocast, resolve_precision
+
 __all__ = ["TRANSFORM_BATCH_SIZE", "embed", "embed_dataset"]
 
 #: Samples embedded at a time (bounds the memory of ``transform``).
@@ -37,6 +39,7 @@ def embed(
     batch_size: int = TRANSFORM_BATCH_SIZE,
     n_components: int | None = None,
     n_samples: int | None = None,
+    precision: str = "32",
 ) -> np.ndarray:
     """Embed samples with ``module`` in eval mode, restoring its mode after.
 
@@ -59,6 +62,10 @@ def embed(
         keeping every batch's output and joining them at the end (half the
         memory, and no small long-lived blocks between the network's
         buffers in the C heap).
+    precision : {"32", "bf16", "16"}, default="32"
+        A resolved precision (:func:`~sktriplet.runtime.precision.autocast`):
+        ``"bf16"`` runs the forward pass under bfloat16 autocast; ``"32"``
+        touches no autocast state.
 
     Returns
     -------
@@ -80,7 +87,7 @@ def embed(
         out = np.empty((len(X), n_components), dtype=np.float32)
     parts, filled = [], 0
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, device):
             for batch in batches:
                 if isinstance(batch, (tuple, list)):
                     batch = batch[0]
@@ -105,7 +112,13 @@ def embed(
 
 
 def embed_dataset(
-    net, dataset, batch_size: int | None = None, *, n_components: int | None = None, **loader
+    net,
+    dataset,
+    batch_size: int | None = None,
+    *,
+    n_components: int | None = None,
+    precision: str | None = None,
+    **loader,
 ) -> np.ndarray:
     """Embeddings of a whole dataset, in order: the inference loop of every kind of input.
 
@@ -127,6 +140,10 @@ def embed_dataset(
         Samples per batch.
     n_components : int, default=None
         Width of the output, to preallocate it (in-memory arrays).
+    precision : {"32", "bf16", "16"}, default=None
+        A resolved precision of the forward pass; ``None``: the inference
+        precision of the net's ``precision`` (so validation during training
+        runs as the net trains: ``"bf16"`` in bfloat16, else float32).
     **loader : dict
         Data-loader settings replacing the net's ``iterator_valid__*`` ones.
 
@@ -135,6 +152,8 @@ def embed_dataset(
     numpy.ndarray of float32
         One row per sample.
     """
+    if precision is None:
+        precision = resolve_precision(getattr(net, "precision", "32"), net.device).inference
     array = getattr(dataset, "array", None)
     if array is not None:
         return embed(
@@ -143,6 +162,7 @@ def embed_dataset(
             device=net.device,
             batch_size=batch_size or TRANSFORM_BATCH_SIZE,
             n_components=n_components,
+            precision=precision,
         )
     from torch.utils.data import BatchSampler, SequentialSampler
 
@@ -152,4 +172,5 @@ def embed_dataset(
         net.batch_loader(dataset, batches, **loader),
         device=net.device,
         n_samples=len(dataset),
+        precision=precision,
     )

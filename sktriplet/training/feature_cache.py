@@ -40,6 +40,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 
 from sktriplet.networks.backbone import BackboneEmbedder
 from sktriplet.networks.split import unwrap_embedder
+from sktriplet.runtime.precision import autocast
 
 if TYPE_CHECKING:
     from sktriplet.training.net import TripletNet
@@ -204,6 +205,7 @@ def cache_features(
     directory: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     loader: Callable[[Dataset, Any], Any] | None = None,
+    precision: str = "32",
 ) -> np.ndarray:
     """Compute an extractor's features for a whole dataset, once.
 
@@ -230,6 +232,10 @@ def cache_features(
         ``batch_loader``: its ``iterator_valid__*`` settings, e.g. workers
         that decode image files); ``None``: a plain
         :class:`~torch.utils.data.DataLoader`.
+    precision : {"32", "bf16", "16"}, default="32"
+        A resolved precision (:func:`~sktriplet.runtime.precision.autocast`):
+        ``"bf16"`` runs the extractor under bfloat16 autocast (the features
+        are stored as float32 all the same).
 
     Returns
     -------
@@ -257,7 +263,7 @@ def cache_features(
     if loader is None:
         loader = _plain_loader
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision, device):
             for batch in loader(dataset, batches):
                 x = batch[0] if isinstance(batch, (list, tuple)) else batch
                 f = extractor(x.to(device)).float().cpu().numpy()

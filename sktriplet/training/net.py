@@ -28,6 +28,7 @@ from sktriplet.inputs.triplet_batches import TripletBatchSampler, TripletDataset
 from sktriplet.networks.layers import regularization_loss
 from sktriplet.runtime.allocator import keep_freed_memory
 from sktriplet.runtime.loader_errors import clean_loader_errors
+from sktriplet.runtime.precision import resolve_precision
 from sktriplet.runtime.threads import fit_threads
 from sktriplet.training.criterion import call_criterion
 from sktriplet.training.errors import StopTraining, TrainingDivergedError
@@ -47,10 +48,13 @@ class TripletNet(NeuralNet):
         ``K`` of the PK batches (see :class:`sktriplet.training.sampling.PKSampler`).
     seed : int or None, default=None
         Seed of the PK batches; epoch ``e`` uses ``(seed, e)``.
-    precision : {"32", "bf16", "16"}, default="32"
-        ``"bf16"`` and ``"16"`` run the module's forward pass under
+    precision : {"auto", "32", "bf16", "16"}, default="32"
+        As for :class:`sktriplet.TripletEmbedder`
+        (:func:`~sktriplet.runtime.precision.resolve_precision`): training
+        passes under ``"bf16"`` and ``"16"`` run the module's forward pass under
         :func:`torch.autocast` with bfloat16 or float16 (the loss computes
-        distances and mines in float32 regardless); ``"16"`` also scales the
+        distances and mines in float32 regardless), and validation embeds in
+        the inference precision; ``"16"`` also scales the
         loss with a :class:`torch.amp.GradScaler` (kept as ``grad_scaler_``)
         so that small float16 gradients do not flush to zero.
     augment : callable or None, default=None
@@ -103,8 +107,9 @@ class TripletNet(NeuralNet):
 
     # ------------------------------------------------------ mixed precision
     def autocast(self):
-        """The autocast context of ``precision`` (disabled for ``"32"``)."""
-        dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(self.precision)
+        """The autocast context of ``precision``'s training passes (disabled for float32)."""
+        fit = resolve_precision(self.precision, self.device).fit
+        dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(fit)
         return torch.autocast(
             device_type=torch.device(self.device).type,
             dtype=dtype,

@@ -16,6 +16,7 @@ import torch
 
 from sktriplet.inputs.training_data import TrainingData
 from sktriplet.runtime.inference import embed_dataset
+from sktriplet.runtime.precision import resolve_precision
 from sktriplet.runtime.progress import progress_loader
 from sktriplet.training.checkpoints import attach_checkpoint
 from sktriplet.training.errors import check_finite_embeddings
@@ -134,6 +135,7 @@ def train_cached_head(
         batch_size=params["batch_size"],
         device=net.device,
         loader=progress_loader(net.batch_loader, net.verbose, "caching features"),
+        precision=resolve_precision(params["precision"], net.device).inference,
     )
     run_fit(net, params, data.with_samples(features))
     hand_over(net, module)

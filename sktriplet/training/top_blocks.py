@@ -50,6 +50,7 @@ from sktriplet.inputs.training_data import TrainingData
 from sktriplet.networks.backbone import BackboneEmbedder
 from sktriplet.networks.blocks import backbone_blocks
 from sktriplet.networks.split import BlockTop, split_at_block, unwrap_embedder
+from sktriplet.runtime.precision import resolve_precision
 from sktriplet.runtime.progress import progress_loader
 from sktriplet.training.feature_cache import FeatureHead, cache_features, cache_views
 from sktriplet.training.net import TripletNet
@@ -287,6 +288,7 @@ def _cache(module, depth, params, data, head_net, clock):
     """Boundary activations of both views, and the pooled features of view 0."""
     bottom, top = split_at_block(module, depth, check=False)
     start = time.perf_counter()
+    precision = resolve_precision(params["precision"], head_net.device).inference
     views = cache_views(
         bottom,
         data.all_samples(),
@@ -294,6 +296,7 @@ def _cache(module, depth, params, data, head_net, clock):
         batch_size=params["batch_size"],
         device=head_net.device,
         loader=progress_loader(head_net.batch_loader, head_net.verbose, "caching activations"),
+        precision=precision,
     )
     now = clock.mark("cache", start)
     clock.pass_seconds = (now - start) / AUTO_VIEWS
@@ -302,6 +305,7 @@ def _cache(module, depth, params, data, head_net, clock):
         data.with_samples(views).all_samples(),
         batch_size=params["batch_size"],
         device=head_net.device,
+        precision=precision,
     )
     clock.mark("pool", now)
     return views, pooled, top
