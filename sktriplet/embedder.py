@@ -516,7 +516,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         ``max_epochs`` (block epochs run), ``block_lr``,
         ``held_out_classes``, ``head_only_score`` and ``block_scores``
         (held-out MAP@R of the head alone and after every block epoch),
-        ``min_gain`` (the margin the blocks had to beat), ``refit`` (trained
+        ``min_gain`` (the margin the best block epoch had to clear against
+        the head alone; negative: the blocks are kept unless they lose more
+        than ``-min_gain``), ``refit`` (trained
         again on all the classes), ``cache_bytes_per_sample``, ``seconds``
         (per stage, and the budget) and ``note`` (why the head alone
         trained, when the blocks could not). ``verbose=1`` prints it.

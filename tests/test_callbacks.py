@@ -214,3 +214,26 @@ def test_no_input_warning_when_the_embedding_wins():
         warnings.simplefilter("error", InputBeatsEmbeddingWarning)
         emb = TripletEmbedder(max_epochs=3, validation_fraction=0.3, **FAST).fit(X, y)
     assert emb.best_validation_score_ > 0
+
+
+@pytest.mark.parametrize(
+    ("min_gain", "epoch_scores", "best_epoch"),
+    [
+        (0.005, [0.503, 0.506, 0.504], 2),  # leaving the start needs +0.005
+        (0.005, [0.49, 0.504], 0),  # no epoch clears the margin: the start stays
+        (-0.01, [0.485, 0.495, 0.494, 0.497], 4),  # within 0.01 below: the epochs win
+        (-0.01, [0.48, 0.489], 0),  # more than 0.01 below: the start stays
+    ],
+)
+def test_min_gain_is_the_margin_for_leaving_the_start(min_gain, epoch_scores, best_epoch):
+    """Start scored 0.5; after leaving it, epochs must beat the best epoch (no margin)."""
+    from types import SimpleNamespace
+
+    from sktriplet.training.callbacks import RetrievalValidation
+
+    cb = RetrievalValidation(None, None, min_gain=min_gain).initialize()
+    net = SimpleNamespace(module_=torch.nn.Linear(1, 1))
+    cb._keep_if_best(net, 0.5, 0)
+    for epoch, score in enumerate(epoch_scores, start=1):
+        cb._keep_if_best(net, score, epoch)
+    assert cb.best_epoch_ == best_epoch

@@ -195,7 +195,8 @@ class RetrievalValidation(Callback):
         An epoch replaces the weights training started from only when its
         MAP@R beats theirs by more than this (later epochs must beat the best
         epoch so far, as usual): a margin against the noise of a small
-        hold-out.
+        hold-out. A negative value prefers leaving the start: the first
+        epoch that scores at most ``-min_gain`` below it replaces it.
 
     Attributes
     ----------
