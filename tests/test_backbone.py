@@ -557,3 +557,34 @@ def test_a_strong_anchor_keeps_the_trained_head_at_its_start(anchor):
         assert drift < 1e-3  # the penalty's gradient (200 x drift) pins it
     else:
         assert drift > 1e-3
+
+
+@pytest.mark.filterwarnings("ignore::sktriplet.training.callbacks.CollapseWarning")
+def test_head_anchor_auto_is_a_hundredth_with_labels_and_a_thousandth_with_triplets(tmp_path):
+    from sktriplet import TripletEmbedder, load, save
+
+    assert BackboneEmbedder(tiny_trunk(), image_size=16).head_anchor == 0.01
+    with pytest.raises(ValueError, match="head_anchor must be 'auto' or a number"):
+        BackboneEmbedder(tiny_trunk(), image_size=16, head_anchor="strong")
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 6)
+    X = np.clip(rng.normal(50 * y[:, None, None, None], 30, size=(24, 3, 32, 32)), 0, 255)
+    X = X.astype(np.uint8)
+    idx = np.array([(a, a + 1, (a + 6) % 24) for a in range(0, 24, 2)])
+    # A named backbone, so that the fit can be saved in the safe format.
+    common = {"module": BackboneEmbedder, "module__backbone": "efficientnet_lite0"}
+    common.update(max_epochs=1, image_size=32, n_components=8)
+    strengths = {}
+    for name, extra, fit_args in [
+        ("labels", {}, (X, y)),
+        ("triplets", {"triplets": True, "samples": X}, (idx,)),
+        ("set", {"triplets": True, "samples": X, "module__head_anchor": 0.05}, (idx,)),
+    ]:
+        est = TripletEmbedder(**common, **extra, random_state=0).fit(*fit_args)
+        head = est.net_.module_[1]
+        strengths[name] = (head.head_anchor, head.head[0].strength)
+        if name == "triplets":
+            save(est, tmp_path / "m.skt")
+            loaded = load(tmp_path / "m.skt").net_.module_[1]
+            assert (loaded.head_anchor, loaded.head[0].strength) == (1e-3, 1e-3)
+    assert strengths == {"labels": (0.01, 0.01), "triplets": (1e-3, 1e-3), "set": (0.05, 0.05)}

@@ -25,6 +25,7 @@ from sktriplet.networks.pretrained import (
 
 __all__ = [
     "CLASSIFIER_NAMES",
+    "HEAD_ANCHOR",
     "BackboneEmbedder",
     "find_blocks",
     "freeze_backbone",
@@ -38,6 +39,10 @@ __all__ = [
 #: the ``efficientnet_pytorch`` family (``_fc``).
 CLASSIFIER_NAMES = ("fc", "classifier", "head", "heads", "_fc")
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+#: ``head_anchor="auto"``: the head's L2-SP strength, tuned for unseen classes
+#: (``docs/transfer.md``; a ``TripletEmbedder`` with ``triplets=True`` uses
+#: :data:`sktriplet.training.policy.TRIPLET_HEAD_ANCHOR` instead).
+HEAD_ANCHOR = 0.01
 
 
 def _remove_classifier(module: nn.Module) -> list[str]:
@@ -321,7 +326,7 @@ class BackboneEmbedder(nn.Module):
         doubles ``F``). Average is what ImageNet classifiers were trained on.
     batchnorm_head : bool, default=False
         Add ``BatchNorm1d`` after the head's linear layer.
-    head_anchor : float, default=0.01
+    head_anchor : float or "auto", default="auto"
         L2-SP: while training, ``head_anchor * ||head - its start||^2``
         (summed over the weights and bias of the head's linear layer) is
         added to the loss (:class:`~sktriplet.networks.layers.AnchoredLinear`),
@@ -333,6 +338,11 @@ class BackboneEmbedder(nn.Module):
         ``docs/transfer.md``) ``0`` scored below the frozen features on
         faces; ``0.01`` is the middle of the range (``1e-3`` to ``3e-2``)
         that scored best on both faces and cars. ``0`` turns it off.
+        ``"auto"`` is :data:`HEAD_ANCHOR` (0.01); a ``TripletEmbedder`` with
+        ``triplets=True`` builds the module with ``1e-3`` instead
+        (:data:`sktriplet.training.policy.TRIPLET_HEAD_ANCHOR`: human
+        judgements ask the head to move further, ``docs/triplets.md``). The
+        value used is the attribute ``head_anchor``.
     backbone_anchor : float, default=0.0
         L2-SP for the backbone's trained parameters (the blocks ``freeze=k``
         trains and the layers after them):
@@ -407,7 +417,7 @@ class BackboneEmbedder(nn.Module):
         freeze: bool | int | str = "auto",
         pooling: str = "avg",
         batchnorm_head: bool = False,
-        head_anchor: float = 0.01,
+        head_anchor: float | str = "auto",
         backbone_anchor: float = 0.0,
         freeze_batchnorm: bool = True,
         input_mean: Sequence[float] | None = None,
@@ -426,6 +436,9 @@ class BackboneEmbedder(nn.Module):
             raise ValueError(f"n_components must be a positive int or None; got {n_components}.")
         if isinstance(freeze, str) and freeze != "auto":
             raise ValueError(f"freeze must be 'auto', True, False or an int; got {freeze!r}.")
+        if isinstance(head_anchor, str) and head_anchor != "auto":
+            raise ValueError(f"head_anchor must be 'auto' or a number >= 0; got {head_anchor!r}.")
+        self.head_anchor = HEAD_ANCHOR if isinstance(head_anchor, str) else float(head_anchor)
         if isinstance(flip_average, str) and flip_average != "auto":
             raise ValueError(f"flip_average must be 'auto', True or False; got {flip_average!r}.")
         self.pooling = pooling
@@ -443,7 +456,7 @@ class BackboneEmbedder(nn.Module):
         self.image_size = image_size
         self.n_features = self._probe_width(image_size)
         width = self.n_features if n_components is None else int(n_components)
-        linear = AnchoredLinear(self.n_features, width, strength=head_anchor)
+        linear = AnchoredLinear(self.n_features, width, strength=self.head_anchor)
         if n_components is None:
             with torch.no_grad():
                 linear.weight.copy_(torch.eye(width))

@@ -22,6 +22,7 @@ from torch import nn
 from sktriplet.inputs.spec import InputSpec
 from sktriplet.networks import ConvEmbedder, MLPEmbedder, Standardize
 from sktriplet.networks.layers import declared_standardize
+from sktriplet.training.policy import resolve_module_defaults
 
 __all__ = [
     "ROUTED_PREFIXES",
@@ -125,6 +126,8 @@ def _sized_kwargs(module: type, spec: InputSpec, params: dict[str, Any]) -> dict
             and (name in sig.parameters or (accepts_any and name == "n_components"))
         ):
             kwargs[name] = value
+    for name, value in resolve_module_defaults(module, params).items():
+        kwargs.setdefault(name, value)
     return kwargs
 
 
