@@ -22,18 +22,15 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _num_samples, check_is_fitted
 from torch import nn
 
 from sktriplet.inputs.digest import samples_digest
 from sktriplet.inputs.loading import make_dataset
+from sktriplet.inputs.sample_weights import check_sample_weight
 from sktriplet.inputs.spec import LAYOUTS, InputSpec
 from sktriplet.inputs.training_data import TrainingData
-from sktriplet.inputs.triplet_validation import (
-    check_triplet_weights,
-    triplet_score_input,
-    validate_fit_triplets,
-)
+from sktriplet.inputs.triplet_validation import triplet_score_input, validate_fit_triplets
 from sktriplet.inputs.validation import encode_labels, validate_fit, validate_transform
 from sktriplet.runtime.inference import embed_dataset
 from sktriplet.runtime.precision import PRECISIONS, resolve_precision
@@ -791,13 +788,35 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             Class labels (any hashable values, e.g. ints or strings);
             ``None`` with ``triplets=True``.
         **fit_params : dict
-            Only ``sample_weight`` (array-like of shape (n_triplets,)), with
-            ``triplets=True``: a non-negative weight per triplet, e.g. how
-            many people gave that answer. Each batch's loss is then the
-            weighted mean of its triplets' terms, so integer weights train as
-            repeated triplets would, batch by batch. ``GridSearchCV`` and
-            ``cross_val_score`` split it with the triplets. Anything else is
+            Only ``sample_weight``: non-negative finite weights, not all
+            zero; weights of 1 train exactly as no weights. Anything else is
             refused: the network takes only the batch of samples.
+
+            - With ``triplets=True``, array-like of shape (n_triplets,): a
+              weight per triplet, e.g. how many people gave that answer.
+              Each batch's loss is the weighted mean of its triplets' terms,
+              so integer weights train as repeated triplets would, batch by
+              batch.
+            - With class labels, array-like of shape (n_samples,): a weight
+              per sample in the mined loss. Each term of a batch's loss is
+              weighted by the weight of its **anchor**: the loss is
+              ``sum_t w[a_t] l_t / sum_t w[a_t]`` over the terms the mining
+              keeps (``mining="semihard"``: the positive pairs ``(a, p)``
+              with their chosen negative; ``"hard"``: one term per anchor;
+              ``"all"``: every triplet, over its non-zero terms as without
+              weights). Integer weights therefore equal repeating each
+              anchor's terms. Mining (which negative is chosen) and the PK
+              batches do not depend on the weights, and a sample of weight
+              0 still serves as the positive or negative of others: to leave
+              a sample out, drop it. With ``classification_weight > 0`` the
+              classifier's cross-entropy is the weighted mean over the
+              samples too. Validation scores (``validation_fraction``,
+              MAP@R) stay unweighted. Refused with ``memory_size`` (the
+              cross-batch memory takes no weights) and with a
+              ``criterion`` whose ``forward`` takes no ``weights``.
+
+            ``GridSearchCV`` and ``cross_val_score`` split the weights with
+            the triplets or samples.
 
         Returns
         -------
@@ -819,11 +838,15 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             check_weighted_criterion(self.get_params(deep=False))
         if self.triplets:
             X, triplets, spec = validate_fit_triplets(self, X, y, self.samples, **options)
-            weights = check_triplet_weights(sample_weight, len(triplets))
+            weights = check_sample_weight(sample_weight, len(triplets), per="triplet")
         else:
+            given = y
             X, y, spec, kept = validate_fit(
                 self, X, y, on_error=self.on_error, return_kept=True, **options
             )
+            if sample_weight is not None:  # y is known valid: one label per sample given
+                n = _num_samples(given)
+                weights = check_sample_weight(sample_weight, n, per="sample", kept=kept)
             classes, codes = encode_labels(y)
         warm = self._warm_net(spec)
         params = self.get_params(deep=False)

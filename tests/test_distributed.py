@@ -71,6 +71,10 @@ def _digits():
     return X[:700], y[:700], X[700:1100], y[700:1100]
 
 
+def _sample_weights(n):
+    return np.random.default_rng(0).choice([0.5, 1.0, 3.0], size=n)
+
+
 # ------------------------------------------------------------------ worker
 def _worker(out: Path) -> None:
     from sktriplet.training.distributed import init_distributed
@@ -111,6 +115,9 @@ def _worker(out: Path) -> None:
     result["net_class"] = type(exact.net_).__name__
     result["exact_Z"] = exact.transform(X_test)
     result["exact_loss"] = exact.net_.history[:, "train_loss"]
+    weighted = TripletEmbedder(module=LinearEmbedder, n_components=16, batch_size=64, **FIT)
+    weighted.fit(X_train, y_train, sample_weight=_sample_weights(len(y_train)))
+    result["weighted_Z"] = weighted.transform(X_test)
     result["default_map"] = default.score(X_test, y_test)
     result["pickle"] = pickle.dumps(default)
     result["pickled"] = pickle.loads(result["pickle"]).transform(X_test[:5])
@@ -179,6 +186,17 @@ def test_distributed_fit_equals_single_process_with_global_batch(ranks):
             rank["exact_loss"], single.net_.history[:, "train_loss"], rtol=1e-4
         )
         np.testing.assert_allclose(rank["exact_Z"], single.transform(X_test), atol=1e-4)
+
+
+def test_distributed_weighted_fit_gathers_the_weights_with_the_labels(ranks):
+    # As above, with sample weights: each process's weights reach the global batch's loss.
+    X_train, y_train, X_test, _ = _digits()
+    single = TripletEmbedder(module=LinearEmbedder, n_components=16, batch_size=128, **FIT)
+    single.fit(X_train, y_train, sample_weight=_sample_weights(len(y_train)))
+    unweighted = ranks[0]["exact_Z"]
+    assert np.abs(single.transform(X_test) - unweighted).max() > 1e-3
+    for rank in ranks:
+        np.testing.assert_allclose(rank["weighted_Z"], single.transform(X_test), atol=1e-4)
 
 
 def test_distributed_fit_reaches_single_process_quality(ranks):

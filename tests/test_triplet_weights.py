@@ -101,11 +101,12 @@ def test_bad_weights_get_a_clear_error_and_fit_nothing(weights, match):
     assert not hasattr(est, "net_")
 
 
-def test_sample_weight_with_labels_is_refused_with_the_fix():
-    X, _ = _data()
+def test_labelled_weights_are_one_per_sample_not_per_triplet():
+    """With labels sample_weight is a weight per sample (tests/test_sample_weights.py)."""
+    X, idx = _data()
     est = TripletEmbedder(**FAST)
-    with pytest.raises(ValueError, match="triplets=True"):
-        est.fit(X, np.arange(len(X)) % 3, sample_weight=np.ones(len(X)))
+    with pytest.raises(ValueError, match=f"one weight per sample, shape \\({len(X)},\\)"):
+        est.fit(X, np.arange(len(X)) % 3, sample_weight=np.ones(len(idx)))
     assert not hasattr(est, "net_")
 
 

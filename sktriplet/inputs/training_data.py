@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from sktriplet.inputs.cached_views import CachedViews
 from sktriplet.inputs.loading import augments_on_read, make_dataset
+from sktriplet.inputs.sample_weights import WeightedSamples
 from sktriplet.inputs.spec import InputSpec
 from sktriplet.inputs.statistics import input_statistics
 from sktriplet.inputs.triplet_batches import ArraySamples, DatasetSamples, TripletDataset
@@ -102,8 +103,11 @@ class TrainingData:
         Class codes, one per sample; ``None`` with ``triplets``.
     triplets : numpy.ndarray of shape (n_triplets, 3), default=None
         Index triplets into ``X`` (triplet mode: no labels, no hold-out).
-    weights : numpy.ndarray of shape (n_triplets,), default=None
-        A weight per triplet (``fit(..., sample_weight=w)``; ``None``: all 1).
+    weights : numpy.ndarray of shape (n_triplets,) or (n_samples,), default=None
+        ``fit(..., sample_weight=w)`` (``None``: all 1): a weight per
+        triplet with ``triplets``, else a weight per sample of ``X`` (the
+        training samples' weights go with their labels to the mined loss;
+        held-out samples are validated unweighted).
     params : dict, default=None
         Estimator parameters: ``augment``, ``on_error``, ``scaling``,
         ``validation_fraction`` and ``validation_split`` are read.
@@ -155,6 +159,13 @@ class TrainingData:
         self.codes = codes
         self.triplets = triplets
         self.weights = weights
+        if weights is not None:
+            per, n = ("triplet", len(triplets)) if triplets is not None else ("sample", len(X))
+            if np.shape(weights) != (n,):
+                raise ValueError(
+                    f"weights must hold one weight per {per}, shape ({n},); got shape "
+                    f"{np.shape(weights)}."
+                )
         self.params = dict(params or {})
         self.seed = int(seed)
         if isinstance(held, str):
@@ -203,13 +214,12 @@ class TrainingData:
         """The training dataset: labelled samples for PK batches, or index triplets.
 
         Image files are read with the training augmentation when
-        :attr:`augments_on_read`.
+        :attr:`augments_on_read`. With :attr:`weights`, each batch's target
+        is the pair ``(labels or triplets, weights)``
+        (:class:`~sktriplet.inputs.sample_weights.WeightedSamples`,
+        :class:`~sktriplet.inputs.triplet_batches.TripletDataset`).
         """
         train = self.augments_on_read
-        if self.views:
-            return CachedViews(
-                self._X, self._train_rows(), self.train_codes, view=None, seed=self.seed
-            )
         if self.triplets is not None:
             if self.spec.reads_files:
                 dataset = make_dataset(self._X, self.spec, train=train, seed=self.seed)
@@ -217,14 +227,22 @@ class TrainingData:
             else:
                 samples = ArraySamples(self._X)
             return TripletDataset(self.triplets, samples, weights=self.weights)
-        return make_dataset(
-            self._train_samples(),
-            self.spec,
-            self.train_codes,
-            train=train,
-            seed=self.seed,
-            on_error=self.params.get("on_error", "raise"),
-        )
+        if self.views:
+            dataset = CachedViews(
+                self._X, self._train_rows(), self.train_codes, view=None, seed=self.seed
+            )
+        else:
+            dataset = make_dataset(
+                self._train_samples(),
+                self.spec,
+                self.train_codes,
+                train=train,
+                seed=self.seed,
+                on_error=self.params.get("on_error", "raise"),
+            )
+        if self.weights is None:
+            return dataset
+        return WeightedSamples(dataset, self.weights[self._train_rows()])
 
     def valid_dataset(self) -> Dataset | None:
         """The held-out samples (their codes as ``labels``), read as ``transform`` reads them."""
@@ -320,6 +338,7 @@ class TrainingData:
             self.spec,
             self._X,
             self.codes,
+            weights=self.weights,
             params=self.params,
             seed=self.seed,
             held=held,

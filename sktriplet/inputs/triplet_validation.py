@@ -29,7 +29,6 @@ from sktriplet.inputs.triplet_batches import (
 from sktriplet.inputs.validation import validate_fit
 
 __all__ = [
-    "check_triplet_weights",
     "take_samples",
     "triplet_score_input",
     "validate_fit_triplets",
@@ -219,52 +218,3 @@ def triplet_score_input(X: Any, y: Any, samples: Any) -> tuple[Any, np.ndarray]:
     ids, local = np.unique(index, return_inverse=True)
     return take_samples(samples, ids), local.reshape(index.shape).astype(np.int64)
 
-
-def check_triplet_weights(sample_weight: Any, n_triplets: int) -> np.ndarray | None:
-    """``fit(..., sample_weight=w)`` of triplet mode, checked: a weight per triplet.
-
-    Parameters
-    ----------
-    sample_weight : array-like of shape (n_triplets,) or None
-        Non-negative finite weights, not all zero (``None``: every triplet 1).
-    n_triplets : int
-        Number of training triplets.
-
-    Returns
-    -------
-    numpy.ndarray of float32, or None
-        The weights (``None`` when none were given).
-
-    Raises
-    ------
-    ValueError
-        A wrong length or shape, a negative or non-finite weight, or weights
-        that are all zero.
-
-    Examples
-    --------
-    >>> from sktriplet.inputs.triplet_validation import check_triplet_weights
-    >>> check_triplet_weights([3, 1, 2], 3)
-    array([3., 1., 2.], dtype=float32)
-    """
-    if sample_weight is None:
-        return None
-    if isinstance(sample_weight, torch.Tensor):
-        sample_weight = sample_weight.detach().cpu().numpy()
-    try:
-        w = np.asarray(sample_weight, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"sample_weight must be numbers, one per triplet: {exc}") from exc
-    if w.shape != (n_triplets,):
-        raise ValueError(
-            f"sample_weight must hold one weight per triplet, shape ({n_triplets},); got "
-            f"shape {w.shape}. Pass a 1-D array aligned with the rows of the triplets."
-        )
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError(
-            "sample_weight must be finite and non-negative (e.g. vote counts or the "
-            "share of votes that agree); it holds negative, NaN or infinite values."
-        )
-    if not w.any():
-        raise ValueError("sample_weight is all zero: no triplet would train the network.")
-    return w.astype(np.float32)

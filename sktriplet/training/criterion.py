@@ -125,29 +125,36 @@ def check_criterion(params: dict[str, Any]) -> type[nn.Module]:
 
 
 def check_weighted_criterion(params: dict[str, Any]) -> None:
-    """Raise unless the fit can weight its triplets (``fit(..., sample_weight=w)``).
+    """Raise unless the fit can weight its loss (``fit(..., sample_weight=w)``).
 
-    Weights are per given triplet: triplet mode only, with a criterion whose
-    ``forward`` takes ``weights`` (the default ``"triplet"`` does).
+    Weights are per given triplet in triplet mode, per sample with labels;
+    either way the criterion's ``forward`` must take ``weights`` (the default
+    ``"triplet"`` does), and so must every composition the parameters switch
+    on (``classification_weight`` does; the cross-batch memory of
+    ``memory_size`` does not).
 
     Parameters
     ----------
     params : dict
-        Estimator parameters (``criterion``, ``triplets``).
+        Estimator parameters (``criterion``, ``triplets``, the compositions'
+        parameters).
     """
-    if not params.get("triplets", False):
-        raise ValueError(
-            "sample_weight is supported with triplets=True (a weight per triplet, e.g. "
-            "its votes); with class labels it is not available yet. Drop sample_weight, "
-            "or repeat the samples that should count more."
-        )
     name = params.get("criterion", "triplet")
+    per = "triplet" if params.get("triplets", False) else "sample"
     if not takes_weights(resolve_loss(name)):
         raise ValueError(
             f"sample_weight needs a criterion whose forward takes weights (one per "
-            f"triplet); criterion={getattr(name, '__name__', name)!r} does not. Use "
+            f"{per}); criterion={getattr(name, '__name__', name)!r} does not. Use "
             "criterion='triplet', or add a weights argument to its forward."
         )
+    for wrapper in WRAPPERS:
+        value = params.get(wrapper.param)
+        if value and not takes_weights(wrapper.cls):
+            raise ValueError(
+                f"sample_weight cannot be combined with {wrapper.param}={value!r}: its "
+                f"composition ({wrapper.cls.__name__}) takes no weights, so they would not "
+                f"reach the loss. Switch {wrapper.param} off, or drop sample_weight."
+            )
 
 
 def build_criterion(
@@ -196,19 +203,21 @@ def call_criterion(criterion: nn.Module, y_pred: torch.Tensor, y_true: torch.Ten
     """The loss of a batch through the one loss interface.
 
     A target of shape ``(m, 3)`` is a batch of index triplets (triplet mode):
-    the criterion gets ``labels=None`` and ``indices_tuple``; a pair
-    ``(triplets, weights)`` is a batch of weighted triplets
-    (``fit(..., sample_weight=w)``), passed on as ``weights``. A 1-D target
+    the criterion gets ``labels=None`` and ``indices_tuple``. A 1-D target
     holds labels: ``criterion(y_pred, labels)``, which a user's loss with
-    ``forward(embeddings, labels)`` takes as it is.
+    ``forward(embeddings, labels)`` takes as it is. A pair ``(target,
+    weights)`` is either of them weighted (``fit(..., sample_weight=w)``),
+    ``weights`` passed on by that name: one per triplet with index
+    triplets, one per sample with labels.
     """
+    weights = None
     if isinstance(y_true, tuple | list):
-        triplets, weights = y_true
-        indices = IndexTriplets(*triplets.long().unbind(1))
-        return criterion(y_pred, indices_tuple=indices, weights=weights)
+        y_true, weights = y_true
+    given = {} if weights is None else {"weights": weights}
     if y_true.ndim == 2:
-        return criterion(y_pred, indices_tuple=IndexTriplets(*y_true.long().unbind(1)))
-    return criterion(y_pred, y_true)
+        indices = IndexTriplets(*y_true.long().unbind(1))
+        return criterion(y_pred, indices_tuple=indices, **given)
+    return criterion(y_pred, y_true, **given)
 
 
 def _has_state(module: nn.Module) -> bool:

@@ -433,7 +433,19 @@ class DistributedTripletNet(TripletNet):
         return self.batch_loader(dataset, sampler, training=True)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        """Loss of the all-gathered global batch while training."""
+        """Loss of the all-gathered global batch while training.
+
+        A weighted batch's target ``(labels, weights)``
+        (``fit(X, y, sample_weight=w)``) has its weights gathered in the same
+        rank order as the labels.
+        """
         if training:
-            y_pred, y_true = all_gather_batch(y_pred, to_tensor(y_true, device=self.device))
+            y_true = to_tensor(y_true, device=self.device)
+            if isinstance(y_true, tuple | list):
+                labels, weights = y_true
+                rows, _ = all_gather_batch(weights[:, None].float(), labels, grad_scale=1.0)
+                y_pred, labels = all_gather_batch(y_pred, labels)
+                y_true = (labels, rows[:, 0])
+            else:
+                y_pred, y_true = all_gather_batch(y_pred, y_true)
         return super().get_loss(y_pred, y_true, X=X, training=training)

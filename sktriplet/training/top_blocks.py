@@ -250,6 +250,8 @@ def _seconds_per_step(top: BlockTop, dataset, params: dict, device) -> float:
         random_state=0,
     )
     x, y = dataset[list(next(iter(sampler)))]
+    if isinstance(y, tuple):  # (labels, sample weights): weighting costs next to nothing
+        y = y[0]
     model = copy.deepcopy(top).to(device).train()
     x, y = x.to(device), y.to(device)
     times = []

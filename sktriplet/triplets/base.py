@@ -7,8 +7,11 @@ is a ``torch.nn.Module`` called as::
     loss = criterion(embeddings, indices_tuple=(a, p, n))       # triplet mode
     loss = criterion(embeddings, labels, indices_tuple=(a, p, n))  # a miner's choice
     loss = criterion(embeddings, indices_tuple=(a, p, n), weights=w)  # weighted triplets
+    loss = criterion(embeddings, labels, weights=w)             # weighted samples
 
-and returns a scalar tensor. ``indices_tuple`` is a miner's output, index
+and returns a scalar tensor. ``weights`` (``fit(..., sample_weight=w)``)
+are one per triplet without labels, one per embedding with labels (each
+term of the loss weighted by its anchor's weight). ``indices_tuple`` is a miner's output, index
 tensors into the batch (:class:`~sktriplet.triplets.mining.IndexTriplets`, as
 :func:`~sktriplet.triplets.mining.mine_triplets` or a pytorch-metric-learning
 miner returns them). A user's loss needs only ``forward(embeddings,
@@ -172,7 +175,7 @@ def takes_indices_tuple(loss: nn.Module | type) -> bool:
 
 
 def takes_weights(loss: nn.Module | type) -> bool:
-    """Whether a loss's ``forward`` accepts ``weights`` (one per given triplet).
+    """Whether a loss's ``forward`` accepts ``weights`` (per given triplet, or per sample).
 
     Parameters
     ----------

@@ -125,22 +125,34 @@ class WithClassification(LossWrapper):
         embeddings: torch.Tensor,
         labels: torch.Tensor | None = None,
         indices_tuple: tuple | None = None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The wrapped loss plus the weighted cross-entropy of one labelled batch."""
+        """The wrapped loss plus the weighted cross-entropy of one labelled batch.
+
+        ``weights`` (one per embedding: sample weights) go to the wrapped
+        loss, and make the cross-entropy their weighted mean over the
+        samples, ``sum_i w_i ce_i / sum_i w_i``.
+        """
         if labels is None:
             raise ValueError(
                 "the classification loss needs class labels; with triplets=True set "
                 "classification_weight=0."
             )
         labels = torch.as_tensor(labels, device=embeddings.device)
-        if indices_tuple is None:
-            base = self.loss(embeddings, labels)
-        else:
-            base = self.loss(embeddings, labels, indices_tuple=indices_tuple)
+        given = {} if indices_tuple is None else {"indices_tuple": indices_tuple}
+        if weights is not None:
+            given["weights"] = weights
+        base = self.loss(embeddings, labels, **given)
         labels = check_class_codes(
             labels, embeddings.shape[0], self.n_classes, "the classification loss"
         )
-        ce = F.cross_entropy(self.logits(embeddings.float()), labels)
+        logits = self.logits(embeddings.float())
+        if weights is None:
+            ce = F.cross_entropy(logits, labels)
+        else:
+            w = torch.as_tensor(weights, device=logits.device).to(logits.dtype)
+            terms = F.cross_entropy(logits, labels, reduction="none")
+            ce = (w * terms).sum() / w.sum().clamp_min(torch.finfo(logits.dtype).tiny)
         self.last_terms = {"loss": float(base.detach()), "classification": float(ce.detach())}
         return base + self.weight * ce
 

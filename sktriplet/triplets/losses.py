@@ -112,11 +112,19 @@ tensor of shape (n_triplets, 3), default=None
         anchor-negative distance of the mined triplets; for ``"all"`` over all
         positive and negative pairs) and ``spread`` (mean distance between
         all pairs of the batch, near 0 when embeddings collapse).
-    weights : torch.Tensor of shape (n_triplets,), default=None
-        Only with ``triplets``: a non-negative weight per given triplet. The
-        loss is then the weighted mean ``sum_i w_i h_i / sum_i w_i`` of the
-        terms ``h_i`` (over the triplets kept, see Notes); integer weights
-        give the loss of each triplet repeated ``w_i`` times. ``None``: all 1.
+    weights : torch.Tensor of shape (n_triplets,) or (B,), default=None
+        Non-negative weights (``None``: all 1). With ``triplets``, one per
+        given triplet: the loss is the weighted mean ``sum_i w_i h_i /
+        sum_i w_i`` of the terms ``h_i`` (over the triplets kept, see
+        Notes); integer weights give the loss of each triplet repeated
+        ``w_i`` times. With ``labels``, one per embedding (sample weights):
+        each term of the mined loss is weighted by the weight of its
+        anchor, ``sum_t w[a_t] h_t / sum_t w[a_t]`` over the terms the
+        unweighted loss averages (semihard: one per positive pair; hard:
+        one per anchor; all: the non-zero terms, every term with
+        ``soft=True``). Mining does not depend on the weights, and a sample
+        of weight 0 still serves as the positive or negative of others;
+        integer weights give the loss of each anchor's terms repeated.
 
     Returns
     -------
@@ -187,11 +195,6 @@ tensor of shape (n_triplets, 3), default=None
         mining = check_triplet_mining("none" if mining is None else mining)
         hinge = (margin, soft, weights)
         return _explicit_loss(embeddings, triplets, hinge, mining, distance, return_stats)
-    if weights is not None:
-        raise ValueError(
-            "weights apply to explicit triplets (triplets=...), one per triplet; with "
-            "labels the mined triplets have no weights."
-        )
     if mining == "none":
         raise ValueError(
             'mining="none" applies only to explicit triplets (triplets=...); with labels '
@@ -204,6 +207,7 @@ tensor of shape (n_triplets, 3), default=None
             f"labels must be 1-D with one label per embedding; got shape "
             f"{tuple(labels.shape)} for {embeddings.shape[0]} embeddings."
         )
+    weights = _sample_weights(weights, embeddings)
     with torch.autocast(device_type=embeddings.device.type, enabled=False):
         emb = full_precision(embeddings)
         table = ClassTable.from_labels(labels)
@@ -212,9 +216,9 @@ tensor of shape (n_triplets, 3), default=None
             loss = zero_loss(embeddings)
             dist = pairwise_distances(emb.detach(), distance=distance) if return_stats else None
         elif mining == "all":
-            loss, dist = _all(emb, table, margin, soft, distance, stats)
+            loss, dist = _all(emb, table, (margin, soft, weights), distance, stats)
         else:
-            loss, dist = _mined(emb, table, margin, soft, distance, stats, mining)
+            loss, dist = _mined(emb, table, (margin, soft, weights), distance, stats, mining)
     if not return_stats:
         return loss
     return loss, _finish_stats(stats, dist)
@@ -283,6 +287,19 @@ def _explicit_loss(
     return loss, _finish_stats(stats, pairwise_distances(rows, distance=distance))
 
 
+def _sample_weights(weights, embeddings: torch.Tensor) -> torch.Tensor | None:
+    """Labelled batches: one weight per embedding, as a float tensor (or ``None``)."""
+    if weights is None:
+        return None
+    w = torch.as_tensor(weights, device=embeddings.device)
+    if w.shape != embeddings.shape[:1]:
+        raise ValueError(
+            f"with labels, weights must hold one weight per embedding (sample weights), "
+            f"shape ({embeddings.shape[0]},); got {tuple(w.shape)}."
+        )
+    return w.to(torch.float64 if embeddings.dtype == torch.float64 else torch.float32)
+
+
 def _weighted_mean(terms: torch.Tensor, weights, valid) -> torch.Tensor:
     """``sum(w * terms) / sum(w)`` over the kept triplets (``0`` when no weight is left)."""
     w = torch.as_tensor(weights, device=terms.device).to(terms.dtype)
@@ -296,14 +313,17 @@ def _weighted_mean(terms: torch.Tensor, weights, valid) -> torch.Tensor:
     return (w * terms).sum() / w.sum().clamp_min(torch.finfo(terms.dtype).tiny)
 
 
-def _mined_loss(emb, dist, mined: MinedTriplets, margin, soft, distance, stats):
+def _mined_loss(emb, dist, mined: MinedTriplets, hinge, distance, stats):
     """Mean hinge (or soft) term over the mined triplets where ``mined.valid``.
 
     ``mined`` indexes the batch per anchor row (the layout of
-    :class:`~sktriplet.triplets.mining.MinedTriplets`); with ``stats``,
-    records ``n_triplets``, ``active``, ``d_ap`` and ``d_an`` (and
-    ``fallback``, the share of pairs where ``mined.found`` is false).
+    :class:`~sktriplet.triplets.mining.MinedTriplets`); ``hinge`` is
+    ``(margin, soft, weights)``, ``weights`` one per anchor row (or
+    ``None``) making the mean the weighted one. With ``stats``, records
+    ``n_triplets``, ``active``, ``d_ap`` and ``d_an`` (and ``fallback``, the
+    share of pairs where ``mined.found`` is false), unweighted.
     """
+    margin, soft, weights = hinge
     pos, neg, valid, found = mined
     if pos.ndim == 1:
         pos, neg, valid = pos[:, None], neg[:, None], valid[:, None]
@@ -323,18 +343,21 @@ def _mined_loss(emb, dist, mined: MinedTriplets, margin, soft, distance, stats):
         stats["n_triplets"] = n_triplets.to(d)
         for key, value in zip(("active", "d_ap", "d_an", "fallback"), means, strict=False):
             stats[key] = value
-    return terms.sum() / count
+    if weights is None:
+        return terms.sum() / count
+    return _weighted_mean(terms, weights[: terms.shape[0], None].expand_as(terms), valid)
 
 
-def _mined(emb, table, margin, soft, distance, stats, mining):
+def _mined(emb, table, hinge, distance, stats, mining):
     """Semi-hard or batch-hard: mine (the mining seam's table form), then the hinge."""
     with torch.no_grad():
         dist = pairwise_distances(emb.detach(), distance=distance)
     mined = mine_table(dist, table, mining=mining)
-    return _mined_loss(emb, dist, mined, margin, soft, distance, stats), dist
+    return _mined_loss(emb, dist, mined, hinge, distance, stats), dist
 
 
-def _all(emb, table, margin, soft, distance, stats):
+def _all(emb, table, hinge, distance, stats):
+    margin, soft, weights = hinge
     batch = emb.shape[0]
     dist = pairwise_distances(emb, distance=distance)
     valid = table.valid
@@ -343,23 +366,30 @@ def _all(emb, table, margin, soft, distance, stats):
     n_neg = batch - 1 - n_pos
     n_triplets = (n_pos * n_neg).sum().to(dist.dtype)
     if soft:
-        total = _all_soft_sum(dist, table)
-        count = n_triplets
+        total = _all_soft_sum(dist, table, weights)
+        count = n_triplets if weights is None else (weights * (n_pos * n_neg)).sum()
+        active = n_triplets
     else:
-        total, count = _all_hinge_sum(dist, table, margin)
+        total, count, active = _all_hinge_sum(dist, table, margin, weights)
     if stats is not None:
         d = dist.detach()
         n_pairs = n_pos.sum().to(d.dtype)
         pos_sum = torch.where(valid, d.gather(1, table.members), 0.0).sum()
         stats["n_triplets"] = n_triplets
-        stats["active"] = count.to(d.dtype) / n_triplets.clamp_min(1)
+        stats["active"] = active.to(d.dtype) / n_triplets.clamp_min(1)
         stats["d_ap"] = pos_sum / n_pairs.clamp_min(1)
         stats["d_an"] = (d.sum() - pos_sum) / n_neg.sum().clamp_min(1).to(d.dtype)
-    return total / count.clamp_min(1).to(total.dtype), dist
+    if weights is None:
+        return total / count.clamp_min(1).to(total.dtype), dist
+    return total / count.clamp_min(torch.finfo(total.dtype).tiny), dist
 
 
-def _all_hinge_sum(dist, table, margin, block_elements=DEFAULT_BLOCK_ELEMENTS):
-    """Sum and count of the positive hinge terms over all valid triplets.
+def _all_hinge_sum(dist, table, margin, weights=None, block_elements=DEFAULT_BLOCK_ELEMENTS):
+    """Sum of the positive hinge terms over all valid triplets, the mean's denominator, their count.
+
+    Without ``weights`` the denominator is the count of positive terms; with
+    ``weights`` (one per anchor row) the sum and the denominator are those of
+    the terms weighted by their anchor's weight.
 
     With ``t = d(a, p) + margin``, a triplet is active when ``d(a, n) < t``
     and contributes ``t - d(a, n)``. So the sum is linear in the distances,
@@ -393,18 +423,22 @@ def _all_hinge_sum(dist, table, margin, block_elements=DEFAULT_BLOCK_ELEMENTS):
         active[r0:r1] = per_bucket.view(r, width + 1)[:, :width].cumsum(dim=1)
     active = torch.empty_like(active).scatter_(1, perm, active) * valid
     d_ap = dist.gather(1, table.members)
-    total = (active.to(dist.dtype) * (d_ap + margin)).sum() - torch.dot(
-        weight.view(-1), dist.reshape(-1)
-    )
-    return total, active.sum()
+    n_active = active.sum()
+    active = active.to(dist.dtype)
+    if weights is not None:
+        rows = weights[:, None].to(dist.dtype)
+        active, weight = active * rows, weight * rows
+    total = (active * (d_ap + margin)).sum() - torch.dot(weight.view(-1), dist.reshape(-1))
+    return total, (n_active if weights is None else active.sum()), n_active
 
 
-def _all_soft_sum(dist, table, block_elements=DEFAULT_BLOCK_ELEMENTS):
+def _all_soft_sum(dist, table, weights=None, block_elements=DEFAULT_BLOCK_ELEMENTS):
     """Sum of ``softplus(d(a, p) - d(a, n))`` over all valid triplets.
 
     Anchors are processed in blocks whose ``(anchors, width, B)`` tensor
     stays under ``block_elements``; each block is recomputed in the backward
-    pass (activation checkpointing) so memory stays bounded.
+    pass (activation checkpointing) so memory stays bounded. With
+    ``weights`` (one per anchor row), each term is weighted by its anchor's.
     """
     batch, width = dist.shape[0], table.width
     step = max(1, block_elements // max(1, width * batch))
@@ -418,16 +452,20 @@ def _all_soft_sum(dist, table, block_elements=DEFAULT_BLOCK_ELEMENTS):
             table.valid[sl],
             table.codes[sl],
             table.codes,
+            None if weights is None else weights[sl],
             use_reentrant=False,
         )
     return total
 
 
-def _soft_block(rows, members, valid, codes, all_codes):
+def _soft_block(rows, members, valid, codes, all_codes, weights=None):
     d_ap = rows.gather(1, members)
     terms = F.softplus(d_ap[:, :, None] - rows[:, None, :])
     mask = valid[:, :, None] & (codes[:, None, None] != all_codes[None, None, :])
-    return torch.where(mask, terms, 0.0).sum()
+    terms = torch.where(mask, terms, 0.0)
+    if weights is not None:
+        terms = terms * weights[:, None, None].to(terms.dtype)
+    return terms.sum()
 
 
 class TripletLoss(MetricLoss):
@@ -511,8 +549,11 @@ class TripletLoss(MetricLoss):
     ) -> torch.Tensor:
         """Loss of one batch, from labels, given triplets, or both (see the class).
 
-        ``weights``, one per triplet of ``indices_tuple``, make the loss the
-        weighted mean of the triplets' terms (see :func:`triplet_loss`).
+        ``weights`` make the loss a weighted mean (see :func:`triplet_loss`):
+        without labels one per triplet of ``indices_tuple``; with labels one
+        per embedding, each triplet weighted by its anchor's weight (also
+        for a miner's triplets, so that ``loss(z, y, indices_tuple=
+        loss.mine(z, y), weights=w) == loss(z, y, weights=w)``).
         """
         if labels is not None:
             labels = torch.as_tensor(labels, device=embeddings.device)
@@ -523,6 +564,11 @@ class TripletLoss(MetricLoss):
                 raise ValueError(
                     f"embeddings must be 2-D (batch, dim); got shape {tuple(embeddings.shape)}."
                 )
+            if weights is not None:
+                anchors = as_index_triplets(
+                    indices_tuple, embeddings.shape[0], embeddings.device
+                ).anchor
+                weights = _sample_weights(weights, embeddings)[anchors]
             hinge = (self.margin, self.soft, weights)
             args = ("none", self.distance, self.record_stats)
             out = _explicit_loss(embeddings, indices_tuple, hinge, *args, spread_of_anchors=True)
