@@ -197,3 +197,19 @@ def test_default_search_breadths_keep_recall_on_unstructured_data(algorithm, par
     for k in (1, 10):
         _, ids = clf.index_.search(Q, k)
         assert _recall(ids, _brute(G, Q, k, "sqeuclidean")[1]) >= 0.95
+
+
+def test_faiss_threads_do_not_leak_into_torch():
+    """faiss and torch share the OpenMP runtime: n_threads must not outlive a call."""
+    faiss = pytest.importorskip("faiss")
+    import torch
+
+    from sktriplet.evaluation.neighbors import FaissIndex
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    index = FaissIndex(factory="Flat", n_threads=1)
+    X = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    index.add(X)
+    _, ids = index.search(X[:5], 1)
+    assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
+    assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == before

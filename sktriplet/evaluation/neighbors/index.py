@@ -30,8 +30,10 @@ rows, backed by the optional packages ``faiss-cpu`` and ``hnswlib``
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,26 @@ __all__ = [
 
 #: Names accepted by :func:`make_index` (and by ``algorithm=`` parameters).
 ALGORITHMS: tuple[str, ...] = ("brute", "faiss", "hnsw")
+
+
+@contextlib.contextmanager
+def _omp_threads(faiss: Any, n_threads: int | None) -> Iterator[None]:
+    """Set faiss's OpenMP threads to ``n_threads`` for a block, then put them back.
+
+    ``faiss.omp_set_num_threads`` sets the calling thread's OpenMP default,
+    which torch shares where both load the same OpenMP runtime (as the pip
+    wheels do on Linux): left set, a ``FaissIndex(n_threads=1)`` would train
+    every later torch fit of the process on one thread.
+    """
+    if n_threads is None:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _as_rows(X, d: int | None = None, *, keep_float64: bool = False) -> np.ndarray:
@@ -288,7 +310,9 @@ class FaissIndex(_BaseIndex):
         Inverted lists visited per query by IVF indexes. ``"auto"``:
         :func:`auto_nprobe` of the number of lists.
     n_threads : int, default=None
-        OpenMP threads faiss uses; ``None`` leaves faiss's default.
+        OpenMP threads faiss uses while it adds or searches (the process's
+        setting, which torch shares, is put back after); ``None`` leaves
+        faiss's default.
 
     Examples
     --------
@@ -335,14 +359,13 @@ class FaissIndex(_BaseIndex):
         """
         X = self._prepare(X)
         faiss = self._faiss
-        if self.n_threads is not None:
-            faiss.omp_set_num_threads(int(self.n_threads))
-        if self._index is None:
-            self.dim_ = X.shape[1]
-            self._index = faiss.index_factory(self.dim_, self.factory, faiss.METRIC_L2)
-        if not self._index.is_trained:
-            self._index.train(X)
-        self._index.add(X)
+        with _omp_threads(faiss, self.n_threads):
+            if self._index is None:
+                self.dim_ = X.shape[1]
+                self._index = faiss.index_factory(self.dim_, self.factory, faiss.METRIC_L2)
+            if not self._index.is_trained:
+                self._index.train(X)
+            self._index.add(X)
 
     def search(self, Q, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Find (approximately) the ``k`` nearest gallery rows of every query.
@@ -365,11 +388,10 @@ class FaissIndex(_BaseIndex):
         k = self._check_k(k)
         Q = self._prepare(Q)
         faiss = self._faiss
-        if self.n_threads is not None:
-            faiss.omp_set_num_threads(int(self.n_threads))
         params = faiss.ParameterSpace()
         ef = _resolve_ef(self.ef_search, self.ntotal, k)
-        with self._search_lock:  # the parameters are the index's, shared by all callers
+        with self._search_lock, _omp_threads(faiss, self.n_threads):
+            # (the parameters are the index's, shared by all callers)
             for name, value in (("efSearch", ef), ("nprobe", self._nprobe())):
                 if value is None:
                     continue
