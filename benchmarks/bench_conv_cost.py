@@ -15,10 +15,11 @@ default augmentation) on the same batch.
 Networks (``--nets``): ``default`` (32-64-128 channels, two 3x3
 convolutions per block, channels-first), ``channels-last`` (the same with
 ``channels_last=True``), ``convs122`` (one convolution in the first block),
-``convs221``, ``convs111``, ``c16`` (16-64-128 channels), ``narrow``
-(16-32-64), ``pml-cnn``. ``--channels-last`` builds every ``ConvEmbedder``
-variant in channels-last; ``--bf16`` runs every forward under
-``torch.autocast("cpu", dtype=torch.bfloat16)``.
+``convs221``, ``convs111``, ``convs112``, ``convs121``, ``c24-122``
+(24-48-96 channels, one convolution in the first block), ``c16``
+(16-64-128 channels), ``narrow`` (16-32-64), ``pml-cnn``.
+``--channels-last`` builds every ``ConvEmbedder`` variant in channels-last;
+``--bf16`` runs every forward under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
 
 Usage::
 
@@ -51,6 +52,9 @@ NETS = {
     "convs122": {"convs": [1, 2, 2]},
     "convs221": {"convs": [2, 2, 1]},
     "convs111": {"convs": 1},
+    "convs112": {"convs": [1, 1, 2]},
+    "convs121": {"convs": [1, 2, 1]},
+    "c24-122": {"channels": [24, 48, 96], "convs": [1, 2, 2]},
     "c16": {"channels": [16, 64, 128]},
     "narrow": {"channels": [16, 32, 64]},
     "pml-cnn": None,

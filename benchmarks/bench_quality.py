@@ -75,8 +75,10 @@ the ``sktriplet`` column (for sweeps; the published table uses none).
 class (the test classes stay whole): a smaller training set, e.g. 240
 glint photos with ``--datasets glint --max-per-class 20``.
 ``--config NAME='{"module__convs": 1}'`` (repeatable) adds a row ``NAME``:
-``sktriplet`` with those parameters. The methods and configs run one after
-another for every seed, so their ``seconds`` see the same machine load.
+``sktriplet`` with those parameters (``max_epochs`` among them overrides
+the data set's epochs for that row: ``--config 'e4={"max_epochs": 4}'``).
+The methods and configs run one after another for every seed, so their
+``seconds`` see the same machine load.
 ``--first-seed S`` runs seeds ``S, S+1, ...`` (``--seeds`` of them) to add
 seeds to an earlier run.
 """
@@ -96,6 +98,7 @@ from torch.nn import functional as F
 
 from sktriplet import TripletEmbedder
 from sktriplet.evaluation.metrics import retrieval_scores
+from sktriplet.training.policy import resolve_batch_size
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -233,7 +236,7 @@ def pml_loop(
     from torch.utils.data import DataLoader, TensorDataset
 
     defaults = TripletEmbedder().get_params()
-    batch_size, k = defaults["batch_size"], defaults["samples_per_class"]
+    batch_size, k = resolve_batch_size(defaults), defaults["samples_per_class"]
     n_classes = len(np.unique(split.y_train))
     m = max(k, batch_size // n_classes)  # as PKSampler: fill the batch
     batch_size = m * min(n_classes, batch_size // m)
@@ -304,7 +307,7 @@ def fit_pml_cnn(split: Split, seed: int, epochs: int, params: dict) -> np.ndarra
 
 
 def fit_sktriplet(split: Split, seed: int, epochs: int, params: dict) -> np.ndarray:
-    emb = TripletEmbedder(max_epochs=epochs, random_state=seed, **params)
+    emb = TripletEmbedder(**{"max_epochs": epochs, "random_state": seed, **params})
     return emb.fit(split.X_train, split.y_train).transform(split.X_test)
 
 
@@ -373,13 +376,15 @@ def run_dataset(name: str, split: Split, epochs: int, columns: list, seeds: rang
                 results[label].setdefault(key, []).append(value)
             print(f"# {name} {label} seed {seed}: " + json.dumps(scores), flush=True)
     rows = []
-    for label, method, _ in columns:
+    for label, method, params in columns:
         res = results[label]
         seconds = float(np.mean(res["seconds"]))
         row = {
             "dataset": name,
             "method": label,
-            "epochs": epochs if method in ("pml", "pml-cnn", "sktriplet") else "",
+            "epochs": params.get("max_epochs", epochs)
+            if method in ("pml", "pml-cnn", "sktriplet")
+            else "",
             "MAP@R": fmt(res["map_at_r"]),
             "P@1": fmt(res["p_at_1"]),
             "1-shot 20-way %": fmt(res["one_shot_20"], pct=True) if "one_shot_20" in res else "",
