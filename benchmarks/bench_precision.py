@@ -35,12 +35,15 @@ thread) and prints MAP@R of each and the difference.
 ``--parts estimator`` fits the default pretrained-backbone
 ``TripletEmbedder`` (``bench_transfer.py``'s backbone, 128 px,
 ``module__freeze="auto"``, one torch thread) with ``precision="32"`` and
-``precision="auto"`` on the training classes of the photo sets of
-``benchmarks/bench_transfer.py`` (``--photo-sets``), one after the other,
-then embeds the unseen classes' photos with both (and with the float32
-model under ``"auto"``, which isolates bfloat16 inference), interleaved for
-``--rounds`` rounds, and prints fit and ``transform`` times (median) and
-unseen-class MAP@R.
+each other precision of ``--fit-precisions`` (default ``auto``; add
+``bf16`` to train the blocks in bfloat16 as well) on the training classes
+of the photo sets of ``benchmarks/bench_transfer.py`` (``--photo-sets``),
+one after the other, then embeds the unseen classes' photos with each (and
+with the float32 model under ``"auto"``, which isolates bfloat16
+inference), interleaved for ``--rounds`` rounds, and prints fit and
+``transform`` times (median, ratio to float32) and unseen-class MAP@R, one
+row per seed (``--fit-seeds`` from ``--first-seed``: the seed of the fits,
+whose block stage moves MAP@R by about 0.01 on its own).
 
 The CPU's bfloat16 capability is printed first: ``torch.cpu.get_capabilities()``
 (torch >= 2.10; cpuinfo, so the same on Linux, macOS and Windows) or the
@@ -54,6 +57,8 @@ Usage::
         --datasets coil20 alphadigits glint --seeds 3 --data-dir ../shared/data
     OMP_NUM_THREADS=1 python benchmarks/bench_precision.py --parts estimator \\
         --photo-sets glint cars --rounds 3 --data-dir /work/shared/data
+    OMP_NUM_THREADS=1 python benchmarks/bench_precision.py --parts estimator \\
+        --photo-sets glint --fit-precisions 32 bf16 --fit-seeds 3 --rounds 1
 
 Prints Markdown tables.
 """
@@ -270,56 +275,64 @@ def _photo_split(name: str, args):
 
 
 def estimator(args) -> list[dict]:
-    """Default backbone fits, then ``transform``, with ``precision="32"`` and ``"auto"``."""
-    from sktriplet import TripletEmbedder
+    """Default backbone fits, then ``transform``, with each of ``--fit-precisions``."""
     from sktriplet.evaluation.metrics import map_at_r
-    from sktriplet.networks import BackboneEmbedder
 
     torch.set_num_threads(1)
     rows = []
     for name in args.photo_sets:
         bt, split = _photo_split(name, args)
         print(split.describe(), file=sys.stderr, flush=True)
-        fitted, fit_s = {}, {}
-        for precision in ("32", "auto"):
-            emb = TripletEmbedder(
-                module=BackboneEmbedder,
-                module__backbone=bt.BACKBONE,
-                image_size=split.image_size,
-                precision=precision,
-                random_state=0,
-                verbose=0,
-            )
-            start = time.perf_counter()
-            fitted[precision] = emb.fit(split.train_paths, split.train_y)
-            fit_s[precision] = time.perf_counter() - start
-        # The float32-trained network embedding under "auto": bfloat16 inference alone.
-        both = {**fitted, "32+auto": clone_fitted(fitted["32"], precision="auto")}
-        seconds: dict[str, list[float]] = {key: [] for key in both}
-        scores = {}
-        for _ in range(args.rounds):
-            for key, emb in both.items():
-                start = time.perf_counter()
-                Z = emb.transform(split.test_paths)
-                seconds[key].append(time.perf_counter() - start)
-                scores[key] = map_at_r(Z, split.test_y)
-        t32, tauto = (statistics.median(seconds[k]) for k in ("32", "auto"))
-        rows.append(
-            {
-                "photos": split.describe(),
-                "resolved auto": "/".join(
-                    (fitted["auto"].precision_, fitted["auto"].inference_precision_)
-                ),
-                "fit 32 / auto": f"{fit_s['32']:.0f} s / {fit_s['auto']:.0f} s "
-                f"({fit_s['32'] / fit_s['auto']:.2f}x)",
-                "transform 32 / auto": f"{t32:.1f} s / {tauto:.1f} s ({t32 / tauto:.2f}x)",
-                "MAP@R 32": f"{scores['32']:.3f}",
-                "MAP@R auto": f"{scores['auto']:.3f}",
-                "MAP@R 32-trained, auto transform": f"{scores['32+auto']:.3f}",
-            }
-        )
-        print(json.dumps(rows[-1], ensure_ascii=False), file=sys.stderr, flush=True)
+        for seed in range(args.first_seed, args.first_seed + args.fit_seeds):
+            fitted, fit_s = _fit_each(bt, split, args.fit_precisions, seed)
+            # The float32-trained network embedding under "auto": bfloat16 inference alone.
+            both = {**fitted, "32+auto": clone_fitted(fitted["32"], precision="auto")}
+            seconds: dict[str, list[float]] = {key: [] for key in both}
+            scores = {}
+            for _ in range(args.rounds):
+                for key, emb in both.items():
+                    start = time.perf_counter()
+                    Z = emb.transform(split.test_paths)
+                    seconds[key].append(time.perf_counter() - start)
+                    scores[key] = map_at_r(Z, split.test_y)
+            t32 = statistics.median(seconds["32"])
+            row = {"photos": split.describe(), "seed": seed}
+            for key in fitted:
+                row[f"resolved {key}"] = "/".join(
+                    (fitted[key].precision_, fitted[key].inference_precision_)
+                )
+            for key in fitted:
+                row[f"fit {key}"] = f"{fit_s[key]:.0f} s ({fit_s['32'] / fit_s[key]:.2f}x)"
+            for key in fitted:
+                t = statistics.median(seconds[key])
+                row[f"transform {key}"] = f"{t:.1f} s ({t32 / t:.2f}x)"
+            for key in both:
+                label = "32-trained, auto transform" if key == "32+auto" else key
+                row[f"MAP@R {label}"] = f"{scores[key]:.3f}"
+            rows.append(row)
+            print(json.dumps(row, ensure_ascii=False), file=sys.stderr, flush=True)
     return rows
+
+
+def _fit_each(bt, split, precisions: list[str], seed: int) -> tuple[dict, dict]:
+    """The default backbone ``TripletEmbedder`` fitted once per precision, and each fit's time."""
+    from sktriplet import TripletEmbedder
+    from sktriplet.networks import BackboneEmbedder
+
+    fitted, fit_s = {}, {}
+    for precision in precisions:
+        emb = TripletEmbedder(
+            module=BackboneEmbedder,
+            module__backbone=bt.BACKBONE,
+            image_size=split.image_size,
+            precision=precision,
+            random_state=seed,
+            verbose=0,
+        )
+        start = time.perf_counter()
+        fitted[precision] = emb.fit(split.train_paths, split.train_y)
+        fit_s[precision] = time.perf_counter() - start
+    return fitted, fit_s
 
 
 def clone_fitted(emb, **params):
@@ -351,8 +364,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--photo-sets", nargs="+", default=["glint", "cars"])
     parser.add_argument("--max-train-images", type=int, default=None)
+    parser.add_argument(
+        "--fit-precisions",
+        nargs="+",
+        choices=("32", "auto", "bf16"),
+        default=["32", "auto"],
+        help="estimator part: the precisions fitted (32 always first)",
+    )
+    parser.add_argument("--fit-seeds", type=int, default=1, help="estimator part: seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="estimator part: first seed")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent.parent / "shared" / "data")
     args = parser.parse_args(argv)
+    args.fit_precisions = ["32"] + [p for p in args.fit_precisions if p != "32"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"torch {torch.__version__}, {os.cpu_count()} logical CPUs, "

@@ -32,6 +32,7 @@ from sktriplet.inputs.spec import LAYOUTS, InputSpec
 from sktriplet.inputs.training_data import TrainingData
 from sktriplet.inputs.triplet_validation import triplet_score_input, validate_fit_triplets
 from sktriplet.inputs.validation import encode_labels, validate_fit, validate_transform
+from sktriplet.networks.split import is_pretrained
 from sktriplet.runtime.inference import embed_dataset
 from sktriplet.runtime.precision import PRECISIONS, resolve_precision
 from sktriplet.runtime.progress import resolve_verbose
@@ -282,11 +283,15 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         epochs. ``None`` trains for ``max_epochs``.
     precision : {"auto", "32", "bf16", "16"}, default="auto"
         Floating-point precision of the network's passes
-        (:mod:`sktriplet.runtime.precision`). ``"auto"`` trains in float32 and
-        runs the inference passes (``transform``, and the caching passes over
-        a frozen backbone or frozen blocks during ``fit``) under bfloat16
-        autocast where the device computes bfloat16 natively (CUDA with
-        bfloat16 support, or a CPU with AMX or AVX-512 BF16), else in float32.
+        (:mod:`sktriplet.runtime.precision`). ``"auto"`` runs the inference
+        passes (``transform``, and the caching passes over a frozen backbone
+        or frozen blocks during ``fit``) under bfloat16 autocast where the
+        device computes bfloat16 natively (CUDA with bfloat16 support, or a
+        CPU with AMX or AVX-512 BF16), else in float32. It trains a
+        pretrained backbone (``BackboneEmbedder``, its top blocks included)
+        under bfloat16 autocast where bfloat16 training is fast (CUDA with
+        bfloat16 support, or a CPU with AMX), and every other network in
+        float32.
         ``"32"`` runs everything in float32; ``"bf16"`` trains and infers
         under bfloat16 autocast; ``"16"`` trains under float16 autocast with
         gradient scaling and infers in float32. Distances, mining and the loss
@@ -902,7 +907,9 @@ class TripletEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.n_components_ = result.n_components
         self.verbose_ = result.net.verbose
         self.device_ = device
-        self.precision_, self.inference_precision_ = resolve_precision(self.precision, device)
+        self.precision_, self.inference_precision_ = resolve_precision(
+            self.precision, device, pretrained=is_pretrained(result.net.module_)
+        )
         self.input_spec_ = spec
         self.input_shape_ = spec.sample_shape
         self.n_features_in_ = spec.n_features

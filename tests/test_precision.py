@@ -15,7 +15,12 @@ import torch
 
 from sktriplet import TripletEmbedder, load, save
 from sktriplet.runtime import precision as precision_module
-from sktriplet.runtime.precision import check_precision, native_bf16, resolve_precision
+from sktriplet.runtime.precision import (
+    check_precision,
+    fast_bf16_training,
+    native_bf16,
+    resolve_precision,
+)
 from sktriplet.training.feature_cache import cache_features
 from sktriplet.triplets.losses import TripletLoss
 
@@ -132,27 +137,47 @@ def test_feature_caching_follows_the_inference_precision():
 
 
 @pytest.mark.parametrize(
-    ("precision", "native_answer", "expected"),
+    ("precision", "native_answer", "fast", "pretrained", "expected"),
     [
-        ("auto", True, ("32", "bf16")),
-        ("auto", False, ("32", "32")),
-        ("32", True, ("32", "32")),
-        ("bf16", False, ("bf16", "bf16")),
-        ("16", True, ("16", "32")),
+        ("auto", True, False, False, ("32", "bf16")),
+        ("auto", True, False, True, ("32", "bf16")),  # AVX-512 BF16 without AMX
+        ("auto", True, True, True, ("bf16", "bf16")),  # AMX / CUDA: pretrained trains bf16
+        ("auto", True, True, False, ("32", "bf16")),  # ... from-scratch networks do not
+        ("auto", False, False, True, ("32", "32")),
+        ("32", True, True, True, ("32", "32")),
+        ("bf16", False, False, False, ("bf16", "bf16")),
+        ("16", True, True, True, ("16", "32")),
     ],
 )
-def test_resolution_table(native, precision, native_answer, expected):
+def test_resolution_table(
+    native, monkeypatch, precision, native_answer, fast, pretrained, expected
+):
     native(native_answer)
-    assert tuple(resolve_precision(precision, "cpu")) == expected
+    monkeypatch.setattr(precision_module, "fast_bf16_training", lambda device="cpu": fast)
+    assert tuple(resolve_precision(precision, "cpu", pretrained=pretrained)) == expected
+
+
+def test_a_from_scratch_network_trains_float32_even_where_bf16_training_is_fast(
+    data, native, monkeypatch
+):
+    X, y, X_new = data
+    native(True)
+    monkeypatch.setattr(precision_module, "fast_bf16_training", lambda device="cpu": True)
+    auto = TripletEmbedder(**FAST).fit(X, y)
+    ref = TripletEmbedder(precision="32", **FAST).fit(X, y)
+    assert (auto.precision_, auto.inference_precision_) == ("32", "bf16")
+    for a, b in zip(auto.net_.module_.parameters(), ref.net_.module_.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_cpu_detection_reads_the_bf16_flags(monkeypatch):
     monkeypatch.setattr(precision_module, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
-    assert native_bf16("cpu") is False
+    assert native_bf16("cpu") is False and fast_bf16_training("cpu") is False
     for flag in ("avx512_bf16", "amx_bf16"):
         monkeypatch.setattr(precision_module, "_cpu_flags", lambda f=flag: frozenset({"avx2", f}))
         assert native_bf16("cpu") is True
-        assert native_bf16("meta") is False
+        assert fast_bf16_training("cpu") is (flag == "amx_bf16")  # AMX only
+        assert native_bf16("meta") is False and fast_bf16_training("meta") is False
 
 
 def test_cpu_flags_are_empty_off_linux(monkeypatch):

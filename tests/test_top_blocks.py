@@ -331,3 +331,27 @@ def test_auto_is_never_below_the_head_alone_on_its_own_held_out_classes(seed):
         assert kept == max(scores)
     else:
         assert report["epochs"] == 0 and max(scores) <= floor + report["min_gain"] + 1e-4
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_auto_trains_the_blocks_in_bf16_only_where_bf16_training_is_fast(monkeypatch, fast):
+    """precision="auto": pretrained blocks train under bf16 autocast on AMX / CUDA only."""
+    from sktriplet.runtime import precision as precision_module
+
+    monkeypatch.setattr(precision_module, "fast_bf16_training", lambda device="cpu": fast)
+    monkeypatch.setattr(top_blocks, "AUTO_MIN_GAIN", -1.0)
+    seen = set()
+    forward_block = Tiny.forward_block
+
+    def spy(self, index, x):
+        if torch.is_grad_enabled():  # a training pass, not caching or scoring
+            seen.add(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))
+        return forward_block(self, index, x)
+
+    monkeypatch.setattr(Tiny, "forward_block", spy)
+    est = TripletEmbedder(**PARAMS).fit(X, Y)
+    assert est.freeze_report_["trained_blocks"] == 1
+    assert seen == ({torch.bfloat16} if fast else {False})
+    assert est.precision_ == ("bf16" if fast else "32")
+    assert all(p.dtype == torch.float32 for p in est.net_.module_.parameters())
+    assert est.transform(X).dtype == np.float32

@@ -306,8 +306,9 @@ TRAINING_OPTIONS: tuple[EstimatorOption, ...] = (
     EstimatorOption("device", "auto, cpu, cuda or cuda:N", "DEVICE"),
     EstimatorOption(
         "precision",
-        "float precision: auto (float32 training, bfloat16 inference where the device has "
-        "native bfloat16), 32, bf16 or 16 (see docs/scaling.md)",
+        "float precision: auto (bfloat16 inference where the device has native bfloat16; "
+        "a pretrained backbone also trains in bfloat16 on CUDA or an AMX CPU, other "
+        "networks in float32), 32, bf16 or 16 (see docs/scaling.md)",
     ),
     EstimatorOption("verbose", "0 silent, 1 table, 2 bars", choices=(0, 1, 2), default=1),
     EstimatorOption(

@@ -31,9 +31,37 @@ __all__ = [
     "BlockBottom",
     "BlockTop",
     "boundary_shape",
+    "is_pretrained",
     "split_at_block",
     "unwrap_embedder",
 ]
+
+
+def is_pretrained(module: nn.Module) -> bool:
+    """Whether ``module`` trains a backbone: it is or holds a BackboneEmbedder or a BlockTop.
+
+    ``precision="auto"`` trains such networks in bfloat16 where that is fast
+    (:func:`~sktriplet.runtime.precision.resolve_precision`).
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sktriplet.networks import BackboneEmbedder, MLPEmbedder
+    >>> from sktriplet.networks.split import is_pretrained
+    >>> is_pretrained(nn.Sequential(BackboneEmbedder(nn.Conv2d(3, 4, 3), image_size=8)))
+    True
+    >>> is_pretrained(MLPEmbedder(8))
+    False
+    """
+    return any(isinstance(m, BackboneEmbedder | BlockTop) for m in module.modules())
 
 
 def _parts(embedder: BackboneEmbedder) -> BackboneBlocks:

@@ -10,12 +10,16 @@
 ``"32"`` runs both in float32 (no autocast at all); ``"bf16"`` runs both
 under ``torch.autocast(dtype=torch.bfloat16)``; ``"16"`` trains under
 float16 autocast with a gradient scaler and infers in float32. ``"auto"``
-trains in float32 and infers in bfloat16 where the device computes
-bfloat16 natively (:func:`native_bf16`), else in float32. Why (measured in
-``docs/scaling.md``): on a CPU with AVX-512 BF16 a bfloat16 forward pass
-took about half the time of float32, but a training step was slower and
-from-scratch MAP@R moved by more than 0.005. Mining, distances and the loss
-stay float32 whatever the choice, weights stay float32, and the
+infers in bfloat16 where the device computes bfloat16 natively
+(:func:`native_bf16`), else in float32; it trains a *pretrained* network
+(a backbone, or its top blocks) in bfloat16 where bfloat16 training is
+fast (:func:`fast_bf16_training`: CUDA, or a CPU with AMX), and every
+other network in float32. Why (measured in ``docs/scaling.md``): on a CPU
+with AVX-512 BF16 but no AMX a bfloat16 forward pass took about half the
+time of float32 but a training step was slower; training the default
+from-scratch networks in bfloat16 moved their MAP@R by more than 0.005,
+training a pretrained backbone's top blocks did not. Mining, distances and
+the loss stay float32 whatever the choice, weights stay float32, and the
 embeddings handed out are float32.
 """
 
@@ -33,6 +37,7 @@ __all__ = [
     "Precision",
     "autocast",
     "check_precision",
+    "fast_bf16_training",
     "native_bf16",
     "resolve_precision",
 ]
@@ -41,6 +46,8 @@ __all__ = [
 PRECISIONS: tuple[str, ...] = ("auto", "32", "bf16", "16")
 
 _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+#: CPU flags under which a bfloat16 *training* step is faster than float32.
+_CPU_BF16_TRAINING_FLAGS = ("amx_bf16",)
 
 
 class Precision(NamedTuple):
@@ -111,7 +118,42 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: str | torch.device = "cpu") -> Precision:
+def fast_bf16_training(device: str | torch.device = "cpu") -> bool:
+    """Whether a bfloat16 training step is faster than float32 on ``device``.
+
+    CUDA: :func:`torch.cuda.is_bf16_supported`. CPU: Linux with AMX
+    (``amx_bf16`` in ``/proc/cpuinfo``), whose tile units run bfloat16
+    matrix products for the backward pass too. A CPU with AVX-512 BF16 but
+    no AMX computes bfloat16 dot products natively, which makes inference
+    faster, but a training step there took longer than in float32
+    (``docs/scaling.md``), so it does not count.
+
+    Parameters
+    ----------
+    device : str or torch.device, default="cpu"
+        A resolved device.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from sktriplet.runtime.precision import fast_bf16_training
+    >>> fast_bf16_training("meta")
+    False
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return native_bf16(device)
+    if kind == "cpu":
+        return any(flag in _cpu_flags() for flag in _CPU_BF16_TRAINING_FLAGS)
+    return False
+
+
+def resolve_precision(
+    precision: str, device: str | torch.device = "cpu", *, pretrained: bool = False
+) -> Precision:
     """What ``precision`` means on ``device``, for training and for inference.
 
     Parameters
@@ -120,13 +162,19 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu") -> Pre
         The estimator's parameter.
     device : str or torch.device, default="cpu"
         A resolved device.
+    pretrained : bool, default=False
+        Whether what trains is a pretrained network (a
+        :class:`~sktriplet.networks.BackboneEmbedder` or its top blocks,
+        :func:`~sktriplet.networks.split.is_pretrained`). Only ``"auto"``
+        looks at it.
 
     Returns
     -------
     Precision
-        ``("32", "bf16")`` for ``"auto"`` on a device with native bfloat16,
-        ``("32", "32")`` for ``"auto"`` elsewhere; ``(p, p)`` for
-        ``p in {"32", "bf16"}``; ``("16", "32")`` for ``"16"``.
+        For ``"auto"``: training ``"bf16"`` for a pretrained network on a
+        device where :func:`fast_bf16_training`, else ``"32"``; inference
+        ``"bf16"`` on a device with :func:`native_bf16`, else ``"32"``.
+        ``(p, p)`` for ``p in {"32", "bf16"}``; ``("16", "32")`` for ``"16"``.
 
     Examples
     --------
@@ -135,10 +183,13 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu") -> Pre
     Precision(fit='32', inference='32')
     >>> resolve_precision("16")
     Precision(fit='16', inference='32')
+    >>> resolve_precision("auto", "meta", pretrained=True)
+    Precision(fit='32', inference='32')
     """
     check_precision(precision)
     if precision == "auto":
-        return Precision("32", "bf16" if native_bf16(device) else "32")
+        fit = "bf16" if pretrained and fast_bf16_training(device) else "32"
+        return Precision(fit, "bf16" if native_bf16(device) else "32")
     return Precision(precision, "32" if precision == "16" else precision)
 
 

@@ -26,6 +26,7 @@ from torch.utils.data import BatchSampler, SequentialSampler
 
 from sktriplet.inputs.triplet_batches import TripletBatchSampler, TripletDataset
 from sktriplet.networks.layers import regularization_loss
+from sktriplet.networks.split import is_pretrained
 from sktriplet.runtime.allocator import keep_freed_memory
 from sktriplet.runtime.loader_errors import clean_loader_errors
 from sktriplet.runtime.precision import resolve_precision
@@ -108,7 +109,8 @@ class TripletNet(NeuralNet):
     # ------------------------------------------------------ mixed precision
     def autocast(self):
         """The autocast context of ``precision``'s training passes (disabled for float32)."""
-        fit = resolve_precision(self.precision, self.device).fit
+        pretrained = is_pretrained(self.module_)
+        fit = resolve_precision(self.precision, self.device, pretrained=pretrained).fit
         dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(fit)
         return torch.autocast(
             device_type=torch.device(self.device).type,

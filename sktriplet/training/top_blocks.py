@@ -51,7 +51,7 @@ from sktriplet.inputs.training_data import TrainingData
 from sktriplet.networks.backbone import BackboneEmbedder
 from sktriplet.networks.blocks import backbone_blocks
 from sktriplet.networks.split import BlockTop, split_at_block, unwrap_embedder
-from sktriplet.runtime.precision import resolve_precision
+from sktriplet.runtime.precision import autocast, resolve_precision
 from sktriplet.runtime.progress import progress_loader
 from sktriplet.training.feature_cache import FeatureHead, cache_features, cache_views
 from sktriplet.training.net import TripletNet
@@ -254,11 +254,14 @@ def _seconds_per_step(top: BlockTop, dataset, params: dict, device) -> float:
         y = y[0]
     model = copy.deepcopy(top).to(device).train()
     x, y = x.to(device), y.to(device)
+    fit = resolve_precision(params["precision"], device, pretrained=True).fit
     times = []
     with torch.random.fork_rng(devices=[]):
         for _ in range(2):
             start = time.perf_counter()
-            triplet_loss(model(x), y, margin=params["margin"]).backward()
+            with autocast(fit, device):  # as the training passes run
+                z = model(x)
+            triplet_loss(z.float(), y, margin=params["margin"]).backward()
             times.append(time.perf_counter() - start)
     return min(times) * 1.1  # the step's update and the loop's overhead
 
